@@ -1,0 +1,2 @@
+"""MicroNet for OpenMMLab."""
+__version__ = '0.1.0'

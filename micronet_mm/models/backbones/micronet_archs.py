@@ -1,0 +1,92 @@
+"""MicroNet architectures as data: one table per variant, built by ``MicroNet`` (micronet.py).
+
+Legend of a row (one block each; the reference code's ``n`` is 1 in every row):
+
+    type   'A' Micro-Block-A (lite), 'B' Micro-Block-B, 'C' Micro-Block-C,
+           'E' the final expansion (see micronet_mm/ops/blocks.py)
+    k      depthwise kernel size (kx1 then 1xk); unused in 'E' rows
+    s      stride of the block (the builder turns it into dilation beyond ``output_stride``)
+    exp    channel multipliers: A: (m1, m2) of the kx1 and 1xk depthwise factors;
+           B/C/E: (1, t), hidden width t·C_in
+    c      output channels of the block ('A': C/R in the paper's Table 1)
+    g_in   A: (-, G) groups of activation A1 and its shuffle;
+           B/C/E: (groups of the expansion conv, groups of A1 and its shuffle)
+    g_out  (groups of the compression conv, groups of the last activation and its shuffle)
+    dsm    activation mode of slots A1, A2, A3: 0 ReLU6 (A3: none), 1 Shift-Max with K=1,
+           2 Shift-Max with K=2 (A rows have no A1: their slots are the 2nd and 3rd)
+    r      multiplier of the hyper-function's squeeze ratio (8·r)
+
+The trailing comment of every row is the output stride after it. Rows are grouped into four
+stages by output stride (4, 8, 16, 32); ``out_indices`` and ``frozen_stages`` count these.
+
+The paper's Table 1 draws each block as ``depthwise -> compress -> expand`` and the reference code
+as ``expand -> depthwise -> compress``; the tables follow the code, which the released weights
+need. Table 1 lists the 'E' rows as a last Micro-C; its "C, C/R" are our ``t·C_in, C_in``.
+"""
+from __future__ import annotations
+
+from micronet_mm.ops import ActSettings
+
+ARCH_SETTINGS: dict[str, dict] = {
+    # ImageNet MicroNet-M0: 4M MAdds, 1.0M params (ICCV Table 1; reference msnx_dy6_exp4_4M_221)
+    'm0': dict(
+        stem=(2, 2),  # (C1, m): 3x1 conv to C1, 1x3 group conv to C1·m; output stride 2
+        act=ActSettings(init_a=(1.0, 1.0), init_b=(0.0, 0.0)),
+        rows=[
+            # type k  s  exp     c   g_in     g_out    dsm      r
+            ('A', 3, 2, (2, 2), 8, (0, 4), (2, 2), (2, 0, 1), 1),  # 4
+            ('A', 3, 2, (2, 2), 12, (0, 8), (4, 4), (2, 2, 1), 1),  # 8
+            ('A', 5, 2, (2, 2), 16, (0, 12), (4, 4), (2, 2, 1), 1),  # 16
+            ('B', 5, 1, (1, 4), 32, (4, 4), (4, 4), (2, 2, 1), 1),  # 16
+            ('C', 5, 2, (1, 4), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 32
+            ('C', 3, 1, (1, 4), 96, (8, 8), (8, 8), (2, 2, 1), 2),  # 32
+            ('E', 3, 1, (1, 4), 384, (12, 12), (0, 0), (2, 2, 1), 2),  # 32
+        ]),
+    # ImageNet MicroNet-M1: 6M MAdds, 1.8M params (reference msnx_dy6_exp6_6M_221)
+    'm1': dict(
+        stem=(3, 2),
+        act=ActSettings(init_a=(1.0, 1.0), init_b=(0.0, 0.0)),
+        rows=[
+            ('A', 3, 2, (2, 2), 8, (0, 6), (2, 2), (2, 0, 1), 1),  # 4
+            ('A', 3, 2, (2, 2), 16, (0, 8), (4, 4), (2, 2, 1), 1),  # 8
+            ('A', 5, 2, (2, 2), 16, (0, 16), (4, 4), (2, 2, 1), 1),  # 16
+            ('B', 5, 1, (1, 6), 32, (4, 4), (4, 4), (2, 2, 1), 1),  # 16
+            ('C', 5, 2, (1, 6), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 32
+            ('C', 3, 1, (1, 6), 96, (8, 8), (8, 8), (2, 2, 1), 2),  # 32
+            ('E', 3, 1, (1, 6), 576, (12, 12), (0, 0), (2, 2, 1), 2),  # 32
+        ]),
+    # ImageNet MicroNet-M2: 12M MAdds, 2.4M params (reference msnx_dy9_exp6_12M_221)
+    'm2': dict(
+        stem=(4, 2),
+        act=ActSettings(init_a=(1.0, 1.0), init_b=(0.0, 0.0)),
+        rows=[
+            ('A', 3, 2, (2, 2), 12, (0, 8), (4, 4), (2, 0, 1), 1),  # 4
+            ('A', 3, 2, (2, 2), 16, (0, 12), (4, 4), (2, 2, 1), 1),  # 8
+            ('A', 3, 1, (2, 2), 24, (0, 16), (4, 4), (2, 2, 1), 1),  # 8
+            ('B', 5, 2, (1, 6), 32, (6, 6), (4, 4), (2, 2, 1), 1),  # 16
+            ('C', 5, 1, (1, 6), 32, (8, 8), (4, 4), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 6), 64, (8, 8), (8, 8), (2, 2, 1), 2),  # 16
+            ('C', 5, 2, (1, 6), 96, (8, 8), (8, 8), (2, 2, 1), 2),  # 32
+            ('C', 3, 1, (1, 6), 128, (12, 12), (8, 8), (2, 2, 1), 2),  # 32
+            ('E', 3, 1, (1, 6), 768, (16, 16), (0, 0), (2, 2, 1), 2),  # 32
+        ]),
+    # ImageNet MicroNet-M3: 21M MAdds, 2.6M params (reference msnx_dy12_exp6_20M_020).
+    # One Shift-Max per block, after the depthwise convolution (ICCV §5.2).
+    'm3': dict(
+        stem=(4, 3),
+        act=ActSettings(init_a=(1.0, 0.5), init_b=(0.0, 0.5)),
+        rows=[
+            ('A', 3, 2, (2, 2), 16, (0, 12), (4, 4), (0, 2, 0), 1),  # 4
+            ('A', 3, 2, (2, 2), 24, (0, 16), (4, 4), (0, 2, 0), 1),  # 8
+            ('A', 3, 1, (2, 2), 24, (0, 24), (4, 4), (0, 2, 0), 1),  # 8
+            ('B', 5, 2, (1, 6), 32, (6, 6), (4, 4), (0, 2, 0), 1),  # 16
+            ('C', 5, 1, (1, 6), 32, (8, 8), (4, 4), (0, 2, 0), 2),  # 16
+            ('C', 5, 1, (1, 6), 64, (8, 8), (8, 8), (0, 2, 0), 2),  # 16
+            ('C', 5, 1, (1, 6), 80, (8, 8), (8, 8), (0, 2, 0), 2),  # 16
+            ('C', 5, 1, (1, 6), 80, (10, 10), (8, 8), (0, 2, 0), 2),  # 16
+            ('C', 5, 2, (1, 6), 120, (10, 10), (10, 10), (0, 2, 0), 2),  # 32
+            ('C', 5, 1, (1, 6), 120, (12, 12), (10, 10), (0, 2, 0), 2),  # 32
+            ('C', 3, 1, (1, 6), 144, (12, 12), (12, 12), (0, 2, 0), 2),  # 32
+            ('E', 3, 1, (1, 6), 864, (12, 12), (0, 0), (0, 2, 0), 2),  # 32
+        ]),
+}

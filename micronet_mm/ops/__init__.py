@@ -1,0 +1,15 @@
+"""MicroNet operators: each module ties to an equation or figure of the paper."""
+from .blocks import (BLOCKS, ActSettings, BlockSpec, ExpansionBlock, MicroBlockA, MicroBlockB,
+                     MicroBlockC, make_activation)
+from .depthwise import MicroFactorizedDepthwise
+from .lite import LiteCombination
+from .pointwise import ChannelShuffle, GroupPointwise, MicroFactorizedPointwise, adaptive_groups
+from .shift_max import DynamicShiftMax, make_divisible, shift_index
+from .stem import MicroStem
+
+__all__ = [
+    'BLOCKS', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax', 'ExpansionBlock',
+    'GroupPointwise', 'LiteCombination', 'MicroBlockA', 'MicroBlockB', 'MicroBlockC',
+    'MicroFactorizedDepthwise', 'MicroFactorizedPointwise', 'MicroStem', 'adaptive_groups',
+    'make_activation', 'make_divisible', 'shift_index',
+]

@@ -1,0 +1,112 @@
+"""Dynamic Shift-Max (ICCV paper §4, Eq. 4; arXiv v1 Eq. 5).
+
+Channels are split into G groups of C/G. The j-th circular shift of x is ``x̂^j``; DY-Shift-Max
+returns the best of K fusions of J shifts, with coefficients computed from x::
+
+    y_i = max_{1<=k<=K} sum_{j=0}^{J-1} a^k_{i,j}(x) · x̂^j_i                             (Eq. 4)
+
+The paper writes the shift as a pure group shift, ``x̂^j_i = x_{(i + j·C/G) mod C}``. The
+reference implementation (and so every released checkpoint) also rotates the channels inside
+each group by one per shift. With i = g·(C/G) + c (group g, position c)::
+
+    paper:     x̂^j_i = x_{((g + j) mod G)·C/G + c}
+    reference: x̂^j_i = x_{((g + j) mod G)·C/G + (c + j) mod C/G}      (``inner_shift=True``)
+
+The coefficients come from a squeeze-excitation style hyper-function: average pooling, FC,
+ReLU, FC to C·J·K outputs, hard sigmoid, rescaled to ``[-act_max, act_max]`` and offset by a fixed
+initial value per (k, j) (``init_a`` for j = 0, ``init_b`` for j = 1), as in dynamic ReLU. Output
+``C·J·K`` is laid out as ``[k][j][channel]``, the layout of the reference checkpoints.
+
+Special cases: J = 1 is dynamic ReLU (each channel activated alone); K = 1 drops the max (a
+dynamic linear fusion); ``dynamic=False`` is the static Shift-Max of the ablations (Table 2):
+the coefficients are learned parameters that do not depend on the input.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """Round ``value`` to a multiple of ``divisor``, never more than 10% down (MobileNet rule)."""
+    min_value = divisor if min_value is None else min_value
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def shift_index(channels: int, groups: int, shift: int, inner_shift: bool = True) -> torch.Tensor:
+    """Index ``idx`` with ``x̂^shift = x[:, idx]``: shift by ``shift`` groups (see module doc)."""
+    per_group = channels // groups
+    g = torch.arange(groups).view(groups, 1)
+    c = torch.arange(per_group).view(1, per_group)
+    src_c = (c + shift) % per_group if inner_shift else c.expand(groups, per_group)
+    return (((g + shift) % groups) * per_group + src_c).reshape(-1)
+
+
+class DynamicShiftMax(nn.Module):
+    """Dynamic Shift-Max activation, Eq. 4.
+
+    Args:
+        channels: C.
+        groups: G, the number of channel groups that the shift moves across.
+        num_shifts: J, the number of shifted copies fused (J=1 gives dynamic ReLU).
+        num_fusions: K, the number of fusions maxed over (K=1: no max).
+        squeeze_channels: hidden width of the hyper-function (ignored when static).
+        act_max: coefficients vary in ``init ± act_max``.
+        init_a: offsets of the j=0 coefficient, one per fusion k.
+        init_b: offsets of the j=1 coefficient, one per fusion k.
+        dynamic: False gives static Shift-Max (input-independent learned coefficients).
+        inner_shift: also rotate inside each group, as the reference code does (module doc).
+    """
+
+    def __init__(self, channels: int, *, groups: int, num_shifts: int = 2, num_fusions: int = 2,
+                 squeeze_channels: int = 4, act_max: float = 2.0,
+                 init_a: Sequence[float] = (1.0, 0.0), init_b: Sequence[float] = (0.0, 0.0),
+                 dynamic: bool = True, inner_shift: bool = True) -> None:
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f'DynamicShiftMax: channels={channels} is not divisible by '
+                             f'groups={groups}')
+        self.channels, self.groups = channels, groups
+        self.num_shifts, self.num_fusions = num_shifts, num_fusions
+        self.act_max = act_max
+        init = torch.zeros(num_fusions, num_shifts)
+        init[:, 0] = torch.tensor(list(init_a)[:num_fusions])
+        if num_shifts > 1:
+            init[:, 1] = torch.tensor(list(init_b)[:num_fusions])
+        self.register_buffer('init', init.view(num_fusions, num_shifts, 1, 1, 1), persistent=False)
+        index = torch.stack([shift_index(channels, groups, j, inner_shift)
+                             for j in range(num_shifts)])
+        self.register_buffer('index', index, persistent=False)  # (J, C)
+        n_coef = channels * num_shifts * num_fusions
+        if dynamic:
+            self.fc = nn.Sequential(
+                nn.Linear(channels, squeeze_channels), nn.ReLU(inplace=True),
+                nn.Linear(squeeze_channels, n_coef), nn.Hardsigmoid())
+        else:
+            self.register_parameter('static_coef', nn.Parameter(torch.full((n_coef,), 0.5)))
+            self.fc = None
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """``a^k_{i,j}(x)`` as a ``(K, J, N, C, 1, 1)`` tensor (the hyper-function of Eq. 4)."""
+        n = x.shape[0]
+        if self.fc is None:
+            s = self.static_coef.expand(n, -1)
+        else:
+            s = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (N, K·J·C) in [0, 1]
+        a = (s - 0.5) * (2 * self.act_max)
+        a = a.view(n, self.num_fusions, self.num_shifts, self.channels, 1, 1)
+        return a.permute(1, 2, 0, 3, 4, 5) + self.init.unsqueeze(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.coefficients(x)  # (K, J, N, C, 1, 1)
+        shifted = torch.stack([x] + [x[:, idx] for idx in self.index[1:]])  # (J, N, C, H, W)
+        fused = (a * shifted.unsqueeze(0)).sum(1)  # (K, N, C, H, W)
+        return fused.amax(0)  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, groups={self.groups}, J={self.num_shifts}, '
+                f'K={self.num_fusions}, dynamic={self.fc is not None}')

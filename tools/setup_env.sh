@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# One-time set-up of .venv/ for micronet_mm. Idempotent: a second run with nothing changed
+# returns in about a second.
+#
+#   bash tools/setup_env.sh            # build or update .venv/
+#   bash tools/setup_env.sh --rebuild  # delete .venv/ and start over
+#
+# The environment counts as good only when .venv/.micronet_mm-ready holds the hash of the
+# requirement files and of this script. The marker is removed before any install step and
+# written after the last one, so an interrupted or failed run is never mistaken for a good one:
+# the next run simply carries on from where it stopped.
+#
+# Every step below works around something recorded in shared/notes/openmmlab-install.md.
+# Environment variables:
+#   PYTHON             interpreter for the venv (default: python3.11, else python3)
+#   MICRONET_CACHE     where the built mmcv wheel is cached (default: ~/.cache/micronet_mm)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+MARKER="$VENV/.micronet_mm-ready"
+CACHE="${MICRONET_CACHE:-$HOME/.cache/micronet_mm}"
+LOG_DIR="$CACHE/logs"
+PY_BOOT="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+MMCV_VERSION=2.1.0
+TORCH_VERSION=2.14.1
+
+if [[ "${1:-}" == "--rebuild" ]]; then
+  echo "[setup] --rebuild: removing $VENV"
+  rm -rf "$VENV"
+fi
+
+# The hash covers every file that decides what goes into the venv.
+want_hash="$(cat "$ROOT"/requirements.txt "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" \
+  "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [[ -x "$VENV/bin/python" && -f "$MARKER" && "$(cat "$MARKER")" == "$want_hash" ]]; then
+  exit 0
+fi
+
+mkdir -p "$LOG_DIR"
+step="start"
+log="$LOG_DIR/setup-$(date +%Y%m%d-%H%M%S).log"
+on_error() {
+  echo "[setup] FAILED at step '$step'. Full log: $log" >&2
+  tail -n 25 "$log" >&2 || true
+  echo "[setup] .venv is marked not ready. Fix the cause and rerun: bash tools/setup_env.sh" >&2
+  echo "[setup] (to start from scratch: bash tools/setup_env.sh --rebuild)" >&2
+}
+trap on_error ERR
+run() {  # run STEP-NAME CMD...: log a command's output, keep the terminal quiet
+  step="$1"; shift
+  echo "[setup] $step"
+  "$@" >>"$log" 2>&1
+}
+
+rm -f "$MARKER"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  rm -rf "$VENV"
+  run "create virtual environment with $PY_BOOT" "$PY_BOOT" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+export PIP_CONSTRAINT="$ROOT/requirements/torch.txt"  # nothing may move torch afterwards
+
+run "build tools (setuptools<81 keeps pkg_resources for mmcv)" "${PIP[@]}" -r "$ROOT/requirements/build.txt"
+run "torch $TORCH_VERSION + torchvision (local wheels)" "${PIP[@]}" -r "$ROOT/requirements/torch.txt"
+
+# mmcv: only a source tarball exists. Build once per (mmcv, torch, python), cache the wheel.
+pytag="$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+wheel_dir="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$pytag"
+if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then
+  if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
+    src="$(mktemp -d)"
+    run "download mmcv $MMCV_VERSION source" "$VENV/bin/python" -m pip download --no-deps --no-binary :all: \
+      -d "$src" "mmcv==$MMCV_VERSION"
+    run "unpack mmcv source" tar -xzf "$src"/mmcv-$MMCV_VERSION.tar.gz -C "$src"
+    # torch 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
+    sed -i 's/-std=c++17/-std=c++20/g' "$src/mmcv-$MMCV_VERSION/setup.py"
+    grep -q -- '-std=c++20' "$src/mmcv-$MMCV_VERSION/setup.py"
+    echo "[setup] (building mmcv with its CPU ops takes about 10 minutes on 2 cores; it is cached after)"
+    run "build mmcv $MMCV_VERSION wheel" env MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
+      "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps -w "$src/dist" "$src/mmcv-$MMCV_VERSION"
+    mkdir -p "$wheel_dir"
+    mv "$src"/dist/mmcv-*.whl "$wheel_dir/"
+    rm -rf "$src"
+  fi
+  run "install cached mmcv wheel" "${PIP[@]}" "$wheel_dir"/mmcv-*.whl
+  run "check mmcv ops" "$VENV/bin/python" -c "import mmcv.ops; mmcv.ops.nms"
+fi
+
+run "chumpy (needs --no-build-isolation)" "${PIP[@]}" --no-build-isolation chumpy==0.70
+run "xtcocotools (rebuilt from source against numpy 2)" "${PIP[@]}" --no-build-isolation \
+  --no-binary xtcocotools xtcocotools==1.14.3
+run "OpenMMLab toolboxes and test tools" "${PIP[@]}" -r "$ROOT/requirements.txt"
+run "micronet_mm (editable)" "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+run "import check" "$VENV/bin/python" -c \
+  "import torch, mmcv.ops, mmdet, mmpose, mmseg, mmpretrain, xtcocotools.coco, micronet_mm; \
+assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
+
+echo "$want_hash" >"$MARKER"
+trap - ERR
+echo "[setup] .venv is ready"
