@@ -1,2 +1,11 @@
-"""MicroNet for OpenMMLab."""
+"""MicroNet for OpenMMLab.
+
+Importing the package allow-lists the types that mmengine checkpoints contain, so that
+``load_from``, ``resume`` and ``tools/test.py`` work under torch's ``weights_only`` loading.
+Models register themselves in the toolboxes on ``import micronet_mm.models``.
+"""
+from .checkpoint import allow_mmengine_checkpoints
+
 __version__ = '0.1.0'
+
+allow_mmengine_checkpoints()

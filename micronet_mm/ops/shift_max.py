@@ -46,6 +46,21 @@ def shift_index(channels: int, groups: int, shift: int, inner_shift: bool = True
     return (((g + shift) % groups) * per_group + src_c).reshape(-1)
 
 
+class HSigmoid(nn.Module):
+    """``relu6(x + 3) / 6``, computed as the reference code does (``nn.Hardsigmoid`` multiplies
+    by 1/6 and differs in the last bit, which deep stacks of Shift-Max amplify)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) / 6.0
+
+
+class HSwish(nn.Module):
+    """``x · relu6(x + 3) / 6``, with the reference code's order of operations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (F.relu6(x + 3.0) / 6.0)
+
+
 class DynamicShiftMax(nn.Module):
     """Dynamic Shift-Max activation, Eq. 4.
 
@@ -85,7 +100,7 @@ class DynamicShiftMax(nn.Module):
         if dynamic:
             self.fc = nn.Sequential(
                 nn.Linear(channels, squeeze_channels), nn.ReLU(inplace=True),
-                nn.Linear(squeeze_channels, n_coef), nn.Hardsigmoid())
+                nn.Linear(squeeze_channels, n_coef), HSigmoid())
         else:
             self.register_parameter('static_coef', nn.Parameter(torch.full((n_coef,), 0.5)))
             self.fc = None

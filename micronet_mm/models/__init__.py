@@ -1,0 +1,14 @@
+"""MicroNet models, registered in the OpenMMLab toolboxes' ``MODELS`` registries.
+
+Configs load them with ``custom_imports = dict(imports=['micronet_mm.models'])``.
+"""
+from micronet_mm.registry import TOOLBOXES, register_in
+from .backbones import ARCH_SETTINGS, MicroNet
+from .classifiers import MutualLearningClassifier
+from .heads import MicroNetClsHead
+
+register_in(TOOLBOXES, MicroNet)
+register_in(('mmpretrain',), MicroNetClsHead)
+register_in(('mmpretrain',), MutualLearningClassifier)
+
+__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MutualLearningClassifier']

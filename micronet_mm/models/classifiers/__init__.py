@@ -1,0 +1,3 @@
+from .mutual import MutualLearningClassifier
+
+__all__ = ['MutualLearningClassifier']

@@ -1,0 +1,3 @@
+from .cls_head import MicroNetClsHead
+
+__all__ = ['MicroNetClsHead']

@@ -1,0 +1,80 @@
+"""Shared parts of tools/train.py, tools/test.py and the analysis tools: loading a config and
+checking, before anything is built, that the data and checkpoints it names exist."""
+from __future__ import annotations
+
+import os.path as osp
+
+from mmengine.config import Config
+
+
+class MissingInputError(FileNotFoundError):
+    """A dataset or checkpoint path in the config does not exist; the message says how to fix."""
+
+
+def load_config(path: str, cfg_options: dict | None = None) -> Config:
+    if not osp.isfile(path):
+        raise MissingInputError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _is_remote(path: str) -> bool:
+    return '://' in str(path)
+
+
+def _dataset_paths(dataset: dict, where: str):
+    """Yield ``(config key, path)`` for the files and folders a dataset config needs."""
+    if dataset is None:
+        return
+    if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, ...
+        yield from _dataset_paths(dataset['dataset'], f'{where}.dataset')
+    for i, sub in enumerate(dataset.get('datasets') or []):  # ConcatDataset
+        yield from _dataset_paths(sub, f'{where}.datasets.{i}')
+    root = dataset.get('data_root') or ''
+    if root:
+        yield f'{where}.data_root', root
+    if dataset.get('ann_file'):
+        yield f'{where}.ann_file', osp.join(root, dataset['ann_file'])
+    for key, value in (dataset.get('data_prefix') or {}).items():
+        if isinstance(value, str) and value:
+            yield f'{where}.data_prefix.{key}', osp.join(root, value)
+
+
+def _checkpoint_paths(node, where: str):
+    if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and node.get('checkpoint'):
+            yield f'{where}.checkpoint', node['checkpoint']
+        for key, value in node.items():
+            yield from _checkpoint_paths(value, f'{where}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _checkpoint_paths(value, f'{where}.{i}')
+
+
+def check_paths(cfg: Config, *, train: bool) -> None:
+    """Raise :class:`MissingInputError` naming every missing dataset path or checkpoint.
+
+    Args:
+        cfg: the merged config.
+        train: check the training (and validation) data; else the test data.
+    """
+    loaders = ('train_dataloader', 'val_dataloader') if train else ('test_dataloader',)
+    problems = []
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        for key, path in _dataset_paths(dataset, f'{loader}.dataset'):
+            if not _is_remote(path) and not osp.exists(path):
+                problems.append(
+                    f'  {key}: {path!r} does not exist. Point the config at your copy, e.g. '
+                    f'--cfg-options {key}=/path/to/it (or edit the config).')
+    checkpoints = list(_checkpoint_paths(cfg.get('model'), 'model')) if train else []
+    if train and cfg.get('load_from') and cfg.get('resume') is not True:
+        checkpoints.append(('load_from', cfg.load_from))
+    for key, path in checkpoints:
+        if not _is_remote(path) and not osp.isfile(path):
+            problems.append(f'  {key}: checkpoint {path!r} not found. Download or convert it '
+                            f'(see README, "Weights"), or set --cfg-options {key}=/path/to/ckpt.')
+    if problems:
+        raise MissingInputError('missing inputs:\n' + '\n'.join(dict.fromkeys(problems)))
