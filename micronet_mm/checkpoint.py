@@ -8,8 +8,21 @@ writes. Anything else (an arbitrary pickled object) is still refused by torch.
 """
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import torch
+
+
+def _history_buffer_getattr(obj, name: str):
+    """Stands in for ``builtins.getattr`` while unpickling: mmengine pickles the statistics
+    methods of ``HistoryBuffer`` as ``getattr(HistoryBuffer, 'mean')``. Nothing else is allowed,
+    so a checkpoint cannot reach other attributes (``getattr(np.ndarray, 'tofile')``, ...)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'mean', 'current', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'checkpoint asks for getattr({obj!r}, {name!r}); refused')
 
 
 def mmengine_safe_globals() -> list:
@@ -20,7 +33,7 @@ def mmengine_safe_globals() -> list:
                      ('float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8',
                       'uint8', 'bool')]
     return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
-            *dtype_classes]
+            *dtype_classes, (_history_buffer_getattr, 'builtins.getattr')]
 
 
 def allow_mmengine_checkpoints() -> None:

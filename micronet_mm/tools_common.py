@@ -37,9 +37,13 @@ def _dataset_paths(dataset: dict, where: str):
         yield f'{where}.data_root', root
     if dataset.get('ann_file'):
         yield f'{where}.ann_file', osp.join(root, dataset['ann_file'])
-    for key, value in (dataset.get('data_prefix') or {}).items():
+    prefix = dataset.get('data_prefix') or {}
+    if isinstance(prefix, str):  # mmpretrain's CustomDataset takes a plain folder
+        prefix = {'': prefix}
+    for key, value in prefix.items():
         if isinstance(value, str) and value:
-            yield f'{where}.data_prefix.{key}', osp.join(root, value)
+            name = f'{where}.data_prefix' + (f'.{key}' if key else '')
+            yield name, osp.join(root, value)
 
 
 def _checkpoint_paths(node, where: str):

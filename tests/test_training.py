@@ -96,3 +96,17 @@ def test_mutual_learning_trains_both_networks(arch):
     assert type(model.partner_backbone).__name__ == 'MicroNet'
     assert model.partner_backbone.stages[1][0].lite.compress.conv.groups == 1
     assert model.backbone.stages[1][0].lite.compress.conv.groups > 1
+
+
+class EvilGetattr:
+    """Pickles as getattr(numpy.ndarray, 'tofile'): reachable only if getattr were allowed."""
+    def __reduce__(self):
+        import numpy as np
+        return (getattr, (np.ndarray, 'tofile'))
+
+
+def test_only_history_buffer_getattr_is_allowed(tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'meta': EvilGetattr()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='refused'):
+        torch.load(path, weights_only=True)
