@@ -67,3 +67,18 @@ def test_get_flops_prints_paper_madds(arch, capsys):
     assert report['model'].conv_linear_madds == pytest.approx(conv_linear, rel=0.005)
     out = capsys.readouterr().out
     assert f'MAdds {total / 1e6:.2f}M' in out
+
+
+def test_auto_channels_follow_the_backbone_config():
+    """in_channels='auto' is resolved from the backbone actually configured (no second list)."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/pretrain/micronet-m0_8xb64_in1k.py'))
+    assert cfg.model.head.in_channels == 'auto'
+    cfg.merge_from_dict({'model.backbone.arch': 'm3'})
+    model = build(cfg)
+    assert model.head.in_channels == 864 == model.backbone.out_channels[-1]
+
+
+def test_auto_channels_reject_other_backbones():
+    from micronet_mm.models.auto_channels import fill_auto_channels
+    with pytest.raises(ValueError, match="needs a MicroNet backbone, got 'ResNet'"):
+        fill_auto_channels(dict(in_channels='auto'), dict(type='ResNet', depth=18))

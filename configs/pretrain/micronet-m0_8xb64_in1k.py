@@ -11,12 +11,12 @@ _base_ = [
 custom_imports = dict(imports=['micronet_mm.models'], allow_failed_imports=False)
 
 model = dict(
-    type='ImageClassifier',
+    type='MicroNetImageClassifier',
     backbone=dict(type='MicroNet', arch='m0'),
     head=dict(
         type='MicroNetClsHead',
         num_classes=1000,
-        in_channels=384,  # MicroNet.stage_channels[-1]; tests/test_configs.py checks it
+        in_channels='auto',  # from the backbone (micronet_mm/models/auto_channels.py)
         mid_channels=640,
         dropout=0.05,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),

@@ -3,4 +3,4 @@ _base_ = './micronet-m0_8xb64_in1k.py'
 
 model = dict(
     backbone=dict(arch='m1'),
-    head=dict(in_channels=576, mid_channels=960, dropout=0.05))
+    head=dict(mid_channels=960, dropout=0.05))

@@ -3,4 +3,4 @@ _base_ = './micronet-m0_8xb64_in1k.py'
 
 model = dict(
     backbone=dict(arch='m2'),
-    head=dict(in_channels=768, mid_channels=1024, dropout=0.1))
+    head=dict(mid_channels=1024, dropout=0.1))

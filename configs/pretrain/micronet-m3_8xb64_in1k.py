@@ -3,5 +3,5 @@ _base_ = './micronet-m0_8xb64_in1k.py'
 
 model = dict(
     backbone=dict(arch='m3'),
-    head=dict(in_channels=864, mid_channels=1024, dropout=0.1))
+    head=dict(mid_channels=1024, dropout=0.1))
 optim_wrapper = dict(optimizer=dict(weight_decay=4e-5))

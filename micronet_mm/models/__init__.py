@@ -4,11 +4,13 @@ Configs load them with ``custom_imports = dict(imports=['micronet_mm.models'])``
 """
 from micronet_mm.registry import TOOLBOXES, register_in
 from .backbones import ARCH_SETTINGS, MicroNet
-from .classifiers import MutualLearningClassifier
+from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
 from .heads import MicroNetClsHead
 
 register_in(TOOLBOXES, MicroNet)
 register_in(('mmpretrain',), MicroNetClsHead)
+register_in(('mmpretrain',), MicroNetImageClassifier)
 register_in(('mmpretrain',), MutualLearningClassifier)
 
-__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MutualLearningClassifier']
+__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetImageClassifier',
+           'MutualLearningClassifier']

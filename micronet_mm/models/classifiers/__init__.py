@@ -1,3 +1,3 @@
-from .mutual import MutualLearningClassifier
+from .mutual import MicroNetImageClassifier, MutualLearningClassifier
 
-__all__ = ['MutualLearningClassifier']
+__all__ = ['MicroNetImageClassifier', 'MutualLearningClassifier']

@@ -13,6 +13,11 @@ import torch.nn.functional as F
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
+from ..auto_channels import fill_auto_channels, with_auto_channels
+
+#: ``ImageClassifier`` with ``head.in_channels='auto'`` taken from the backbone
+MicroNetImageClassifier = with_auto_channels(ImageClassifier, 'head')
+
 
 def kl_to_target(logits: torch.Tensor, target_logits: torch.Tensor, t: float) -> torch.Tensor:
     """``T² · KL(softmax(target/T) || softmax(logits/T))``, mean over the batch."""
@@ -21,8 +26,8 @@ def kl_to_target(logits: torch.Tensor, target_logits: torch.Tensor, t: float) ->
     return F.kl_div(log_p, q, reduction='batchmean') * t * t
 
 
-class MutualLearningClassifier(ImageClassifier):
-    """``ImageClassifier`` that co-trains a full-rank partner.
+class MutualLearningClassifier(MicroNetImageClassifier):
+    """``MicroNetImageClassifier`` that co-trains a full-rank partner.
 
     Args:
         backbone: MicroNet backbone config.
@@ -40,7 +45,7 @@ class MutualLearningClassifier(ImageClassifier):
         if partner_backbone is None:
             partner_backbone = dict(backbone, full_rank=True)
         self.partner_backbone = MODELS.build(partner_backbone)
-        self.partner_head = MODELS.build(head)
+        self.partner_head = MODELS.build(fill_auto_channels(head, partner_backbone))
         self.kl_weight, self.temperature = kl_weight, temperature
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
