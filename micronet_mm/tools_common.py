@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import os.path as osp
 
+import contextlib
+import re
+
 from mmengine.config import Config
 
 
 class MissingInputError(FileNotFoundError):
     """A dataset or checkpoint path in the config does not exist; the message says how to fix."""
+
+
+class CorruptImageError(RuntimeError):
+    """An image of the dataset could not be decoded."""
+
+
+@contextlib.contextmanager
+def clear_data_errors():
+    """Turn mmcv's "failed to load image" (raised inside a data-loader worker, under a long
+    traceback) into one clear error naming the file."""
+    try:
+        yield
+    except (AssertionError, OSError, ValueError) as e:
+        found = re.search(r'failed to load image: (\S+)', str(e))
+        if not found:
+            raise
+        raise CorruptImageError(
+            f'cannot decode image {found[1]} (corrupt or not an image). Replace it, or remove '
+            'it from the annotation file, and run again.') from None
 
 
 def load_config(path: str, cfg_options: dict | None = None) -> Config:

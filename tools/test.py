@@ -15,7 +15,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
-from micronet_mm.tools_common import MissingInputError, check_paths, load_config  # noqa: E402
+from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.tools_common import (MissingInputError, check_paths,  # noqa: E402
+                                      clear_data_errors, load_config)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,9 +73,14 @@ def main(argv=None) -> dict:
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+    setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
-    return runner.test()
+    with clear_data_errors():
+        metrics = runner.test()
+    print('Results: ' + '  '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                                  for k, v in metrics.items()))
+    return metrics
 
 
 if __name__ == '__main__':

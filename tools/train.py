@@ -16,7 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
-from micronet_mm.tools_common import check_paths, load_config  # noqa: E402
+from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.tools_common import check_paths, clear_data_errors, load_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,9 +72,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
     check_paths(cfg, train=True)
+    setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    with clear_data_errors():
+        runner.train()
 
 
 if __name__ == '__main__':

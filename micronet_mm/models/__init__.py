@@ -5,12 +5,15 @@ Configs load them with ``custom_imports = dict(imports=['micronet_mm.models'])``
 from micronet_mm.registry import TOOLBOXES, register_in
 from .backbones import ARCH_SETTINGS, MicroNet
 from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
+from .detectors import MicroNetFasterRCNN, MicroNetRetinaNet
 from .heads import MicroNetClsHead
 
 register_in(TOOLBOXES, MicroNet)
 register_in(('mmpretrain',), MicroNetClsHead)
 register_in(('mmpretrain',), MicroNetImageClassifier)
 register_in(('mmpretrain',), MutualLearningClassifier)
+register_in(('mmdet',), MicroNetRetinaNet)
+register_in(('mmdet',), MicroNetFasterRCNN)
 
-__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetImageClassifier',
-           'MutualLearningClassifier']
+__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetFasterRCNN',
+           'MicroNetImageClassifier', 'MicroNetRetinaNet', 'MutualLearningClassifier']
