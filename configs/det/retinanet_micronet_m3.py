@@ -17,7 +17,7 @@
 #   iterations: mmdet's RetinaNet recipe (auto_scale_lr base 16).
 # - 3x schedule as the paper: 36 epochs (no RepeatDataset), lr x0.1 at epochs 28 and 34, with
 #   mmdet's 3x multi-scale training (shorter side 640-800, longer side up to 1333).
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_ms-640-800-3x_coco.py'
+_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', './_base_/coco_ms-3x-36e.py']
 custom_imports = dict(imports=['micronet_mm.models'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/micronet-m3_in1k.pth'
@@ -33,20 +33,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(in_channels='auto', start_level=0, add_extra_convs='on_input', num_outs=5))
 
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='CocoDataset',
-        data_root='data/coco/',
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline={{_base_.train_pipeline}}))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=36, val_interval=3)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[28, 34], gamma=0.1),
-]
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4))
-auto_scale_lr = dict(base_batch_size=16)

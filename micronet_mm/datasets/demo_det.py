@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ._writer import write_once
+
 CLASSES = ('square', 'circle', 'triangle')
-VERSION = '2'
+VERSION = '3'
 
 
 def _draw_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, list]:
@@ -25,7 +26,7 @@ def _draw_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, list]
     boxes: list = []
     for _ in range(rng.integers(1, 4)):
         for _try in range(20):  # place without overlapping the earlier shapes
-            w = int(rng.integers(size // 6, size // 2.5))
+            w = int(rng.integers(size // 4, size // 2 + 1))
             x0, y0 = (int(v) for v in rng.integers(0, size - w, 2))
             box = (x0, y0, x0 + w, y0 + w)
             if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
@@ -63,27 +64,12 @@ def _write_split(rng, root: str, split: str, n: int, size: int) -> None:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)
 
 
-def make_demo_det(root: str, *, sizes: tuple[int, int] = (240, 60), image_size: int = 128,
-                  seed: int = 0) -> str:
-    """Write the dataset under ``root``, replacing only a previous demo copy there."""
-    if osp.exists(root) and not osp.isfile(osp.join(root, 'VERSION')):
-        raise FileExistsError(f'{root} exists and is not a demo dataset; not touching it')
-    rng = np.random.default_rng(seed)
-    tmp = root.rstrip('/') + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(osp.join(tmp, 'annotations'))
-    for split, n in zip(('train', 'val'), sizes):
-        _write_split(rng, tmp, split, n, image_size)
-    with open(osp.join(tmp, 'VERSION'), 'w') as f:
-        f.write(VERSION)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
-    return root
-
-
-def ensure_demo_det(root: str = 'data/demo_det') -> str:
-    """Make the dataset unless a complete copy of this version is already at ``root``."""
-    stamp = osp.join(root, 'VERSION')
-    if osp.isfile(stamp) and open(stamp).read() == VERSION:
-        return root
-    return make_demo_det(root)
+def ensure_demo_det(root: str = 'data/demo_det', *, sizes: tuple[int, int] = (240, 60),
+                    image_size: int = 128, seed: int = 0) -> str:
+    """Write the dataset under ``root`` unless this version is already there."""
+    def fill(tmp: str) -> None:
+        rng = np.random.default_rng(seed)
+        os.makedirs(osp.join(tmp, 'annotations'))
+        for split, n in zip(('train', 'val'), sizes):
+            _write_split(rng, tmp, split, n, image_size)
+    return write_once(root, VERSION, fill)

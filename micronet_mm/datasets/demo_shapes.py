@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ._writer import write_once
 
 CLASSES = ('circle', 'square', 'triangle', 'cross')
 VERSION = '1'
@@ -37,30 +38,16 @@ def draw_shape(rng: np.random.Generator, name: str, size: int) -> Image.Image:
     return img
 
 
-def make_demo_shapes(root: str, *, per_class: tuple[int, int] = (120, 40), size: int = 64,
-                     seed: int = 0) -> str:
-    """Write the dataset under ``root``, replacing only a previous demo copy (never other data)."""
-    if osp.exists(root) and not osp.isfile(osp.join(root, 'VERSION')):
-        raise FileExistsError(f'{root} exists and is not a demo dataset; not touching it')
-    rng = np.random.default_rng(seed)
-    tmp = root.rstrip('/') + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, n in zip(('train', 'val'), per_class):
-        for name in CLASSES:
-            folder = osp.join(tmp, split, name)
-            os.makedirs(folder)
-            for i in range(n):
-                draw_shape(rng, name, size).save(osp.join(folder, f'{i:04d}.png'))
-    with open(osp.join(tmp, 'VERSION'), 'w') as f:
-        f.write(VERSION)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
-    return root
-
-
-def ensure_demo_shapes(root: str = 'data/demo_shapes') -> str:
-    """Make the dataset unless a complete copy of this version is already at ``root``."""
-    stamp = osp.join(root, 'VERSION')
-    if osp.isfile(stamp) and open(stamp).read() == VERSION:
-        return root
-    return make_demo_shapes(root)
+def ensure_demo_shapes(root: str = 'data/demo_shapes', *,
+                       per_class: tuple[int, int] = (120, 40), size: int = 64,
+                       seed: int = 0) -> str:
+    """Write the dataset under ``root`` unless this version is already there."""
+    def fill(tmp: str) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in zip(('train', 'val'), per_class):
+            for name in CLASSES:
+                folder = osp.join(tmp, split, name)
+                os.makedirs(folder)
+                for i in range(n):
+                    draw_shape(rng, name, size).save(osp.join(folder, f'{i:04d}.png'))
+    return write_once(root, VERSION, fill)
