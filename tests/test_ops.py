@@ -108,7 +108,6 @@ def test_micro_factorized_pointwise_block_structure():
         bn.weight.data.fill_(1), bn.bias.data.zero_()
     assert mf.q.conv.groups == 3 and mf.p.conv.groups == 3
     w = mf(torch.eye(18).view(18, 18, 1, 1)).view(18, 18).T  # column i = W e_i
-    paths = torch.zeros(18, 18)
     q = (mf.q.conv.weight[:, :, 0, 0] != 0).float()
     p = (mf.p.conv.weight[:, :, 0, 0] != 0).float()
     dense_q = torch.block_diag(*q.view(3, 3, 6))  # (9, 18)

@@ -76,8 +76,8 @@ class MicroFactorizedPointwise(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden: int,
                  groups: tuple[int, int] | None = None) -> None:
         super().__init__()
-        if groups is None:
-            g = adaptive_groups(in_channels, in_channels / hidden)
+        if groups is None:  # Eq. 3 with C/R = hidden, lowered to a divisor of every width
+            g = adaptive_groups(hidden, 1)
             while in_channels % g or hidden % g or out_channels % g:
                 g -= 1
             groups = (g, g)
