@@ -5,12 +5,16 @@ Configs load them with ``custom_imports = dict(imports=['micronet_mm.models'])``
 from micronet_mm.registry import TOOLBOXES, register_in
 from .backbones import ARCH_SETTINGS, MicroNet
 from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
-from .heads import MicroNetClsHead
+from .heads import MicroNetClsHead, MRASPPHead
+from .segmentors import MicroNetEncoderDecoder
 
 register_in(TOOLBOXES, MicroNet)
 register_in(('mmpretrain',), MicroNetClsHead)
 register_in(('mmpretrain',), MicroNetImageClassifier)
 register_in(('mmpretrain',), MutualLearningClassifier)
+register_in(('mmseg',), MRASPPHead)
+register_in(('mmseg',), MicroNetEncoderDecoder)
 
-__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetImageClassifier',
+__all__ = ['ARCH_SETTINGS', 'MRASPPHead', 'MicroNet', 'MicroNetClsHead', 'MicroNetEncoderDecoder',
+           'MicroNetImageClassifier',
            'MutualLearningClassifier']
