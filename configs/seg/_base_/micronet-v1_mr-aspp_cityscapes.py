@@ -9,7 +9,6 @@ custom_imports = dict(imports=['micronet_mm.models'], allow_failed_imports=False
 
 # Crop size: not given by the paper; 512x1024 as mmseg's LR-ASPP (MobileNetV3) recipe.
 crop_size = (512, 1024)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
@@ -35,7 +34,6 @@ model = dict(
         reduction=3,
         dropout_ratio=0.1,
         num_classes=19,
-        norm_cfg=norm_cfg,
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
