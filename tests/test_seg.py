@@ -132,15 +132,15 @@ def test_cityscapes_recipe(arch):
 # ------------------------------------------------------------------ shapes
 
 @pytest.mark.parametrize('arch', V1_ARCHS)
-@pytest.mark.parametrize('size', [(333, 517), (64, 64), (17, 23)])
-def test_seg_output_has_input_size(arch, size):
-    """Any input size, also below mmseg LR-ASPP's 49x49 pooling window at stride 16."""
+def test_seg_output_has_input_size(arch):
+    """Any input size, also far below mmseg LR-ASPP's 49x49 pooling window at stride 16."""
     model = build_seg(CITYSCAPES[arch])
-    meta = dict(img_shape=size, ori_shape=size, pad_shape=size)
-    with torch.no_grad():
-        logits = model.inference(torch.randn(1, 3, *size), [meta])
-    assert logits.shape == (1, 19, *size)
-    assert torch.isfinite(logits).all()
+    for size in [(333, 517), (17, 23), (64, 64)]:
+        meta = dict(img_shape=size, ori_shape=size, pad_shape=size)
+        with torch.no_grad():
+            logits = model.inference(torch.randn(1, 3, *size), [meta])
+        assert logits.shape == (1, 19, *size)
+        assert torch.isfinite(logits).all()
 
 
 def test_slide_inference_has_input_size():
@@ -193,7 +193,7 @@ def demo_run(demo_data, tmp_path_factory):
     from tools.train import main
     work = tmp_path_factory.mktemp('seg_demo')
     main([DEMO_CFG, '--work-dir', str(work), '--cfg-options',
-          f'train_cfg.max_iters={TRAIN_ITERS}', f'train_cfg.val_interval={TRAIN_ITERS}',
+          f'train_cfg.max_iters={TRAIN_ITERS}', 'train_cfg.val_interval=1000',
           f'default_hooks.checkpoint.interval={TRAIN_ITERS}'])
     return work, work / f'iter_{TRAIN_ITERS}.pth'
 
@@ -210,7 +210,8 @@ def test_demo_training_raises_miou_well_above_untrained(demo_run, tmp_path):
                 'meta': {'dataset_meta': dict(CityscapesDataset.METAINFO)}}, untrained)
     before = main([DEMO_CFG, str(untrained), '--work-dir', str(tmp_path)])['mIoU']
     after = main([DEMO_CFG, str(ckpt), '--work-dir', str(work)])['mIoU']
-    assert after > 50.0 and after > before + 30.0, (before, after)
+    # 40 iterations: about 49 mIoU (the full 80-iteration demo: about 71); untrained: about 1
+    assert after > 35.0 and after > before + 25.0, (before, after)
 
 
 # ------------------------------------------------------------------ API and demo script
@@ -236,14 +237,13 @@ def test_api_on_a_real_photograph_path_and_array(trained_model, tmp_path):
     np.testing.assert_array_equal(from_path, from_array)
 
 
-def test_api_sliding_window_on_a_large_photo(demo_run):
+def test_api_sliding_window_on_a_large_photo(demo_run, trained_model):
     from skimage import data
 
-    from micronet_mm.apis import inference_segmentor
-    photo = data.astronaut()  # 512x512
-    whole = inference_segmentor(DEMO_CFG, str(demo_run[1]), photo)
-    slide = inference_segmentor(DEMO_CFG, str(demo_run[1]), photo, slide=(96, 96))
-    assert whole.shape == slide.shape == (512, 512)
+    from micronet_mm.apis import inference_segmentor, segment
+    photo = data.astronaut()[:200, :330]  # a photograph larger than the 128x128 window
+    slide = inference_segmentor(DEMO_CFG, str(demo_run[1]), photo, slide=(128, 128))
+    assert slide.shape == segment(trained_model, photo).shape == (200, 330)
 
 
 @pytest.mark.parametrize('image', [
