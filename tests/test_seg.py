@@ -122,7 +122,8 @@ def test_cityscapes_recipe(arch):
     cfg = Config.fromfile(CITYSCAPES[arch])
     assert cfg.optim_wrapper.optimizer.weight_decay == 4e-5
     cosine = [s for s in cfg.param_scheduler if s.type == 'CosineAnnealingLR']
-    assert len(cosine) == 1 and cosine[0].eta_min == 1e-4 and cosine[0].end == cfg.train_cfg.max_iters
+    assert len(cosine) == 1 and cosine[0].eta_min == 1e-4
+    assert cosine[0].end == cfg.train_cfg.max_iters
     types = [t.type for t in cfg.train_pipeline]
     assert {'RandomResize', 'RandomCrop', 'RandomFlip'} <= set(types)
     assert 'Pretrained' not in str(cfg.model) and not cfg.get('load_from')  # from scratch
