@@ -92,3 +92,8 @@ def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes') -> str:
     if osp.isfile(stamp) and open(stamp).read() == VERSION:
         return root
     return make_demo_cityscapes(root)
+
+
+if __name__ == '__main__':  # python -m micronet_mm.datasets.demo_cityscapes [ROOT]
+    import sys
+    print(ensure_demo_cityscapes(*sys.argv[1:2]))

@@ -16,5 +16,4 @@ register_in(('mmseg',), MRASPPHead)
 register_in(('mmseg',), MicroNetEncoderDecoder)
 
 __all__ = ['ARCH_SETTINGS', 'MRASPPHead', 'MicroNet', 'MicroNetClsHead', 'MicroNetEncoderDecoder',
-           'MicroNetImageClassifier',
-           'MutualLearningClassifier']
+           'MicroNetImageClassifier', 'MutualLearningClassifier']
