@@ -6,7 +6,8 @@ from micronet_mm.registry import TOOLBOXES, register_in
 from .backbones import ARCH_SETTINGS, MicroNet
 from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
 from .detectors import MicroNetFasterRCNN, MicroNetRetinaNet
-from .heads import MicroNetClsHead
+from .heads import MicroNetClsHead, MRASPPHead
+from .segmentors import MicroNetEncoderDecoder
 
 register_in(TOOLBOXES, MicroNet)
 register_in(('mmpretrain',), MicroNetClsHead)
@@ -14,6 +15,9 @@ register_in(('mmpretrain',), MicroNetImageClassifier)
 register_in(('mmpretrain',), MutualLearningClassifier)
 register_in(('mmdet',), MicroNetRetinaNet)
 register_in(('mmdet',), MicroNetFasterRCNN)
+register_in(('mmseg',), MRASPPHead)
+register_in(('mmseg',), MicroNetEncoderDecoder)
 
-__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetFasterRCNN',
-           'MicroNetImageClassifier', 'MicroNetRetinaNet', 'MutualLearningClassifier']
+__all__ = ['ARCH_SETTINGS', 'MRASPPHead', 'MicroNet', 'MicroNetClsHead', 'MicroNetEncoderDecoder',
+           'MicroNetFasterRCNN', 'MicroNetImageClassifier', 'MicroNetRetinaNet',
+           'MutualLearningClassifier']

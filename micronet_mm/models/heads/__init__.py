@@ -1,3 +1,4 @@
 from .cls_head import MicroNetClsHead
+from .mr_aspp_head import MRASPPHead
 
-__all__ = ['MicroNetClsHead']
+__all__ = ['MRASPPHead', 'MicroNetClsHead']

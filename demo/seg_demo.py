@@ -1,0 +1,64 @@
+"""Segment one image with a MicroNet + MR-ASPP model and write the colour overlay as PNG.
+
+    python demo/seg_demo.py IMAGE CONFIG CHECKPOINT [--out overlay.png] [--opacity 0.5]
+                            [--device cpu] [--slide H W]
+
+The overlay uses mmseg's ``SegLocalVisualizer`` with the Cityscapes classes and palette. The
+class map itself is also written, as ``<out>_classes.png`` (one train id per pixel).
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from micronet_mm.apis import init_segmentor, load_rgb_image, segment  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='MicroNet semantic segmentation demo')
+    parser.add_argument('image', help='image file')
+    parser.add_argument('config', help='mmseg config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', default='seg_overlay.png', help='output PNG (overlay)')
+    parser.add_argument('--opacity', type=float, default=0.5, help='opacity of the colours')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--slide', type=int, nargs=2, metavar=('H', 'W'),
+                        help='sliding-window inference with this crop size')
+    return parser.parse_args(argv)
+
+
+def overlay(image: np.ndarray, sample, out_file: str, opacity: float = 0.5) -> np.ndarray:
+    """Draw the prediction over the RGB image with the Cityscapes palette; write ``out_file``."""
+    from mmseg.datasets import CityscapesDataset
+    from mmseg.visualization import SegLocalVisualizer
+    overlay.calls = getattr(overlay, 'calls', 0) + 1
+    vis = SegLocalVisualizer.get_instance(f'micronet_seg_demo_{overlay.calls}', alpha=opacity)
+    vis.dataset_meta = dict(classes=CityscapesDataset.METAINFO['classes'],
+                            palette=CityscapesDataset.METAINFO['palette'])
+    vis.add_datasample('overlay', image, sample, draw_gt=False, show=False, out_file=out_file)
+    return vis.get_image()
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    if not 0.0 <= args.opacity <= 1.0:
+        raise SystemExit(f'--opacity must lie in [0, 1], got {args.opacity}')
+    image = load_rgb_image(args.image)
+    model = init_segmentor(args.config, args.checkpoint, device=args.device,
+                           slide=tuple(args.slide) if args.slide else None)
+    classes, sample = segment(model, image, return_sample=True)
+    overlay(image, sample, args.out, args.opacity)
+    Image.fromarray(classes.astype(np.uint8)).save(osp.splitext(args.out)[0] + '_classes.png')
+    print(f'wrote {args.out}: classes present: '
+          f'{[model.dataset_meta["classes"][c] for c in np.unique(classes)]}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()

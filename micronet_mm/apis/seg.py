@@ -1,0 +1,126 @@
+"""Semantic segmentation with a MicroNet + MR-ASPP model: image in, class map out.
+
+    from micronet_mm.apis import inference_segmentor
+    classes = inference_segmentor(CONFIG, CHECKPOINT, 'street.png')  # (H, W) int64 train ids
+
+Built on mmseg's ``init_model`` / ``inference_model``, so the config's test pipeline and
+``test_cfg`` apply (``slide=(h, w)`` switches to sliding-window inference for large images).
+Images are read here, not by mmseg, so that grayscale, palette and RGBA files and arrays are all
+turned into RGB the same way; bad input raises an error that says what was wrong.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from PIL import Image, UnidentifiedImageError
+
+import micronet_mm  # noqa: F401  (allow-lists mmengine checkpoint types for weights_only)
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+def load_rgb_image(image: ImageLike) -> np.ndarray:
+    """An image as an ``(H, W, 3)`` uint8 RGB array.
+
+    Args:
+        image: a file path, or an array ``(H, W)`` (grayscale), ``(H, W, 1)``, ``(H, W, 3)``
+            (RGB) or ``(H, W, 4)`` (RGBA; alpha is dropped). Arrays may be uint8, or float in
+            [0, 1] (as scikit-image returns them).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is not an image, or the array has a shape or dtype we cannot read.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'image file not found: {path!r}')
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert('RGB'))
+        except UnidentifiedImageError as e:
+            raise ValueError(f'{path!r} is not an image file PIL can read') from e
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f'image must be a path or a numpy array, got {type(image).__name__}')
+    arr = image
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f'image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got '
+                         f'shape {image.shape}')
+    arr = arr[..., :3]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f'image is empty: shape {image.shape}')
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool:
+        arr = arr.astype(np.float64)
+        if np.nanmax(arr) <= 1.0:  # scikit-image convention
+            arr = arr * 255.0
+        return np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0 or arr.max() > 255:
+            raise ValueError(f'integer image values must lie in 0..255; got {arr.min()}..'
+                             f'{arr.max()} ({arr.dtype})')
+        return arr.astype(np.uint8)
+    raise ValueError(f'unsupported image dtype {arr.dtype}')
+
+
+def init_segmentor(config: str | Config, checkpoint: str | None = None, *, device: str = 'cpu',
+                   slide: tuple[int, int] | None = None, cfg_options: dict | None = None):
+    """Build the segmentor of an mmseg config and load its weights.
+
+    Args:
+        config: config file or ``Config``.
+        checkpoint: weights file; ``None`` leaves the model untrained (for tests).
+        device: torch device, e.g. ``'cpu'`` or ``'cuda:0'``.
+        slide: crop size ``(h, w)`` of sliding-window inference, windows overlapping by a
+            quarter; ``None`` keeps the config's ``test_cfg``.
+        cfg_options: further config overrides.
+
+    Raises:
+        FileNotFoundError: the config or checkpoint file does not exist.
+    """
+    from mmseg.apis import init_model
+    import micronet_mm.models  # noqa: F401  (registers MicroNet, MRASPPHead, ...)
+    if isinstance(config, (str, os.PathLike)) and not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config!r}')
+    if checkpoint is not None and '://' not in str(checkpoint) and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
+    cfg = Config.fromfile(config) if not isinstance(config, Config) else config.copy()
+    options = dict(cfg_options or {})
+    if slide is not None:
+        h, w = slide
+        options['model.test_cfg'] = dict(mode='slide', crop_size=(h, w),
+                                         stride=(max(1, h * 3 // 4), max(1, w * 3 // 4)))
+    return init_model(cfg, checkpoint, device=device, cfg_options=options or None)
+
+
+def segment(model, image: ImageLike, *, return_sample: bool = False):
+    """Class map of one image with a model from :func:`init_segmentor`.
+
+    Args:
+        model: the segmentor.
+        image: see :func:`load_rgb_image`.
+        return_sample: also return mmseg's ``SegDataSample`` (for its visualizer).
+
+    Returns:
+        ``(H, W)`` int64 array of class indices at the image's own size (and the sample).
+    """
+    from mmseg.apis import inference_model
+    rgb = load_rgb_image(image)
+    sample = inference_model(model, np.ascontiguousarray(rgb[..., ::-1]))  # mmseg wants BGR
+    classes = sample.pred_sem_seg.data[0].to(torch.int64).cpu().numpy()
+    return (classes, sample) if return_sample else classes
+
+
+def inference_segmentor(config: str | Config, checkpoint: str | None, image: ImageLike, *,
+                        device: str = 'cpu', slide: tuple[int, int] | None = None) -> np.ndarray:
+    """One call: build the model, load the checkpoint, return the ``(H, W)`` class map."""
+    return segment(init_segmentor(config, checkpoint, device=device, slide=slide), image)

@@ -1,0 +1,87 @@
+"""MR-ASPP: the Micro-Reduced ASPP segmentation head of MicroNet (arXiv v1 2011.12289, §6.2).
+
+The paper describes it in one sentence: LR-ASPP (MobileNetV3, Howard et al. 2019) "that
+bilinearly upsamples the feature map by 2, applies spatial attention, and merges with the feature
+map from the backbone at stride of 8", made lighter "by using Micro-Factorized convolutions to
+replace convolution". No code was released; this is our reading:
+
+    x16 (stride 16) -> Micro-Factorized 1x1 (C16 -> channels), ReLU  ─┐
+    x16 -> global average pool -> 1x1 conv (C16 -> channels), sigmoid ─┴─ product
+        -> bilinear x2 (to the stride-8 size)
+        -> spatial attention: x * sigmoid(1x1 conv (channels -> 1))
+        -> concatenate with Micro-Factorized 1x1 (C8 -> skip_channels), ReLU, of x8 (stride 8)
+        -> Micro-Factorized 1x1 (channels + skip_channels -> channels), ReLU
+        -> dropout, 1x1 classifier (``conv_seg``)
+
+Differences from mmseg's ``LRASPPHead``: the image-pooling branch is a global average pool, so any
+input size works (mmseg hard-codes a 49x49 window with stride (16, 20), which needs stride-16 maps
+of at least 49x49, i.e. inputs of at least 784 px); one skip connection (stride 8), as the paper;
+Micro-Factorized pointwise convolutions (``W = P Φ Q^T``, micronet_mm/ops/pointwise.py) instead of
+dense 1x1 convolutions. The pooled gate stays a dense 1x1 convolution with a bias and no BN: it
+runs on a 1x1 map, where BN would fail for a batch of one and where its cost is negligible.
+"""
+from __future__ import annotations
+
+import torch
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.utils import resize
+from torch import nn
+
+from micronet_mm.ops import MicroFactorizedPointwise, adaptive_groups
+
+
+def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float) -> nn.Sequential:
+    """Micro-Factorized pointwise convolution (BN after each factor), then ReLU.
+
+    The hidden width is ``min(C_in, C_out) / R``; both factors use G groups, G the integer
+    closest to ``sqrt(C/R)`` (Eq. 3) that divides C_in and C_out, and the hidden width is
+    rounded to a multiple of G.
+    """
+    hidden = min(in_channels, out_channels) / reduction
+    groups = adaptive_groups(round(hidden), 1)
+    while in_channels % groups or out_channels % groups:
+        groups -= 1
+    hidden = max(groups, round(hidden / groups) * groups)
+    return nn.Sequential(
+        MicroFactorizedPointwise(in_channels, out_channels, hidden, groups=(groups, groups)),
+        nn.ReLU(inplace=True))
+
+
+class MRASPPHead(BaseDecodeHead):
+    """Micro-Reduced ASPP head (see the module docstring for the layers).
+
+    Args:
+        in_channels: ``[C8, C16]``, the channels of the stride-8 and stride-16 backbone outputs
+            (configs give ``'auto'``; ``MicroNetEncoderDecoder`` fills it from the backbone).
+        channels: width of the head (``channels`` of mmseg's ``BaseDecodeHead``).
+        skip_channels: width the stride-8 feature is projected to before the merge.
+        reduction: R of the Micro-Factorized pointwise convolutions: their hidden width is
+            ``min(C_in, C_out) / R``; groups follow Eq. 3 (``G = sqrt(C/R)``).
+        **kwargs: the rest of ``BaseDecodeHead`` (``num_classes``, ``in_index``, ``dropout_ratio``,
+            ``loss_decode``, ``align_corners``, ...). ``input_transform`` is always
+            ``'multiple_select'``.
+    """
+
+    def __init__(self, in_channels: list[int], channels: int, *, skip_channels: int = 32,
+                 reduction: float = 4.0, **kwargs) -> None:
+        if isinstance(in_channels, int) or len(in_channels) != 2:
+            raise ValueError('MRASPPHead: in_channels must be [C_stride8, C_stride16], got '
+                             f'{in_channels!r}; the backbone needs out_indices=(1, 3)')
+        kwargs.setdefault('in_index', (0, 1))
+        kwargs['input_transform'] = 'multiple_select'
+        super().__init__(in_channels, channels, **kwargs)
+        c8, c16 = self.in_channels
+        self.aspp = _mf_pointwise_relu(c16, channels, reduction)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c16, channels, 1),
+                                  nn.Sigmoid())
+        self.spatial = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+        self.skip = _mf_pointwise_relu(c8, skip_channels, reduction)
+        self.fuse = _mf_pointwise_relu(channels + skip_channels, channels, reduction)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x8, x16 = self._transform_inputs(inputs)  # (N, C8, H/8, W/8), (N, C16, H/16, W/16)
+        x = self.aspp(x16) * self.gate(x16)  # (N, channels, H/16, W/16)
+        x = resize(x, size=x8.shape[2:], mode='bilinear', align_corners=self.align_corners)
+        x = x * self.spatial(x)  # (N, channels, H/8, W/8), spatial attention
+        x = self.fuse(torch.cat([x, self.skip(x8)], dim=1))  # (N, channels, H/8, W/8)
+        return self.cls_seg(x)  # (N, num_classes, H/8, W/8)
