@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from ._writer import write_once
 
 CLASSES = ('square', 'circle', 'triangle')
-VERSION = '3'
+VERSION = '4'
 
 
 def _draw_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, list]:
@@ -61,7 +61,9 @@ def _write_split(rng, root: str, split: str, n: int, size: int) -> None:
                                     iscrowd=0))
     categories = [dict(id=i + 1, name=c) for i, c in enumerate(CLASSES)]
     with open(osp.join(root, 'annotations', f'{split}.json'), 'w') as f:
-        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+        json.dump(dict(info=dict(description=f'micronet_mm demo shapes, {split}', version=VERSION),
+                       licenses=[], images=images, annotations=annotations,
+                       categories=categories), f)
 
 
 def ensure_demo_det(root: str = 'data/demo_det', *, sizes: tuple[int, int] = (240, 60),
