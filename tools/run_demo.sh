@@ -14,11 +14,12 @@ if [[ "${1:-det}" == "cls" ]]; then
   CFG=configs/pretrain/micronet-m0_1xb32_demo-shapes.py
   WORK=work_dirs/demo-shapes
   $PY tools/train.py "$CFG" --work-dir "$WORK"
-  $PY tools/test.py "$CFG" "$WORK/epoch_30.pth" --work-dir "$WORK"
+  $PY tools/test.py "$CFG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK"
 else
   CFG=configs/det/retinanet_micronet_m3_demo-shapes.py
   WORK=work_dirs/demo-det
   $PY tools/train.py "$CFG" --work-dir "$WORK"
-  $PY tools/test.py "$CFG" "$WORK/epoch_12.pth" --work-dir "$WORK" --show-dir "$PWD/$WORK/vis"
+  $PY tools/test.py "$CFG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK" \
+    --show-dir "$PWD/$WORK/vis"
   echo "Drawn predictions (ground truth left, prediction right): $WORK/vis/"
 fi
