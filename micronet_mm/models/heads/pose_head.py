@@ -54,7 +54,6 @@ def build_head_layers(arch: str, in_channels: int, act_cfg: dict | None = None
     return nn.Sequential(*layers), channels
 
 
-@MODELS.register_module()
 class MicroPoseHead(HeatmapHead):
     """Micro-Block heatmap head (arXiv v1 Table 10) with mmpose's heatmap-head contract.
 
