@@ -79,7 +79,9 @@ class MicroPoseHead(HeatmapHead):
             init_cfg = [dict(type='Kaiming', layer='Conv2d', mode='fan_out',
                              nonlinearity='relu', distribution='normal'),
                         dict(type='Constant', layer='BatchNorm2d', val=1, bias=0),
-                        dict(type='Normal', layer='Linear', std=0.01, bias=0)]
+                        dict(type='Normal', layer='Linear', std=0.01, bias=0),
+                        # heatmap layer as mmpose's HeatmapHead: outputs start near 0
+                        dict(type='Normal', std=0.001, bias=0, override=dict(name='final_layer'))]
         # HeatmapHead's own layers (deconvolutions) are not used: build the base head only and
         # reuse HeatmapHead's loss / predict (flip test) / decode.
         BaseHead.__init__(self, init_cfg)
