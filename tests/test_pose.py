@@ -20,7 +20,7 @@ PAPER = {'pose-m0': (77.7e6, 1.0e6), 'pose-m1': (116.8e6, 1.8e6),
 TOLERANCE = 0.03
 CONFIGS = {a: osp.join(ROOT, f'configs/pose/td-hm_micronet-{a}_8xb64-250e_coco-256x192.py')
            for a in ARCHS}
-DEMO_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb16-3e_demo-pose-64x48.py')
+DEMO_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb8-3e_demo-pose-64x48.py')
 
 
 def build(cfg):

@@ -6,7 +6,7 @@
 _base_ = './td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py'
 
 data_root = 'data/demo_pose/'
-codec = dict(type='MSRAHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=1.5)
+codec = dict(type='MSRAHeatmap', input_size=(48, 64), heatmap_size=(12, 16), sigma=2)
 model = dict(head=dict(decoder=codec))
 
 train_pipeline = [
@@ -25,7 +25,7 @@ val_pipeline = [
     dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(
-    batch_size=16, num_workers=1, persistent_workers=True,
+    batch_size=8, num_workers=1, persistent_workers=True,
     dataset=dict(data_root=data_root, ann_file='annotations/train.json',
                  data_prefix=dict(img='images/train/'), pipeline=train_pipeline))
 val_dataloader = dict(
@@ -39,9 +39,9 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=5e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=5, start_factor=0.1, by_epoch=False),
-    dict(type='MultiStepLR', begin=0, end=3, milestones=[2], gamma=0.2, by_epoch=True),
+    dict(type='MultiStepLR', begin=0, end=3, milestones=[3], gamma=0.2, by_epoch=True),
 ]
-auto_scale_lr = dict(base_batch_size=16)
+auto_scale_lr = dict(base_batch_size=8)
 train_cfg = dict(max_epochs=3, val_interval=100)
 default_hooks = dict(
     logger=dict(interval=5),
