@@ -16,5 +16,5 @@ register_in(('mmpretrain',), MutualLearningClassifier)
 register_in(('mmpose',), MicroPoseHead)
 register_in(('mmpose',), MicroNetTopdownPoseEstimator)
 
-__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetTopdownPoseEstimator', 'MicroPoseHead', 'MicroNetImageClassifier',
-           'MutualLearningClassifier']
+__all__ = ['ARCH_SETTINGS', 'MicroNet', 'MicroNetClsHead', 'MicroNetImageClassifier',
+           'MicroNetTopdownPoseEstimator', 'MicroPoseHead', 'MutualLearningClassifier']
