@@ -111,8 +111,8 @@ ARCH_SETTINGS: dict[str, dict] = {
 #
 # Not in Table 10, chosen so that MAdds and parameters (backbone + head, get_flops.py at 256x192)
 # come within 3% of the paper's totals: the activation columns ``dsm`` (as the ImageNet M0-M2;
-# K=2 also in the head's last slot) and the squeeze ratios ``r`` (1 up to stride 8, 2 at stride
-# 16 as the ImageNet models, except pose-m2's stride-16 rows (4) and pose-m0's head); and
+# K=2 also in the head's last slot) and the squeeze ratios ``r`` (1 in the early rows and 2 in
+# the later ones as the ImageNet models; 4 in pose-m2's stride-16 rows; per row in the heads); and
 # pose-m3's step to stride 16 at its 11th row (at the 9th, as the labels suggest, it has 9% fewer
 # MAdds). Measured vs paper: pose-m0 78.7M/0.980M (77.7M/1.0M), pose-m1 118.7M/1.792M
 # (116.8M/1.8M), pose-m2 161.7M/2.260M (163.2M/2.2M), pose-m3 264.2M/4.012M (263.2M/4.0M).
