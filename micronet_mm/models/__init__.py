@@ -7,6 +7,8 @@ from .backbones import ARCH_SETTINGS, MicroNet
 from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
 from .detectors import MicroNetFasterRCNN, MicroNetRetinaNet
 from .heads import MicroNetClsHead, MRASPPHead
+from .heads.pose_head import MicroPoseHead
+from .pose import MicroNetTopdownPoseEstimator
 from .segmentors import MicroNetEncoderDecoder
 
 register_in(TOOLBOXES, MicroNet)
@@ -17,7 +19,9 @@ register_in(('mmdet',), MicroNetRetinaNet)
 register_in(('mmdet',), MicroNetFasterRCNN)
 register_in(('mmseg',), MRASPPHead)
 register_in(('mmseg',), MicroNetEncoderDecoder)
+register_in(('mmpose',), MicroPoseHead)
+register_in(('mmpose',), MicroNetTopdownPoseEstimator)
 
 __all__ = ['ARCH_SETTINGS', 'MRASPPHead', 'MicroNet', 'MicroNetClsHead', 'MicroNetEncoderDecoder',
            'MicroNetFasterRCNN', 'MicroNetImageClassifier', 'MicroNetRetinaNet',
-           'MutualLearningClassifier']
+           'MicroNetTopdownPoseEstimator', 'MicroPoseHead', 'MutualLearningClassifier']

@@ -5,11 +5,13 @@ from .depthwise import MicroFactorizedDepthwise
 from .lite import LiteCombination
 from .pointwise import ChannelShuffle, GroupPointwise, MicroFactorizedPointwise, adaptive_groups
 from .shift_max import DynamicShiftMax, make_divisible, shift_index
+from .spatial_attention import SpatialAttention
 from .stem import MicroStem
 
 __all__ = [
     'BLOCKS', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax', 'ExpansionBlock',
     'GroupPointwise', 'LiteCombination', 'MicroBlockA', 'MicroBlockB', 'MicroBlockC',
-    'MicroFactorizedDepthwise', 'MicroFactorizedPointwise', 'MicroStem', 'adaptive_groups',
+    'MicroFactorizedDepthwise', 'MicroFactorizedPointwise', 'MicroStem', 'SpatialAttention',
+    'adaptive_groups',
     'make_activation', 'make_divisible', 'shift_index',
 ]

@@ -32,6 +32,7 @@ from .depthwise import MicroFactorizedDepthwise
 from .lite import LiteCombination
 from .pointwise import ChannelShuffle, GroupPointwise
 from .shift_max import DynamicShiftMax, make_divisible
+from .spatial_attention import SpatialAttention
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ActSettings:
         num_fusions: K of Eq. 4 for slots in mode 2.
         dynamic: False gives static Shift-Max.
         inner_shift: shift inside groups too, as the reference code (see shift_max.py).
+        spatial_attention: follow every activation slot by the spatial attention of dynamic
+            ReLU (:class:`SpatialAttention`), as the pose head does; off in the backbones.
     """
     init_a: tuple[float, float] = (1.0, 1.0)
     init_b: tuple[float, float] = (0.0, 0.0)
@@ -56,6 +59,7 @@ class ActSettings:
     num_fusions: int = 2
     dynamic: bool = True
     inner_shift: bool = True
+    spatial_attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,16 @@ class BlockSpec:
 
 def make_activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
                     output: bool = False) -> nn.Module:
-    """Activation slot: ReLU6 / Identity (mode 0), else Dynamic Shift-Max (K=1 or K)."""
+    """Activation slot: ReLU6 / Identity (mode 0), else Dynamic Shift-Max (K=1 or K); followed
+    by a :class:`SpatialAttention` when ``act.spatial_attention``."""
+    slot = _activation(mode, channels, groups, reduction, act, output=output)
+    if not act.spatial_attention:
+        return slot
+    return nn.Sequential(slot, SpatialAttention(channels))
+
+
+def _activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
+                output: bool) -> nn.Module:
     if mode == 0:
         return nn.Identity() if output else nn.ReLU6(inplace=True)
     init_a, init_b = ((1.0, 0.0), (0.0, 0.0)) if output else (act.init_a, act.init_b)

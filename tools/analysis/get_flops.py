@@ -46,7 +46,7 @@ def complexity_report(cfg, shape=None) -> dict:
     inputs = (1, 3, *shape)
     return dict(
         shape=shape,
-        model=count_complexity(model, inputs, forward=lambda x: model(x, mode='tensor')),
+        model=count_complexity(model, inputs, forward=lambda x: model(x, None, mode='tensor')),
         backbone=count_complexity(model.backbone, inputs))
 
 

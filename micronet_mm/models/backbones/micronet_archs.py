@@ -174,3 +174,142 @@ ARCH_SETTINGS.update({
             ('E', 3, 1, (1, 4), 1024, (16, 16), (0, 0), (2, 2, 1), 2),  # 32
         ]),
 })
+
+# ---------------------------------------------------------------------------------------------
+# Pose backbones (arXiv v1 2011.12289, appendix §8.1, Table 10; COCO keypoints at 256x192).
+#
+# The arXiv v1 paper numbers its models by ImageNet cost 6M/12M/21M/44M as M0-M3, the ICCV paper
+# by 4M/6M/12M/21M; the pose models follow arXiv v1 (ICCV Table 9 calls pose 'pose-m2' "M3" and
+# 'pose-m1' "M2"). Hence the distinct names 'pose-m0'..'pose-m3'.
+#
+# Table 10 is written in the paper's view (depthwise -> compress -> expand); the rows below are
+# in the code's view used above (expand -> depthwise -> compress): a paper row's k, C/R, first
+# group number and resolution are this row's kernel, ``c``, compression groups and stride; its C
+# and second group number are the NEXT row's hidden width and expansion groups. The last paper
+# row's expansion is the first row of the pose head (POSE_HEAD_SETTINGS).
+#
+# These backbones end at output stride 16 by their own strides (Table 10 lists the blocks at
+# 16x12; it also raises the resolution of a lower block, so it is not the ImageNet table run at
+# ``output_stride=16``). Their stage 3 (stride 32) is empty; use ``out_indices=(2,)``.
+# The first Micro-A of each pose backbone does not expand (Table 10: C = input width).
+#
+# Not in Table 10, chosen so that MAdds and parameters (backbone + head, get_flops.py at 256x192)
+# come within 3% of the paper's totals: the activation columns ``dsm`` (as the ImageNet M0-M2;
+# K=2 also in the head's last slot) and the squeeze ratios ``r`` (1 in the early rows and 2 in
+# the later ones as the ImageNet models; 4 in pose-m2's stride-16 rows; per row in the heads); and
+# pose-m3's step to stride 16 at its 11th row (at the 9th, as the labels suggest, it has 9% fewer
+# MAdds). Measured vs paper: pose-m0 78.7M/0.980M (77.7M/1.0M), pose-m1 118.7M/1.792M
+# (116.8M/1.8M), pose-m2 161.7M/2.260M (163.2M/2.2M), pose-m3 264.2M/4.012M (263.2M/4.0M).
+POSE_ACT = ActSettings(init_a=(1.0, 1.0), init_b=(0.0, 0.0))
+ARCH_SETTINGS.update({
+    # pose M0: 77.7M MAdds, 1.0M params with its head (arXiv v1 Table 10, first column)
+    'pose-m0': dict(
+        stem=(4, 3),
+        act=POSE_ACT,
+        rows=[
+            # type k  s  exp     c   g_in     g_out    dsm      r
+            ('A', 3, 2, (1, 1), 12, (0, 3), (3, 3), (2, 0, 1), 1),  # 4
+            ('A', 3, 1, (2, 2), 16, (0, 12), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 1, (2, 2), 24, (0, 16), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 2, (2, 2), 32, (0, 24), (4, 4), (2, 2, 1), 1),  # 8
+            ('B', 7, 1, (1, 6), 48, (8, 8), (6, 6), (2, 2, 1), 1),  # 8
+            ('C', 5, 2, (1, 6), 64, (8, 8), (8, 8), (2, 2, 1), 2),  # 16
+            ('C', 7, 1, (1, 6), 96, (8, 8), (8, 8), (2, 2, 1), 2),  # 16
+        ]),
+    # pose M1: 116.8M MAdds, 1.8M params with its head
+    'pose-m1': dict(
+        stem=(4, 3),
+        act=POSE_ACT,
+        rows=[
+            ('A', 3, 2, (1, 1), 12, (0, 3), (3, 3), (2, 0, 1), 1),  # 4
+            ('A', 3, 1, (2, 2), 16, (0, 12), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 1, (2, 2), 24, (0, 16), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 2, (2, 2), 32, (0, 24), (4, 4), (2, 2, 1), 1),  # 8
+            ('B', 7, 1, (1, 6), 48, (8, 8), (6, 6), (2, 2, 1), 1),  # 8
+            ('C', 5, 1, (1, 6), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 2, (1, 6), 96, (8, 8), (8, 8), (2, 2, 1), 2),  # 16
+            ('C', 7, 1, (1, 6), 128, (12, 12), (8, 8), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 6), 128, (16, 16), (8, 8), (2, 2, 1), 2),  # 16
+        ]),
+    # pose M2: 163.2M MAdds, 2.2M params with its head
+    'pose-m2': dict(
+        stem=(4, 4),
+        act=POSE_ACT,
+        rows=[
+            ('A', 3, 2, (1, 1), 16, (0, 4), (4, 4), (2, 0, 1), 1),  # 4
+            ('A', 3, 1, (2, 2), 24, (0, 16), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 1, (2, 2), 32, (0, 24), (4, 4), (2, 2, 1), 1),  # 4
+            ('B', 5, 2, (1, 6), 48, (8, 8), (6, 6), (2, 2, 1), 1),  # 8
+            ('C', 7, 1, (1, 6), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 1, (1, 6), 80, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 2, (1, 6), 120, (10, 10), (10, 10), (2, 2, 1), 4),  # 16
+            ('C', 7, 1, (1, 6), 120, (12, 12), (10, 10), (2, 2, 1), 4),  # 16
+            ('C', 5, 1, (1, 6), 120, (12, 12), (10, 10), (2, 2, 1), 4),  # 16
+            ('C', 7, 1, (1, 6), 144, (12, 12), (12, 12), (2, 2, 1), 4),  # 16
+        ]),
+    # pose M3: 263.2M MAdds, 4.0M params with its head
+    'pose-m3': dict(
+        stem=(4, 4),
+        act=POSE_ACT,
+        rows=[
+            ('A', 3, 2, (1, 1), 16, (0, 4), (4, 4), (2, 0, 1), 1),  # 4
+            ('A', 3, 1, (2, 2), 24, (0, 16), (4, 4), (2, 2, 1), 1),  # 4
+            ('A', 5, 1, (2, 2), 32, (0, 24), (4, 4), (2, 2, 1), 1),  # 4
+            ('B', 3, 2, (1, 4), 48, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 1, (1, 4), 64, (6, 6), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 7, 1, (1, 4), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 7, 1, (1, 4), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 1, (1, 4), 96, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
+            ('C', 5, 1, (1, 4), 96, (12, 12), (8, 8), (2, 2, 1), 2),  # 8
+            ('C', 5, 1, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 8
+            ('C', 5, 2, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
+            ('C', 7, 1, (1, 4), 192, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 4), 192, (16, 16), (12, 12), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 4), 256, (16, 16), (16, 16), (2, 2, 1), 2),  # 16
+        ]),
+})
+
+# Pose heads (Table 10, "head"), same legend; 'U' is a bilinear x2 upsampling. In the paper's
+# view each head row is depthwise -> compress -> expand, its resolution label (32x24, 64x48) being
+# that of its output: the upsampling sits between its compression and the next expansion, on the
+# narrowest tensor. In the code's view below: a Micro-C at stride 16 (the depthwise and
+# compression of the paper's first head row, whose expansion is the backbone's last one), 'U', a
+# Micro-C at stride 8, 'U', then the expansion ('E') and the Micro-A whose depthwise does not
+# expand (exp (1, 1)) at stride 4. Every activation slot is followed by the spatial attention of
+# dynamic ReLU (ActSettings.spatial_attention).
+POSE_HEAD_SETTINGS: dict[str, list[tuple]] = {
+    'pose-m0': [
+        # type k  s  exp     c   g_in      g_out     dsm      r
+        ('C', 5, 1, (1, 6), 120, (12, 12), (12, 12), (2, 2, 2), 1),  # 16
+        ('U',),  # 8
+        ('C', 5, 1, (1, 4), 80, (10, 10), (8, 8), (2, 2, 2), 2),  # 8
+        ('U',),  # 4
+        ('E', 5, 1, (1, 4), 320, (10, 10), (0, 0), (2, 2, 2), 2),  # 4
+        ('A', 5, 1, (1, 1), 48, (0, 8), (8, 8), (2, 2, 2), 2),  # 4
+    ],
+    'pose-m1': [
+        ('C', 5, 1, (1, 6), 160, (16, 16), (16, 16), (2, 2, 2), 2),  # 16
+        ('U',),  # 8
+        ('C', 7, 1, (1, 4), 96, (10, 10), (8, 8), (2, 2, 2), 2),  # 8
+        ('U',),  # 4
+        ('E', 5, 1, (1, 4), 384, (12, 12), (0, 0), (2, 2, 2), 2),  # 4
+        ('A', 5, 1, (1, 1), 64, (0, 8), (8, 8), (2, 2, 2), 2),  # 4
+    ],
+    'pose-m2': [
+        ('C', 5, 1, (1, 6), 192, (12, 12), (12, 12), (2, 2, 2), 2),  # 16
+        ('U',),  # 8
+        ('C', 7, 1, (1, 4), 112, (16, 16), (8, 8), (2, 2, 2), 2),  # 8
+        ('U',),  # 4
+        ('E', 5, 1, (1, 4), 448, (14, 14), (0, 0), (2, 2, 2), 2),  # 4
+        ('A', 5, 1, (1, 1), 80, (0, 8), (8, 8), (2, 2, 2), 2),  # 4
+    ],
+    'pose-m3': [
+        ('C', 5, 1, (1, 4), 256, (16, 16), (16, 16), (2, 2, 2), 2),  # 16
+        ('U',),  # 8
+        ('C', 7, 1, (1, 4), 160, (16, 16), (16, 16), (2, 2, 2), 2),  # 8
+        ('U',),  # 4
+        ('E', 7, 1, (1, 4), 640, (10, 10), (0, 0), (2, 2, 2), 2),  # 4
+        ('A', 7, 1, (1, 1), 96, (0, 8), (8, 8), (2, 2, 2), 2),  # 4
+    ],
+}
