@@ -39,6 +39,15 @@ def build_model(cfg):
     return model
 
 
+def dummy_data_samples(cfg, shape: tuple[int, int]):
+    """Data samples for ``mode='tensor'``: two-stage detectors need image metadata."""
+    if cfg.get('default_scope') != 'mmdet':
+        return None
+    from mmdet.structures import DetDataSample
+    return [DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                        batch_input_shape=shape, scale_factor=(1.0, 1.0)))]
+
+
 def complexity_report(cfg, shape=None) -> dict:
     """Counts for the whole model and for its backbone; ``shape`` defaults per toolbox."""
     shape = tuple(shape or DEFAULT_SHAPES.get(cfg.get('default_scope'), (224, 224)))
@@ -46,7 +55,8 @@ def complexity_report(cfg, shape=None) -> dict:
     inputs = (1, 3, *shape)
     return dict(
         shape=shape,
-        model=count_complexity(model, inputs, forward=lambda x: model(x, None, mode='tensor')),
+        model=count_complexity(model, inputs, forward=lambda x: model(
+            x, dummy_data_samples(cfg, shape), mode='tensor')),
         backbone=count_complexity(model.backbone, inputs))
 
 
