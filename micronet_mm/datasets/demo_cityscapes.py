@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ._writer import write_once
 
 VERSION = '1'
 ROAD, BUILDING, SKY, PERSON, CAR = 0, 2, 10, 11, 13
@@ -63,34 +64,24 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE
 
 
 def make_demo_cityscapes(root: str, *, counts: tuple[int, int] = (48, 12), seed: int = 0) -> str:
-    """Write the dataset under ``root``, replacing only a previous demo copy (never other data)."""
-    if osp.exists(root) and not osp.isfile(osp.join(root, 'VERSION')):
-        raise FileExistsError(f'{root} exists and is not a demo dataset; not touching it')
-    rng = np.random.default_rng(seed)
-    tmp = root.rstrip('/') + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, n in zip(('train', 'val'), counts):
-        img_dir = osp.join(tmp, 'leftImg8bit', split, 'demo')
-        seg_dir = osp.join(tmp, 'gtFine', split, 'demo')
-        os.makedirs(img_dir)
-        os.makedirs(seg_dir)
-        for i in range(n):
-            image, label = draw_scene(rng)
-            stem = f'demo_{i:06d}_000019'
-            Image.fromarray(image).save(osp.join(img_dir, f'{stem}_leftImg8bit.png'))
-            Image.fromarray(label).save(osp.join(seg_dir, f'{stem}_gtFine_labelTrainIds.png'))
-    with open(osp.join(tmp, 'VERSION'), 'w') as f:
-        f.write(VERSION)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
-    return root
+    """Write the dataset under ``root`` unless this version is there; never over other data."""
+    def fill(tmp: str) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in zip(('train', 'val'), counts):
+            img_dir = osp.join(tmp, 'leftImg8bit', split, 'demo')
+            seg_dir = osp.join(tmp, 'gtFine', split, 'demo')
+            os.makedirs(img_dir)
+            os.makedirs(seg_dir)
+            for i in range(n):
+                image, label = draw_scene(rng)
+                stem = f'demo_{i:06d}_000019'
+                Image.fromarray(image).save(osp.join(img_dir, f'{stem}_leftImg8bit.png'))
+                Image.fromarray(label).save(osp.join(seg_dir, f'{stem}_gtFine_labelTrainIds.png'))
+    return write_once(root, VERSION, fill)
 
 
 def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes') -> str:
     """Make the dataset unless a complete copy of this version is already at ``root``."""
-    stamp = osp.join(root, 'VERSION')
-    if osp.isfile(stamp) and open(stamp).read() == VERSION:
-        return root
     return make_demo_cityscapes(root)
 
 

@@ -14,10 +14,11 @@ import json
 import math
 import os
 import os.path as osp
-import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ._writer import write_once
 
 VERSION = '1'
 KEYPOINTS = ('nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder',
@@ -89,47 +90,37 @@ def draw_figure(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.nd
 
 def make_demo_pose(root: str, *, num_images: tuple[int, int] = (240, 48), size: int = 128,
                    seed: int = 0) -> str:
-    """Write the dataset under ``root``, replacing only a previous demo copy (never other data)."""
-    if osp.exists(root) and not osp.isfile(osp.join(root, 'VERSION')):
-        raise FileExistsError(f'{root} exists and is not a demo dataset; not touching it')
-    rng = np.random.default_rng(seed)
-    tmp = root.rstrip('/') + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(osp.join(tmp, 'annotations'))
-    category = dict(id=1, name='person', supercategory='person', keypoints=list(KEYPOINTS),
-                    skeleton=SKELETON)
-    ann_id = 1
-    for split, n in zip(('train', 'val'), num_images):
-        os.makedirs(osp.join(tmp, 'images', split))
-        images, annotations = [], []
-        for i in range(n):
-            img, pts = draw_figure(rng, size)
-            name = f'{i:04d}.png'
-            img.save(osp.join(tmp, 'images', split, name))
-            image_id = i + 1
-            images.append(dict(id=image_id, file_name=name, width=size, height=size))
-            pad = 0.05 * size
-            x0, y0 = np.clip(pts.min(0) - pad, 0, size)
-            x1, y1 = np.clip(pts.max(0) + pad, 0, size)
-            kpts = np.concatenate([pts, np.full((17, 1), 2.0)], 1).round(2)
-            annotations.append(dict(
-                id=ann_id, image_id=image_id, category_id=1, iscrowd=0, num_keypoints=17,
-                keypoints=kpts.flatten().tolist(),
-                bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
-                area=round(float((x1 - x0) * (y1 - y0)), 2)))
-            ann_id += 1
-        with open(osp.join(tmp, 'annotations', f'{split}.json'), 'w') as f:
-            json.dump(dict(images=images, annotations=annotations, categories=[category]), f)
-    with open(osp.join(tmp, 'VERSION'), 'w') as f:
-        f.write(VERSION)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
-    return root
+    """Write the dataset under ``root`` unless this version is there; never over other data."""
+    def fill(tmp: str) -> None:
+        rng = np.random.default_rng(seed)
+        os.makedirs(osp.join(tmp, 'annotations'))
+        category = dict(id=1, name='person', supercategory='person', keypoints=list(KEYPOINTS),
+                        skeleton=SKELETON)
+        ann_id = 1
+        for split, n in zip(('train', 'val'), num_images):
+            os.makedirs(osp.join(tmp, 'images', split))
+            images, annotations = [], []
+            for i in range(n):
+                img, pts = draw_figure(rng, size)
+                name = f'{i:04d}.png'
+                img.save(osp.join(tmp, 'images', split, name))
+                image_id = i + 1
+                images.append(dict(id=image_id, file_name=name, width=size, height=size))
+                pad = 0.05 * size
+                x0, y0 = np.clip(pts.min(0) - pad, 0, size)
+                x1, y1 = np.clip(pts.max(0) + pad, 0, size)
+                kpts = np.concatenate([pts, np.full((17, 1), 2.0)], 1).round(2)
+                annotations.append(dict(
+                    id=ann_id, image_id=image_id, category_id=1, iscrowd=0, num_keypoints=17,
+                    keypoints=kpts.flatten().tolist(),
+                    bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    area=round(float((x1 - x0) * (y1 - y0)), 2)))
+                ann_id += 1
+            with open(osp.join(tmp, 'annotations', f'{split}.json'), 'w') as f:
+                json.dump(dict(images=images, annotations=annotations, categories=[category]), f)
+    return write_once(root, VERSION, fill)
 
 
 def ensure_demo_pose(root: str = 'data/demo_pose') -> str:
     """Make the dataset unless a complete copy of this version is already at ``root``."""
-    stamp = osp.join(root, 'VERSION')
-    if osp.isfile(stamp) and open(stamp).read() == VERSION:
-        return root
     return make_demo_pose(root)

@@ -10,7 +10,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from micronet_mm.datasets.demo_cityscapes import ensure_demo_cityscapes  # noqa: E402
 from micronet_mm.datasets.demo_det import ensure_demo_det  # noqa: E402
+from micronet_mm.datasets.demo_pose import ensure_demo_pose  # noqa: E402
 from micronet_mm.datasets.demo_shapes import ensure_demo_shapes  # noqa: E402
 
 
@@ -20,6 +22,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print('classification demo:', ensure_demo_shapes(osp.join(args.root, 'demo_shapes')))
     print('detection demo:', ensure_demo_det(osp.join(args.root, 'demo_det')))
+    print('keypoint demo:', ensure_demo_pose(osp.join(args.root, 'demo_pose')))
+    print('segmentation demo:', ensure_demo_cityscapes(osp.join(args.root, 'demo_cityscapes')))
 
 
 if __name__ == '__main__':
