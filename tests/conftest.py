@@ -12,8 +12,15 @@ ARCHS = ['m0', 'm1', 'm2', 'm3']
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_isolated_scope():
+    """Seed torch, and undo any mmengine default scope a test sets (a scope left by an mmpose
+    test would make the next test build mmpretrain losses from the mmpose registry)."""
+    from mmengine.registry import DefaultScope
     torch.manual_seed(0)
+    saved = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
 
 
 def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
