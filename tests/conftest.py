@@ -13,14 +13,13 @@ ARCHS = ['m0', 'm1', 'm2', 'm3']
 
 @pytest.fixture(autouse=True)
 def _seed_and_isolated_scope():
-    """Seed torch, and undo any mmengine default scope a test sets (a scope left by an mmpose
-    test would make the next test build mmpretrain losses from the mmpose registry)."""
+    """Seed torch; run each test with mmpretrain as the default scope unless it sets its own,
+    and drop whatever scope it set afterwards (a scope left by an mmpose test or fixture would
+    make a later test build mmpretrain losses from the mmpose registry)."""
     from mmengine.registry import DefaultScope
     torch.manual_seed(0)
-    saved = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(saved)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
 
 
 def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
