@@ -12,14 +12,15 @@ ARCHS = ['m0', 'm1', 'm2', 'm3']
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_isolated_scope():
-    """Seed torch; run each test with mmpretrain as the default scope unless it sets its own,
-    and drop whatever scope it set afterwards (a scope left by an mmpose test or fixture would
-    make a later test build mmpretrain losses from the mmpose registry)."""
-    from mmengine.registry import DefaultScope
+def _seed():
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        yield
+
+
+def mmpretrain_scope():
+    """Build mmpretrain parts (e.g. a ClsHead's loss) from mmpretrain's registry even when an
+    earlier test or fixture left another toolbox as mmengine's default scope."""
+    from mmengine.registry import DefaultScope
+    return DefaultScope.overwrite_default_scope('mmpretrain')
 
 
 def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:

@@ -42,8 +42,10 @@ def build_seg(cfg_path, **overrides):
 # ------------------------------------------------------------------ v1 backbones, ImageNet size
 
 def v1_complexity(arch):
+    from conftest import mmpretrain_scope
     backbone = MicroNet(arch)
-    head = MicroNetClsHead(1000, backbone.stage_channels[-1], V1_PAPER[arch]['mid'])
+    with mmpretrain_scope():
+        head = MicroNetClsHead(1000, backbone.stage_channels[-1], V1_PAPER[arch]['mid'])
     return count_complexity(nn.Sequential(backbone, head), (3, 224, 224))
 
 
