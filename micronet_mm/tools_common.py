@@ -33,6 +33,22 @@ def clear_data_errors():
             'it from the annotation file, and run again.') from None
 
 
+def add_launcher_args(parser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local_rank``, shared by train.py and test.py."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config entries, e.g. train_cfg.max_epochs=2')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def default_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> str:
+    """``--work-dir``, else the config's ``work_dir``, else ``./work_dirs/<config name>``."""
+    return work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
 def load_config(path: str, cfg_options: dict | None = None) -> Config:
     if not osp.isfile(path):
         raise MissingInputError(f'config file not found: {path}')

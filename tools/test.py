@@ -12,12 +12,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
-from micronet_mm.tools_common import (MissingInputError, check_paths,  # noqa: E402
-                                      clear_data_errors, load_config)
+from micronet_mm.tools_common import (MissingInputError, add_launcher_args,  # noqa: E402
+                                      check_paths, clear_data_errors, default_work_dir,
+                                      load_config)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,11 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='write drawn predictions into this directory '
                         '(relative paths are inside the run\'s timestamped log dir)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -64,8 +59,7 @@ def main(argv=None) -> dict:
     cfg = load_config(args.config, args.cfg_options)
     check_paths(cfg, train=False)
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = default_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)

@@ -13,11 +13,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
-from micronet_mm.tools_common import check_paths, clear_data_errors, load_config  # noqa: E402
+from micronet_mm.tools_common import (add_launcher_args, check_paths,  # noqa: E402
+                                      clear_data_errors, default_work_dir, load_config)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,11 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--no-persistent-workers', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config entries, e.g. train_cfg.max_epochs=2')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -46,8 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def merge_args(cfg, args):
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = default_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
