@@ -1,0 +1,375 @@
+"""Deploy mode: rewrite a trained MicroNet into an equivalent model with fewer, faster operators.
+
+The conversion runs after the weights are loaded (as mmpretrain's RepVGG / MobileOne
+``switch_to_deploy``) and changes no output beyond float rounding. Each rewrite was measured on
+a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
+
+* BatchNorm is folded into the convolution or FC layer before it.
+* A Micro-Factorized depthwise convolution (kx1 + BN, then 1xk + BN) becomes ONE kxk depthwise
+  convolution whose kernel is the outer product of the two factors. oneDNN spends ~100 µs per
+  depthwise call whatever its size, so one kxk call costs half of two kx1/1xk calls although it
+  has k/2 times the multiply-adds. The first BN's bias meets the 1xk convolution's zero padding,
+  so the bias of the merged convolution is a per-column map ``(1, C, 1, W_out)``, exact at the
+  borders (:class:`MergedDepthwise`).
+* A group-adaptive 1x1 convolution runs as one batched matrix product over its groups
+  (``baddbmm``) in PyTorch: 2-5x faster than ``conv2d`` with groups, which splits the call per
+  group. For ONNX Runtime it stays a grouped ``Conv`` (``backend='onnxruntime'``).
+* A channel shuffle becomes one ``index_select`` with a precomputed permutation, and
+  consecutive shuffles are composed into one (the C block's last two, the lite combination's
+  two): 6-20 µs instead of 16-26 µs per view-transpose-copy.
+* Dynamic Shift-Max computes its fusions with explicit multiply-adds and one ``maximum``
+  (``K`` fusions of ``J`` shifts), the shifted copy by ``index_select``: no stacked
+  ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
+* The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
+
+Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that contains MicroNet
+parts (detectors, segmentors and pose models included): it rewrites every part it knows, in
+place, and returns the model.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, GroupPointwise, LiteCombination,
+                             MicroBlockA, MicroBlockC, MicroFactorizedDepthwise, MicroStem)
+
+BACKENDS = ('pytorch', 'onnxruntime')
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+            bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``bn(layer(x))`` as one layer; the output channel is dim 0."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return weight * scale.view(shape), bn.bias + (b - bn.running_mean) * scale
+
+
+class ChannelPermute(nn.Module):
+    """``x[:, index]`` as one ``index_select``: a channel shuffle, or several composed.
+
+    Args:
+        index: the permutation, ``y[:, i] = x[:, index[i]]``.
+    """
+
+    def __init__(self, index: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer('index', index.long(), persistent=False)
+
+    @classmethod
+    def from_shuffle(cls, shuffle: ChannelShuffle, channels: int) -> 'ChannelPermute':
+        return cls(shuffle(torch.arange(channels).view(1, channels, 1, 1)).view(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.index)  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.index.numel()}'
+
+
+class FusedPointwise(nn.Module):
+    """A (grouped) 1x1 convolution with its BN folded into weight and bias.
+
+    Args:
+        weight: ``(C_out, C_in / G, 1, 1)``.
+        bias: ``(C_out,)``.
+        groups: G.
+        use_matmul: run as one batched matrix product over the groups (fast in PyTorch eager);
+            else ``conv2d`` (exported to ONNX as one ``Conv``).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, groups: int,
+                 use_matmul: bool) -> None:
+        super().__init__()
+        self.groups, self.use_matmul = groups, use_matmul
+        self.out_channels, self.in_channels = weight.shape[0], weight.shape[1] * groups
+        if use_matmul:  # (G, C_out/G, C_in/G) and (G, C_out/G, 1)
+            weight = weight.reshape(groups, self.out_channels // groups, -1)
+            bias = bias.reshape(groups, -1, 1)
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.bias = nn.Parameter(bias.detach().clone())
+
+    @classmethod
+    def from_group_pointwise(cls, module: GroupPointwise, use_matmul: bool) -> 'FusedPointwise':
+        weight, bias = fold_bn(module.conv.weight, module.conv.bias, module.bn)
+        return cls(weight, bias, module.conv.groups, use_matmul)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.use_matmul:
+            return F.conv2d(x, self.weight, self.bias, groups=self.groups)
+        n, _, h, w = x.shape
+        g, (_, co, ci) = self.groups, self.weight.shape
+        y = torch.baddbmm(self.bias.expand(n, g, co, 1).reshape(n * g, co, 1),
+                          self.weight.expand(n, g, co, ci).reshape(n * g, co, ci),
+                          x.reshape(n * g, ci, h * w))  # (N·G, C_out/G, H·W)
+        return y.view(n, g * co, h, w)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, groups={self.groups}, '
+                f'use_matmul={self.use_matmul}')
+
+
+class MergedDepthwise(nn.Module):
+    """kx1 + BN + 1xk + BN (:class:`MicroFactorizedDepthwise`) as one kxk depthwise convolution.
+
+    The kernel of output channel o is ``P_o Q_o^T`` (the kx1 factor of its input channel times its
+    1xk factor, BN scales included). The bias is not a constant: the 1xk convolution pads the
+    first BN's bias with zeros, so columns within ``pad`` of the border get part of it. The bias
+    is therefore the map ``bn2(conv_1k(b1 · 1))`` over one row, computed once per input width.
+
+    Args:
+        module: the factorized convolution, weights loaded.
+    """
+
+    def __init__(self, module: MicroFactorizedDepthwise) -> None:
+        super().__init__()
+        k1, k2 = module.conv_k1, module.conv_1k
+        w1, b1 = fold_bn(k1.weight, None, module.bn1)  # (C·m1, 1, k, 1), (C·m1,)
+        w2, b2 = fold_bn(k2.weight, None, module.bn2)  # (C·m1·m2, 1, 1, k), (C·m1·m2,)
+        m2 = k2.out_channels // k2.in_channels
+        self.weight = nn.Parameter(w1.repeat_interleave(m2, 0) * w2)  # (C·m1·m2, 1, k, k)
+        self.groups = k1.groups
+        self.stride, self.padding = (k1.stride[0], k2.stride[1]), (k1.padding[0], k2.padding[1])
+        self.dilation = (k1.dilation[0], k2.dilation[1])
+        # what the 1xk factor needs to map the first bias b1 over a row of any width
+        self.register_buffer('row_weight', w2.detach().clone())
+        self.register_buffer('row_bias', b1.detach().clone().view(1, -1, 1, 1))
+        self.register_buffer('out_bias', b2.detach().clone())
+        self._bias_maps: dict[int, torch.Tensor] = {}
+
+    def bias_map(self, width: int) -> torch.Tensor:
+        """``(1, C_out, 1, W_out)``: the exact bias of every output column."""
+        if width not in self._bias_maps:
+            row = self.row_bias.expand(1, -1, 1, width)
+            self._bias_maps[width] = F.conv2d(
+                row, self.row_weight, self.out_bias, (1, self.stride[1]), (0, self.padding[1]),
+                (1, self.dilation[1]), groups=row.shape[1]).detach()
+        return self._bias_maps[width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation,
+                     self.groups)  # (N, C_out, H/s, W/s)
+        return y + self.bias_map(int(x.shape[-1]))
+
+    def extra_repr(self) -> str:
+        return (f'{self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, '
+                f'stride={self.stride}, dilation={self.dilation}')
+
+
+class MergedStem(nn.Module):
+    """:class:`MicroStem` (3x1 conv + BN, 1x3 group conv + BN, shuffle, ReLU6) as one dense 3x3
+    convolution with the shuffle folded into its output channels, a bias map, and ReLU6.
+
+    Args:
+        stem: the stem, weights loaded.
+    """
+
+    def __init__(self, stem: MicroStem) -> None:
+        super().__init__()
+        k1, k2 = stem.conv_k1, stem.conv_1k
+        w1, b1 = fold_bn(k1.weight, None, stem.bn1)  # (C1, 3, k, 1)
+        w2, b2 = fold_bn(k2.weight, None, stem.bn2)  # (C1·m, 1, 1, k)
+        m = k2.out_channels // k2.in_channels
+        weight = w1.repeat_interleave(m, 0) * w2  # (C1·m, 3, k, k)
+        perm = ChannelPermute.from_shuffle(stem.shuffle, weight.shape[0]).index
+        self.weight = nn.Parameter(weight[perm])
+        self.stride, self.padding = (k1.stride[0], k2.stride[1]), (k1.padding[0], k2.padding[1])
+        self.register_buffer('row_weight', w2.detach()[perm].clone())
+        self.register_buffer('row_bias', b1.detach().repeat_interleave(m)[perm].view(1, -1, 1, 1))
+        self.register_buffer('out_bias', b2.detach()[perm].clone())
+        self._bias_maps: dict[int, torch.Tensor] = {}
+
+    def bias_map(self, width: int) -> torch.Tensor:
+        if width not in self._bias_maps:
+            c = self.row_weight.shape[0]
+            row = self.row_bias.expand(1, c, 1, width)
+            self._bias_maps[width] = F.conv2d(row, self.row_weight, self.out_bias,
+                                              (1, self.stride[1]), (0, self.padding[1]),
+                                              groups=c).detach()
+        return self._bias_maps[width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (N, C1·m, H/2, W/2)
+        return F.relu6(y + self.bias_map(int(x.shape[-1])))
+
+
+class FastShiftMax(nn.Module):
+    """:class:`DynamicShiftMax` with the fewest operators (same arithmetic as Eq. 4).
+
+    ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
+    J-1 multiply-adds per fusion, K-1 ``maximum``. The coefficients keep the reference
+    hard-sigmoid arithmetic.
+
+    Args:
+        dsm: the trained activation.
+    """
+
+    def __init__(self, dsm: DynamicShiftMax) -> None:
+        super().__init__()
+        self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
+                                                             dsm.num_fusions)
+        self.act_max = dsm.act_max
+        self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
+        self.register_buffer('init', dsm.init.view(1, -1, 1).clone(), persistent=False)
+        self.fc = dsm.fc  # Linear, ReLU, Linear, HSigmoid; None when static
+        if self.fc is None:
+            self.register_buffer('static_coef', dsm.static_coef.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        if self.fc is None:
+            s = self.static_coef.expand(n, -1)
+        else:
+            s = self.fc(x.mean((2, 3)))  # (N, K·J·C) in [0, 1]
+        a = ((s - 0.5) * (2 * self.act_max)).view(n, -1, c) + self.init  # (N, K·J, C)
+        a = a.view(n, -1, c, 1, 1)
+        shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
+        y = None
+        for k in range(self.num_fusions):
+            fused = shifted[0] * a[:, k * self.num_shifts]
+            for j in range(1, self.num_shifts):
+                fused = fused + shifted[j] * a[:, k * self.num_shifts + j]
+            y = fused if y is None else torch.maximum(y, fused)
+        return y  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}'
+
+
+def _permute(module: nn.Module, channels: int) -> nn.Module:
+    if isinstance(module, ChannelShuffle):
+        return ChannelPermute.from_shuffle(module, channels)
+    return module
+
+
+def _compose(first: nn.Module, second: nn.Module, channels: int) -> tuple[nn.Module, nn.Module]:
+    """``second(first(x))`` as ``(one permutation or Identity, Identity)``."""
+    first, second = _permute(first, channels), _permute(second, channels)
+    index = torch.arange(channels)
+    for m in (first, second):
+        if isinstance(m, ChannelPermute):
+            index = index[m.index]
+        elif not isinstance(m, nn.Identity):
+            raise TypeError(f'cannot compose {type(m).__name__} as a permutation')
+    if torch.equal(index, torch.arange(channels)):
+        return nn.Identity(), nn.Identity()
+    return ChannelPermute(index), nn.Identity()
+
+
+def _width(module: nn.Module) -> int:
+    """Output channels of a block part just converted."""
+    if isinstance(module, FusedPointwise):
+        return module.out_channels
+    if isinstance(module, MergedDepthwise):
+        return module.weight.shape[0]
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    raise TypeError(type(module).__name__)
+
+
+def _fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
+    conv, bn = seq[0], seq[1]
+    weight, bias = fold_bn(conv.weight, conv.bias, bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True)
+    fused.weight.data.copy_(weight)
+    fused.bias.data.copy_(bias)
+    return fused
+
+
+def _convert_leaves(module: nn.Module, use_matmul: bool) -> None:
+    """Replace, recursively, every convertible leaf part by its deploy form."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, GroupPointwise):
+            new = FusedPointwise.from_group_pointwise(child, use_matmul)
+        elif isinstance(child, MicroFactorizedDepthwise):
+            new = MergedDepthwise(child)
+        elif isinstance(child, MicroStem):
+            new = MergedStem(child)
+        elif isinstance(child, DynamicShiftMax):
+            new = FastShiftMax(child)
+        elif (isinstance(child, nn.Sequential) and len(child) == 2
+              and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
+            new = _fold_conv_bn(child)  # the full-rank partner's kxk depthwise
+        else:
+            _convert_leaves(child, use_matmul)
+            continue
+        setattr(module, name, new)
+
+
+def _merge_block_permutations(module: nn.Module) -> None:
+    """Compose the consecutive shuffles of every block (their forwards call them in a row)."""
+    for m in module.modules():
+        if isinstance(m, LiteCombination):
+            m.shuffle, m.shuffle2 = _compose(m.shuffle, m.shuffle2, _width(m.depthwise))
+        elif isinstance(m, MicroBlockA):
+            m.shuffle2, m.shuffle2b = _compose(m.shuffle2, m.shuffle2b, m.lite.compress.out_channels)
+        elif isinstance(m, MicroBlockC):  # B too
+            m.shuffle1 = _permute(m.shuffle1, m.expand.out_channels)
+            m.shuffle2 = _permute(m.shuffle2, _width(m.depthwise))
+            m.shuffle3, m.shuffle3b = _compose(m.shuffle3, m.shuffle3b, m.compress.out_channels)
+
+
+def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module:
+    """Rewrite a MicroNet backbone (or any module holding MicroNet parts) in place.
+
+    Args:
+        backbone: the trained module; put in eval mode.
+        backend: ``'pytorch'`` (grouped 1x1 convolutions as batched matmuls) or
+            ``'onnxruntime'`` (as grouped ``Conv``; what ``tools/deployment/export_onnx.py
+            --deploy`` exports).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
+    backbone.eval()
+    with torch.no_grad():
+        _convert_leaves(backbone, use_matmul=backend == 'pytorch')
+        _merge_block_permutations(backbone)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    return backbone
+
+
+def convert_cls_head(head: nn.Module) -> nn.Module:
+    """Fold :class:`MicroNetClsHead`'s BatchNorm1d layers into its FC layers, drop the dropout."""
+    head.eval()
+    with torch.no_grad():
+        for fc_name, bn_name in (('fc1', 'bn1'), ('fc2', 'bn2')):
+            fc, bn = getattr(head, fc_name), getattr(head, bn_name)
+            weight, bias = fold_bn(fc.weight, fc.bias, bn)
+            fused = nn.Linear(fc.in_features, fc.out_features)
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
+            setattr(head, fc_name, fused)
+            setattr(head, bn_name, nn.Identity())
+        head.dropout = nn.Identity()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head
+
+
+def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
+    """Rewrite every MicroNet part of ``model`` (backbone, classifier head, or a whole
+    classifier / detector / segmentor / pose model) into its deploy form, in place.
+
+    The result is for inference only (eval mode, no gradients); outputs equal the original's up
+    to float rounding.
+
+    Args:
+        model: the trained model, weights loaded.
+        backend: ``'pytorch'`` or ``'onnxruntime'``, see :func:`convert_backbone`.
+
+    Returns:
+        ``model``, converted.
+    """
+    from micronet_mm.models.heads.cls_head import MicroNetClsHead
+    model.eval()
+    heads = [m for m in model.modules() if isinstance(m, MicroNetClsHead)]
+    for head in heads:
+        convert_cls_head(head)
+    convert_backbone(model, backend)
+    if hasattr(model, 'deploy'):
+        model.deploy = True
+    return model
