@@ -199,8 +199,9 @@ class FastShiftMax(nn.Module):
     """:class:`DynamicShiftMax` with the fewest operators (same arithmetic as Eq. 4).
 
     ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
-    J-1 multiply-adds per fusion, K-1 ``maximum``. The coefficients keep the reference
-    hard-sigmoid arithmetic.
+    J-1 ``addcmul`` per fusion, K-1 ``maximum``. The hyper-function's pooling is a sum whose
+    ``1/(H·W)`` is the ``alpha`` of the first FC's ``addmm``; the hard sigmoid and the rescaling
+    to ``init ± act_max`` are one ``clamp`` and one ``addcmul``.
 
     Args:
         dsm: the trained activation.
@@ -210,27 +211,39 @@ class FastShiftMax(nn.Module):
         super().__init__()
         self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
                                                              dsm.num_fusions)
-        self.act_max = dsm.act_max
         self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
-        self.register_buffer('init', dsm.init.view(1, -1, 1).clone(), persistent=False)
-        self.fc = dsm.fc  # Linear, ReLU, Linear, HSigmoid; None when static
-        if self.fc is None:
-            self.register_buffer('static_coef', dsm.static_coef.detach().clone())
+        # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(z + 3, 0, 6) · scale + offset
+        self.scale = dsm.act_max / 3
+        self.register_buffer('offset', (dsm.init.view(1, -1, 1) - dsm.act_max).clone(),
+                             persistent=False)  # (1, K·J, 1)
+        if dsm.fc is None:
+            static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)  # not clamped
+            self.register_buffer('static_a', static.view(1, -1, self.channels)
+                                 + dsm.init.view(1, -1, 1))
+            self.fc1 = self.fc2 = None
+        else:  # Linear, ReLU, Linear, HSigmoid: the +3 of the hard sigmoid goes into fc2's bias
+            fc1, fc2 = dsm.fc[0], dsm.fc[2]
+            self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
+            self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
+            self.fc1.load_state_dict(fc1.state_dict())
+            self.fc2.weight.data.copy_(fc2.weight)
+            self.fc2.bias.data.copy_(fc2.bias + 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        if self.fc is None:
-            s = self.static_coef.expand(n, -1)
-        else:
-            s = self.fc(x.mean((2, 3)))  # (N, K·J·C) in [0, 1]
-        a = ((s - 0.5) * (2 * self.act_max)).view(n, -1, c) + self.init  # (N, K·J, C)
-        a = a.view(n, -1, c, 1, 1)
+        n, c, h, w = x.shape
+        if self.fc1 is None:
+            a = self.static_a.expand(n, -1, -1)
+        else:  # the mean's 1/(H·W) rides on the first FC's matrix product
+            hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(), alpha=1 / (h * w))
+            z = self.fc2(hid.relu_())  # (N, K·J·C), the +3 included
+            a = torch.add(self.offset, z.view(n, -1, c).clamp(0, 6), alpha=self.scale)
+        a = a.reshape(n, -1, c, 1, 1)  # (N, K·J, C, 1, 1)
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
         for k in range(self.num_fusions):
             fused = shifted[0] * a[:, k * self.num_shifts]
             for j in range(1, self.num_shifts):
-                fused = fused + shifted[j] * a[:, k * self.num_shifts + j]
+                fused = torch.addcmul(fused, shifted[j], a[:, k * self.num_shifts + j])
             y = fused if y is None else torch.maximum(y, fused)
         return y  # (N, C, H, W)
 
@@ -305,7 +318,8 @@ def _merge_block_permutations(module: nn.Module) -> None:
         if isinstance(m, LiteCombination):
             m.shuffle, m.shuffle2 = _compose(m.shuffle, m.shuffle2, _width(m.depthwise))
         elif isinstance(m, MicroBlockA):
-            m.shuffle2, m.shuffle2b = _compose(m.shuffle2, m.shuffle2b, m.lite.compress.out_channels)
+            m.shuffle2, m.shuffle2b = _compose(m.shuffle2, m.shuffle2b,
+                                               m.lite.compress.out_channels)
         elif isinstance(m, MicroBlockC):  # B too
             m.shuffle1 = _permute(m.shuffle1, m.expand.out_channels)
             m.shuffle2 = _permute(m.shuffle2, _width(m.depthwise))
