@@ -234,7 +234,8 @@ class FastShiftMax(nn.Module):
         if self.fc1 is None:
             a = self.static_a.expand(n, -1, -1)
         else:  # the mean's 1/(H·W) rides on the first FC's matrix product
-            hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(), alpha=1 / (h * w))
+            hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
+                              alpha=1.0 / (int(h) * int(w)))
             z = self.fc2(hid.relu_())  # (N, K·J·C), the +3 included
             a = torch.add(self.offset, z.view(n, -1, c).clamp(0, 6), alpha=self.scale)
         a = a.reshape(n, -1, c, 1, 1)  # (N, K·J, C, 1, 1)

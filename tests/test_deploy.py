@@ -1,0 +1,153 @@
+"""Deploy mode (micronet_mm/deploy.py), ONNX export (tools/deployment/export_onnx.py) and the
+benchmark's smoke run (tools/analysis/benchmark.py)."""
+import copy
+
+import pytest
+import torch
+from conftest import ROOT, mmpretrain_scope, randomize_bn
+from torch import nn
+
+from micronet_mm.deploy import (ChannelPermute, FastShiftMax, FusedPointwise, MergedDepthwise,
+                                switch_to_deploy)
+from micronet_mm.models import MicroNet
+from micronet_mm.ops import ChannelShuffle, DynamicShiftMax, MicroFactorizedDepthwise
+
+M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
+
+
+def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN statistics and affine parameters, and FC weights large enough that the
+    Shift-Max coefficients vary with the input (the default init keeps them near constant)."""
+    randomize_bn(module, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.data.normal_(0, 0.1, generator=g)
+            m.bias.data.normal_(0, 0.1, generator=g)
+    return module.eval()
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3'])
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+def test_deploy_backbone_matches(arch, backend):
+    model = trained_like(MicroNet(arch, out_indices=(0, 1, 2, 3)))
+    x = torch.randn(2, 3, 96, 128)  # not square: the depthwise bias maps depend on the width
+    with torch.no_grad():
+        ref = model(x)
+        deploy = switch_to_deploy(copy.deepcopy(model), backend)
+        out = deploy(x)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape
+        assert rel_err(o, r) < 1e-4
+    mods = list(deploy.modules())
+    assert len(mods) < len(list(model.modules()))
+    assert not any(isinstance(m, (nn.BatchNorm2d, DynamicShiftMax, MicroFactorizedDepthwise,
+                                  ChannelShuffle)) for m in mods)
+    assert any(isinstance(m, FastShiftMax) for m in mods)
+    assert all(m.use_matmul == (backend == 'pytorch')
+               for m in mods if isinstance(m, FusedPointwise))
+    # one kxk convolution per factorized pair (plus the stem's)
+    n_pairs = sum(isinstance(m, MicroFactorizedDepthwise) for m in model.modules())
+    assert sum(isinstance(m, MergedDepthwise) for m in mods) == n_pairs
+    # the last two shuffles of every C block are one permutation
+    n_shuffles = sum(isinstance(m, ChannelShuffle) for m in model.modules())
+    assert 0 < sum(isinstance(m, ChannelPermute) for m in mods) < n_shuffles
+
+
+def test_deploy_dilated_and_static():
+    """Output stride 16 (dilated depthwise) and static Shift-Max convert exactly too."""
+    for kwargs in (dict(output_stride=16), dict(act_cfg=dict(dynamic=False))):
+        model = trained_like(MicroNet('m1', **kwargs))
+        for m in model.modules():
+            if isinstance(m, DynamicShiftMax) and m.fc is None:
+                m.static_coef.data.uniform_(-0.5, 1.5)  # outside [0, 1]: no clamp may apply
+        x = torch.randn(1, 3, 64, 80)
+        with torch.no_grad():
+            ref = model(x)[-1]
+            out = switch_to_deploy(copy.deepcopy(model))(x)[-1]
+        assert rel_err(out, ref) < 1e-4, kwargs
+
+
+@pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3'])
+def test_deploy_classifier_logits_match(arch):
+    from micronet_mm.models import MicroNetImageClassifier
+    from micronet_mm.models.heads.cls_head import MicroNetClsHead
+    with mmpretrain_scope():
+        model = MicroNetImageClassifier(
+            backbone=dict(type='MicroNet', arch=arch),
+            head=dict(type='MicroNetClsHead', num_classes=1000, in_channels='auto',
+                      mid_channels=640, dropout=0.1))
+    trained_like(model)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref = model(x, mode='tensor')
+        deploy = switch_to_deploy(copy.deepcopy(model))
+        out = deploy(x, mode='tensor')
+    assert rel_err(out, ref) < 1e-4
+    head = deploy.head
+    assert isinstance(head, MicroNetClsHead)
+    assert isinstance(head.bn1, nn.Identity) and isinstance(head.bn2, nn.Identity)
+    assert not any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout))
+                   for m in deploy.modules())
+
+
+def test_deploy_rejects_unknown_backend():
+    with pytest.raises(ValueError, match='backend'):
+        switch_to_deploy(MicroNet('m0'), backend='tensorrt')
+
+
+def _write_m0_checkpoint(path):
+    from tools.deployment.export_onnx import load_classifier
+    model = trained_like(load_classifier(M0_CONFIG, None))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return model
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_export_onnx_m0(tmp_path, deploy, capsys):
+    ort = pytest.importorskip('onnxruntime')
+    import numpy as np
+
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'm0.pth'
+    model = _write_m0_checkpoint(ckpt)
+    out = tmp_path / 'm0.onnx'
+    argv = [M0_CONFIG, str(ckpt), '--out', str(out), '--shape', '128', '160']
+    diff = main(argv + (['--deploy'] if deploy else []))
+    assert out.is_file() and diff <= 1e-4
+    printed = capsys.readouterr().out
+    assert 'max abs diff' in printed and 'threshold 0.0001' in printed
+    # exported with batch 1, run with batch 2; compare with the checkpoint's weights
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    x = torch.randn(2, 3, 128, 160)
+    got = sess.run(None, {'input': x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x, mode='tensor').numpy()
+    assert got.shape == (2, 1000)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_export_onnx_fails_above_threshold(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'm0.pth'
+    _write_m0_checkpoint(ckpt)
+    with pytest.raises(SystemExit) as err:  # no float export is within 0
+        main([M0_CONFIG, str(ckpt), '--out', str(tmp_path / 'a.onnx'), '--shape', '64', '64',
+              '--deploy', '--atol', '0'])
+    assert err.value.code == 1
+
+
+def test_export_onnx_missing_inputs(tmp_path):
+    from micronet_mm.tools_common import MissingInputError
+    from tools.deployment.export_onnx import main
+    with pytest.raises(MissingInputError, match='checkpoint not found'):
+        main([M0_CONFIG, str(tmp_path / 'nope.pth')])
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    with pytest.raises(MissingInputError, match='config file not found'):
+        main([str(tmp_path / 'nope.py'), str(ckpt)])
