@@ -168,3 +168,20 @@ def test_benchmark_smoke(tmp_path):
     assert '| MicroNet-M0 / MobileNetV3-Small x0.5 |' in text and 'images/s' in text
     png = tmp_path / 'latency_vs_top1.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_switch_to_deploy_methods():
+    from micronet_mm.models.heads.cls_head import MicroNetClsHead
+    backbone = trained_like(MicroNet('m0'))
+    with mmpretrain_scope():
+        head = MicroNetClsHead(num_classes=10, in_channels=384, mid_channels=64)
+    trained_like(head)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = head(backbone(x))
+        b2 = copy.deepcopy(backbone).switch_to_deploy()
+        h2 = copy.deepcopy(head).switch_to_deploy()
+        out = h2(b2(x))
+    assert rel_err(out, ref) < 1e-4
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for m in [*b2.modules(), *h2.modules()])
