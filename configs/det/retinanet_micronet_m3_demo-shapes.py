@@ -5,8 +5,11 @@
 #   BN statistics train too (norm_eval=False);
 # - batch 4 (960 iterations in all), a 100-iteration warmup instead of 500, and gradient
 #   clipping at norm 10;
-# - 16 epochs with the 3x schedule's shape (lr x0.1 at epochs 12 and 15 of 16).
-# Trains in a few minutes; tools/test.py evaluates bbox mAP with mmdet's CocoMetric.
+# - 16 epochs with the 3x schedule's shape (lr x0.1 at epochs 12 and 15 of 16);
+# - a narrower FPN and head (64 channels, 2 stacked head convs instead of 256 and 4): at 256 the
+#   FPN and head took ~85% of the demo's time (8-9 min on 2 cores). Measured on the held-out
+#   split: bbox mAP@0.5 0.86 at 64/2 (about 2.5 min, one thread), 0.66 at 256/4.
+# tools/test.py evaluates bbox mAP with mmdet's CocoMetric.
 _base_ = './retinanet_micronet_m3.py'
 
 data_root = 'data/demo_det/'
@@ -16,7 +19,8 @@ img_scale = (128, 128)
 
 model = dict(
     backbone=dict(norm_eval=False, init_cfg=None),
-    bbox_head=dict(num_classes=3))
+    neck=dict(out_channels=64),
+    bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64, stacked_convs=2))
 # from scratch, the loss spikes without clipping (seen: a collapse back to the initial loss)
 optim_wrapper = dict(clip_grad=dict(max_norm=10, norm_type=2))
 
