@@ -11,9 +11,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ARCHS = ['m0', 'm1', 'm2', 'm3']
 
 
+def _forget_mmengine_globals() -> None:
+    """Drop mmengine's process-wide "current instances" of the default scope and of the
+    visualizers (ManagerMixin registries). Under pytest-xdist, tests and fixtures run in any
+    order on any worker; left behind, a pose fixture's mmpose scope breaks the next mmpretrain
+    build, and a segmentation visualizer is handed to the next detection hook."""
+    from mmengine.registry import DefaultScope
+    from mmengine.visualization import Visualizer
+
+    def family(cls):
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from family(sub)
+
+    for root in (DefaultScope, Visualizer):
+        for cls in family(root):
+            cls._instance_dict.clear()
+
+
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_isolate():
     torch.manual_seed(0)
+    _forget_mmengine_globals()
+    yield
+    _forget_mmengine_globals()
 
 
 def mmpretrain_scope():

@@ -113,9 +113,13 @@ def segment(model, image: ImageLike, *, return_sample: bool = False):
     Returns:
         ``(H, W)`` int64 array of class indices at the image's own size (and the sample).
     """
+    from mmengine.registry import DefaultScope
     from mmseg.apis import inference_model
     rgb = load_rgb_image(image)
-    sample = inference_model(model, np.ascontiguousarray(rgb[..., ::-1]))  # mmseg wants BGR
+    # mmseg builds the test pipeline from the *current* default scope, which another toolbox
+    # used in the same process (e.g. the pose API) may have changed since init_segmentor.
+    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmseg')):
+        sample = inference_model(model, np.ascontiguousarray(rgb[..., ::-1]))  # BGR for mmseg
     classes = sample.pred_sem_seg.data[0].to(torch.int64).cpu().numpy()
     return (classes, sample) if return_sample else classes
 
