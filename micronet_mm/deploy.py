@@ -123,8 +123,9 @@ class MergedDepthwise(nn.Module):
         module: the factorized convolution, weights loaded.
     """
 
-    def __init__(self, module: MicroFactorizedDepthwise) -> None:
+    def __init__(self, module: MicroFactorizedDepthwise, full_map: bool = False) -> None:
         super().__init__()
+        self.full_map = full_map
         k1, k2 = module.conv_k1, module.conv_1k
         w1, b1 = fold_bn(k1.weight, None, module.bn1)  # (C·m1, 1, k, 1), (C·m1,)
         w2, b2 = fold_bn(k2.weight, None, module.bn2)  # (C·m1·m2, 1, 1, k), (C·m1·m2,)
@@ -137,21 +138,23 @@ class MergedDepthwise(nn.Module):
         self.register_buffer('row_weight', w2.detach().clone())
         self.register_buffer('row_bias', b1.detach().clone().view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach().clone())
-        self._bias_maps: dict[int, torch.Tensor] = {}
+        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def bias_map(self, width: int) -> torch.Tensor:
-        """``(1, C_out, 1, W_out)``: the exact bias of every output column."""
-        if width not in self._bias_maps:
+    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
+        """``(1, C_out, 1, W_out)``: the exact bias of every output column; with ``full_map``
+        the same repeated over the ``H_out`` rows of ``y``, ``(1, C_out, H_out, W_out)``."""
+        if (height, width) not in self._bias_maps:
             row = self.row_bias.expand(1, -1, 1, width)
-            self._bias_maps[width] = F.conv2d(
+            bias = F.conv2d(
                 row, self.row_weight, self.out_bias, (1, self.stride[1]), (0, self.padding[1]),
                 (1, self.dilation[1]), groups=row.shape[1]).detach()
-        return self._bias_maps[width]
+            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
+        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation,
                      self.groups)  # (N, C_out, H/s, W/s)
-        return y + self.bias_map(int(x.shape[-1]))
+        return y + self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
 
     def extra_repr(self) -> str:
         return (f'{self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, '
@@ -166,8 +169,9 @@ class MergedStem(nn.Module):
         stem: the stem, weights loaded.
     """
 
-    def __init__(self, stem: MicroStem) -> None:
+    def __init__(self, stem: MicroStem, full_map: bool = False) -> None:
         super().__init__()
+        self.full_map = full_map
         k1, k2 = stem.conv_k1, stem.conv_1k
         w1, b1 = fold_bn(k1.weight, None, stem.bn1)  # (C1, 3, k, 1)
         w2, b2 = fold_bn(k2.weight, None, stem.bn2)  # (C1·m, 1, 1, k)
@@ -179,20 +183,22 @@ class MergedStem(nn.Module):
         self.register_buffer('row_weight', w2.detach()[perm].clone())
         self.register_buffer('row_bias', b1.detach().repeat_interleave(m)[perm].view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach()[perm].clone())
-        self._bias_maps: dict[int, torch.Tensor] = {}
+        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def bias_map(self, width: int) -> torch.Tensor:
-        if width not in self._bias_maps:
+    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
+        """As :meth:`MergedDepthwise.bias_map`."""
+        if (height, width) not in self._bias_maps:
             c = self.row_weight.shape[0]
             row = self.row_bias.expand(1, c, 1, width)
-            self._bias_maps[width] = F.conv2d(row, self.row_weight, self.out_bias,
-                                              (1, self.stride[1]), (0, self.padding[1]),
-                                              groups=c).detach()
-        return self._bias_maps[width]
+            bias = F.conv2d(row, self.row_weight, self.out_bias, (1, self.stride[1]),
+                            (0, self.padding[1]), groups=c).detach()
+            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
+        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (N, C1·m, H/2, W/2)
-        return F.relu6(y + self.bias_map(int(x.shape[-1])))
+        bias = self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
+        return F.relu6(y + bias)
 
 
 class FastShiftMax(nn.Module):
@@ -212,39 +218,41 @@ class FastShiftMax(nn.Module):
         self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
                                                              dsm.num_fusions)
         self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
-        # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(z + 3, 0, 6) · scale + offset
-        self.scale = dsm.act_max / 3
+        # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(s·(z + 3), 0, 6·s) + offset
+        # with s = act_max / 3 > 0 folded into fc2's weight and bias
+        scale = dsm.act_max / 3
+        self.high = 6 * scale
         self.register_buffer('offset', (dsm.init.view(1, -1, 1) - dsm.act_max).clone(),
                              persistent=False)  # (1, K·J, 1)
         if dsm.fc is None:
             static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)  # not clamped
-            self.register_buffer('static_a', static.view(1, -1, self.channels)
-                                 + dsm.init.view(1, -1, 1))
+            self.register_buffer('static_a', (static.view(1, -1, self.channels)
+                                              + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1))
             self.fc1 = self.fc2 = None
         else:  # Linear, ReLU, Linear, HSigmoid: the +3 of the hard sigmoid goes into fc2's bias
             fc1, fc2 = dsm.fc[0], dsm.fc[2]
             self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
             self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
             self.fc1.load_state_dict(fc1.state_dict())
-            self.fc2.weight.data.copy_(fc2.weight)
-            self.fc2.bias.data.copy_(fc2.bias + 3)
+            self.fc2.weight.data.copy_(fc2.weight * scale)
+            self.fc2.bias.data.copy_((fc2.bias + 3) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         if self.fc1 is None:
-            a = self.static_a.expand(n, -1, -1)
+            a = self.static_a.expand(n, -1, -1, -1)
         else:  # the mean's 1/(H·W) rides on the first FC's matrix product
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
-            z = self.fc2(hid.relu_())  # (N, K·J·C), the +3 included
-            a = torch.add(self.offset, z.view(n, -1, c).clamp(0, 6), alpha=self.scale)
-        a = a.reshape(n, -1, c, 1, 1)  # (N, K·J, C, 1, 1)
+            z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3)
+            a = (z.view(n, -1, c).clamp(0, self.high) + self.offset).view(n, -1, 1, 1)
+        a = a.split(c, 1)  # K·J x (N, C, 1, 1): one Split, no Gather / Squeeze per coefficient
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
         for k in range(self.num_fusions):
-            fused = shifted[0] * a[:, k * self.num_shifts]
+            fused = shifted[0] * a[k * self.num_shifts]
             for j in range(1, self.num_shifts):
-                fused = torch.addcmul(fused, shifted[j], a[:, k * self.num_shifts + j])
+                fused = torch.addcmul(fused, shifted[j], a[k * self.num_shifts + j])
             y = fused if y is None else torch.maximum(y, fused)
         return y  # (N, C, H, W)
 
@@ -293,22 +301,27 @@ def _fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
     return fused
 
 
-def _convert_leaves(module: nn.Module, use_matmul: bool) -> None:
+def _convert_leaves(module: nn.Module, backend: str) -> None:
     """Replace, recursively, every convertible leaf part by its deploy form."""
+    use_matmul = full_map = False
+    if backend == 'pytorch':
+        use_matmul = True
+    else:  # ORT adds a (1, C, H, W) map 2-4x faster than it broadcasts a (1, C, 1, W) one
+        full_map = True
     for name, child in list(module.named_children()):
         if isinstance(child, GroupPointwise):
             new = FusedPointwise.from_group_pointwise(child, use_matmul)
         elif isinstance(child, MicroFactorizedDepthwise):
-            new = MergedDepthwise(child)
+            new = MergedDepthwise(child, full_map)
         elif isinstance(child, MicroStem):
-            new = MergedStem(child)
+            new = MergedStem(child, full_map)
         elif isinstance(child, DynamicShiftMax):
             new = FastShiftMax(child)
         elif (isinstance(child, nn.Sequential) and len(child) == 2
               and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
             new = _fold_conv_bn(child)  # the full-rank partner's kxk depthwise
         else:
-            _convert_leaves(child, use_matmul)
+            _convert_leaves(child, backend)
             continue
         setattr(module, name, new)
 
@@ -340,7 +353,7 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
         raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
     backbone.eval()
     with torch.no_grad():
-        _convert_leaves(backbone, use_matmul=backend == 'pytorch')
+        _convert_leaves(backbone, backend)
         _merge_block_permutations(backbone)
     for p in backbone.parameters():
         p.requires_grad_(False)
