@@ -222,8 +222,8 @@ class FastShiftMax(nn.Module):
         # with s = act_max / 3 > 0 folded into fc2's weight and bias
         scale = dsm.act_max / 3
         self.high = 6 * scale
-        self.register_buffer('offset', (dsm.init.view(1, -1, 1) - dsm.act_max).clone(),
-                             persistent=False)  # (1, K·J, 1)
+        offset = (dsm.init.view(1, -1, 1) - dsm.act_max).expand(1, -1, self.channels)
+        self.register_buffer('offset', offset.reshape(1, -1).clone(), persistent=False)  # (1, K·J·C)
         if dsm.fc is None:
             static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)  # not clamped
             self.register_buffer('static_a', (static.view(1, -1, self.channels)
@@ -245,7 +245,7 @@ class FastShiftMax(nn.Module):
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
             z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3)
-            a = (z.view(n, -1, c).clamp(0, self.high) + self.offset).view(n, -1, 1, 1)
+            a = (z.clamp(0, self.high) + self.offset).view(n, -1, 1, 1)  # one Reshape
         a = a.split(c, 1)  # K·J x (N, C, 1, 1): one Split, no Gather / Squeeze per coefficient
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
