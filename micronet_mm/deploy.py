@@ -326,6 +326,54 @@ def _convert_leaves(module: nn.Module, backend: str) -> None:
         setattr(module, name, new)
 
 
+def _conjugate_depthwise(dw: MergedDepthwise, perm: torch.Tensor) -> None:
+    """Rewrite a per-channel ``dw`` so that ``dw(z[:, perm]) == dw'(z)[:, perm]``."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    dw.weight.data = dw.weight.data[inv]
+    dw.row_weight, dw.out_bias = dw.row_weight[inv], dw.out_bias[inv]
+    dw.row_bias = dw.row_bias[:, inv]
+    dw._bias_maps = {}
+
+
+def _conjugate_shift_max(act: 'FastShiftMax', perm: torch.Tensor) -> None:
+    """Rewrite ``act`` so that ``act(v[:, perm]) == act'(v)[:, perm]`` (Shift-Max is covariant
+    under channel permutations: shift index, hyper-function input columns and output rows)."""
+    c = act.channels
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(c)
+    index = torch.empty_like(act.index)
+    index[:, perm] = perm[act.index]  # idx'[P[c]] = P[idx[c]]
+    act.index = index
+    rows = (torch.arange(act.offset.shape[1] // c).view(-1, 1) * c + inv.view(1, -1)).view(-1)
+    if act.fc1 is None:
+        act.static_a = act.static_a[:, rows]
+    else:
+        act.fc1.weight.data = act.fc1.weight.data[:, inv]
+        act.fc2.weight.data = act.fc2.weight.data[rows]
+        act.fc2.bias.data = act.fc2.bias.data[rows]
+
+
+def _sink_shuffle1(block: nn.Module) -> None:
+    """Block C / B: ``shuffle2(act2(depthwise(shuffle1(x))))`` with a per-channel depthwise and a
+    Shift-Max or ReLU6 ``act2`` equals ``(shuffle1 ∘ shuffle2)(act2'(depthwise'(x)))``: the two
+    permutations become one ``Gather``."""
+    dw, act, p1 = block.depthwise, block.act2, block.shuffle1
+    if not (isinstance(p1, ChannelPermute) and isinstance(dw, MergedDepthwise)
+            and dw.groups == dw.weight.shape[0] and isinstance(act, (FastShiftMax, nn.ReLU6))
+            and isinstance(block.shuffle2, (ChannelPermute, nn.Identity))):
+        return
+    perm = p1.index
+    _conjugate_depthwise(dw, perm)
+    if isinstance(act, FastShiftMax):
+        _conjugate_shift_max(act, perm)
+    if isinstance(block.shuffle2, ChannelPermute):
+        perm = perm[block.shuffle2.index]
+    block.shuffle1 = nn.Identity()
+    block.shuffle2 = (nn.Identity() if torch.equal(perm, torch.arange(perm.numel()))
+                      else ChannelPermute(perm))
+
+
 def _merge_block_permutations(module: nn.Module) -> None:
     """Compose the consecutive shuffles of every block (their forwards call them in a row)."""
     for m in module.modules():
@@ -338,6 +386,7 @@ def _merge_block_permutations(module: nn.Module) -> None:
             m.shuffle1 = _permute(m.shuffle1, m.expand.out_channels)
             m.shuffle2 = _permute(m.shuffle2, _width(m.depthwise))
             m.shuffle3, m.shuffle3b = _compose(m.shuffle3, m.shuffle3b, m.compress.out_channels)
+            _sink_shuffle1(m)
 
 
 def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module:
