@@ -7,8 +7,8 @@ import torch
 from conftest import ROOT, mmpretrain_scope, randomize_bn
 from torch import nn
 
-from micronet_mm.deploy import (ChannelPermute, FastShiftMax, FusedPointwise, MergedDepthwise,
-                                switch_to_deploy)
+from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
+                                MergedDepthwise, switch_to_deploy)
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import ChannelShuffle, DynamicShiftMax, MicroFactorizedDepthwise
 
@@ -50,15 +50,19 @@ def test_deploy_backbone_matches(arch, backend):
     assert any(isinstance(m, FastShiftMax) for m in mods)
     assert all(m.use_matmul == (backend == 'pytorch')
                for m in mods if isinstance(m, FusedPointwise))
-    # one kxk convolution per factorized pair (plus the stem's)
-    n_pairs = sum(isinstance(m, MicroFactorizedDepthwise) for m in model.modules())
-    assert sum(isinstance(m, MergedDepthwise) for m in mods) == n_pairs
+    # one kxk convolution per factorized pair (plus the stem's); for ONNX Runtime the pairs
+    # without channel multipliers stay two convolutions with folded BN
+    pairs = [m for m in model.modules() if isinstance(m, MicroFactorizedDepthwise)]
+    n_fact = sum(FactorizedDepthwise.applies(m) for m in pairs) if backend == 'onnxruntime' else 0
+    assert sum(isinstance(m, FactorizedDepthwise) for m in mods) == n_fact
+    assert sum(isinstance(m, MergedDepthwise) for m in mods) == len(pairs) - n_fact
     # the last two shuffles of every C block are one permutation
     n_shuffles = sum(isinstance(m, ChannelShuffle) for m in model.modules())
     assert 0 < sum(isinstance(m, ChannelPermute) for m in mods) < n_shuffles
 
 
-def test_deploy_dilated_and_static():
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+def test_deploy_dilated_and_static(backend):
     """Output stride 16 (dilated depthwise) and static Shift-Max convert exactly too."""
     for kwargs in (dict(output_stride=16), dict(act_cfg=dict(dynamic=False))):
         model = trained_like(MicroNet('m1', **kwargs))
@@ -68,7 +72,7 @@ def test_deploy_dilated_and_static():
         x = torch.randn(1, 3, 64, 80)
         with torch.no_grad():
             ref = model(x)[-1]
-            out = switch_to_deploy(copy.deepcopy(model))(x)[-1]
+            out = switch_to_deploy(copy.deepcopy(model), backend)(x)[-1]
         assert rel_err(out, ref) < 1e-4, kwargs
 
 
