@@ -271,7 +271,8 @@ class FastShiftMax(nn.Module):
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
             z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3)
-            a = (z.clamp(0, self.high) + self.offset).view(n, -1, 1, 1)  # one Reshape
+            # a constant target shape: no Shape/Gather/Concat subgraph with a dynamic batch
+            a = (z.clamp(0, self.high) + self.offset).view(-1, self.offset.shape[1], 1, 1)
         a = a.split(c, 1)  # K·J x (N, C, 1, 1): one Split, no Gather / Squeeze per coefficient
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
