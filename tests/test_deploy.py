@@ -189,3 +189,38 @@ def test_switch_to_deploy_methods():
     assert rel_err(out, ref) < 1e-4
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                    for m in [*b2.modules(), *h2.modules()])
+
+
+@pytest.mark.parametrize('arch', ['m1', 'm2'])
+def test_deploy_onnx_graph(tmp_path, arch):
+    """The ``backend='onnxruntime'`` deploy model exported with a dynamic batch: ONNX Runtime
+    matches the original model (trained-like weights, batch 2), and the graph is lean: no
+    Shape/Squeeze/Unsqueeze/Concat subgraphs, one Gather per Shift-Max shift and per (composed)
+    channel permutation, no depthwise bias map broadcast over rows."""
+    ort = pytest.importorskip('onnxruntime')
+    onnx = pytest.importorskip('onnx')
+    from tools.deployment.export_onnx import LogitsWrapper, export
+    from micronet_mm.models import MicroNetImageClassifier
+    with mmpretrain_scope():
+        model = MicroNetImageClassifier(
+            backbone=dict(type='MicroNet', arch=arch),
+            head=dict(type='MicroNetClsHead', num_classes=100, in_channels='auto',
+                      mid_channels=256, dropout=0.1))
+    trained_like(model)
+    deploy = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
+    path = str(tmp_path / f'{arch}.onnx')
+    export(deploy, path, (96, 128))
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert not {'Shape', 'Squeeze', 'Unsqueeze', 'Concat'} & set(ops)
+    mods = list(deploy.modules())
+    n_gather = (sum(m.num_shifts - 1 for m in mods if isinstance(m, FastShiftMax))
+                + sum(isinstance(m, ChannelPermute) for m in mods))
+    assert ops.count('Gather') == n_gather
+    assert any(isinstance(m, FactorizedDepthwise) for m in mods)
+    assert all(m.full_map for m in mods if isinstance(m, MergedDepthwise))
+    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        ref = LogitsWrapper(model)(x)
+    got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+    assert rel_err(got, ref) < 1e-4
