@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, GroupPointwise, LiteCombination,
-                             MicroBlockA, MicroBlockC, MicroFactorizedDepthwise, MicroStem)
+                             ExpansionBlock, MicroBlockA, MicroBlockC, MicroFactorizedDepthwise,
+                             MicroStem)
 
 BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -247,7 +248,7 @@ class FastShiftMax(nn.Module):
         # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(s·(z + 3), 0, 6·s) + offset
         # with s = act_max / 3 > 0 folded into fc2's weight and bias
         scale = dsm.act_max / 3
-        self.high = 6 * scale
+        self.high, self.act_max = 6 * scale, dsm.act_max
         offset = (dsm.init.view(1, -1, 1) - dsm.act_max).expand(1, -1, self.channels)
         self.register_buffer('offset', offset.reshape(1, -1).clone(), persistent=False)  # (1, K·J·C)
         if dsm.fc is None:
@@ -262,6 +263,24 @@ class FastShiftMax(nn.Module):
             self.fc1.load_state_dict(fc1.state_dict())
             self.fc2.weight.data.copy_(fc2.weight * scale)
             self.fc2.bias.data.copy_((fc2.bias + 3) * scale)
+        self.input_scale = 1.0
+
+    def prescale(self) -> float:
+        """Expect the input multiplied by ``λ = 2·act_max`` (the caller scales the convolution
+        before): then ``a / λ = hardsigmoid(fc2(·)) + offset / λ`` and the output is unchanged,
+        since Eq. 4 is linear in x for given coefficients. The hard sigmoid is ONNX
+        ``HardSigmoid``, which ONNX Runtime fuses into fc2's ``Gemm``: one ``Clip`` fewer. With
+        ``act_max`` a power of two (the default, 2) the scaling is exact. Returns λ."""
+        lam = 2 * self.act_max
+        if self.fc1 is None or self.input_scale != 1.0:
+            raise ValueError('prescale: dynamic Shift-Max only, once')
+        s = self.high / 6
+        self.fc2.weight.data = self.fc2.weight.data / s  # back to the trained fc2
+        self.fc2.bias.data = self.fc2.bias.data / s - 3
+        self.fc1.weight.data = self.fc1.weight.data / lam  # the pooled input is λ times larger
+        self.offset = self.offset / lam
+        self.input_scale = lam
+        return lam
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -270,9 +289,10 @@ class FastShiftMax(nn.Module):
         else:  # the mean's 1/(H·W) rides on the first FC's matrix product
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
-            z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3)
+            z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3), or z when prescaled
+            a = F.hardsigmoid(z) if self.input_scale != 1.0 else z.clamp(0, self.high)
             # a constant target shape: no Shape/Gather/Concat subgraph with a dynamic batch
-            a = (z.clamp(0, self.high) + self.offset).view(-1, self.offset.shape[1], 1, 1)
+            a = (a + self.offset).view(-1, self.offset.shape[1], 1, 1)
         a = a.split(c, 1)  # K·J x (N, C, 1, 1): one Split, no Gather / Squeeze per coefficient
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
@@ -409,6 +429,43 @@ def _sink_shuffle1(block: nn.Module) -> None:
                       else ChannelPermute(perm))
 
 
+def _scale_output(conv: nn.Module, lam: float) -> bool:
+    """Multiply the output of a converted convolution by ``lam`` (weights and biases)."""
+    if isinstance(conv, FactorizedDepthwise):
+        conv = conv.conv_1k
+    if isinstance(conv, (FusedPointwise, nn.Conv2d)):
+        conv.weight.data, conv.bias.data = conv.weight.data * lam, conv.bias.data * lam
+    elif isinstance(conv, MergedDepthwise):
+        conv.weight.data = conv.weight.data * lam
+        conv.row_weight, conv.out_bias = conv.row_weight * lam, conv.out_bias * lam
+        conv._bias_maps = {}
+    else:
+        return False
+    return True
+
+
+def _prescale_shift_max(module: nn.Module) -> None:
+    """Every (convolution, Dynamic Shift-Max) pair of the blocks: the convolution outputs λ·x and
+    the activation takes the hard sigmoid as is (:meth:`FastShiftMax.prescale`)."""
+    pairs = []
+    for m in module.modules():
+        if isinstance(m, LiteCombination):
+            pairs.append((m, 'depthwise', 'act'))
+        elif isinstance(m, MicroBlockA):
+            pairs.append((m.lite, 'compress', None, m, 'act2'))
+        elif isinstance(m, MicroBlockC):
+            pairs += [(m, 'expand', 'act1'), (m, 'depthwise', 'act2'), (m, 'compress', 'act3')]
+        elif isinstance(m, ExpansionBlock):
+            pairs.append((m, 'expand', 'act'))
+    for pair in pairs:
+        conv = getattr(pair[0], pair[1])
+        act = getattr(pair[0], pair[2]) if pair[2] else getattr(pair[3], pair[4])
+        if (isinstance(act, FastShiftMax) and act.fc1 is not None
+                and act.act_max > 0
+                and isinstance(conv, (FusedPointwise, MergedDepthwise, FactorizedDepthwise))):
+            _scale_output(conv, act.prescale())
+
+
 def _merge_block_permutations(module: nn.Module) -> None:
     """Compose the consecutive shuffles of every block (their forwards call them in a row)."""
     for m in module.modules():
@@ -439,6 +496,8 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
     with torch.no_grad():
         _convert_leaves(backbone, backend)
         _merge_block_permutations(backbone)
+        if backend == 'onnxruntime':
+            _prescale_shift_max(backbone)
     for p in backbone.parameters():
         p.requires_grad_(False)
     return backbone

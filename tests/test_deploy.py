@@ -216,6 +216,10 @@ def test_deploy_onnx_graph(tmp_path, arch):
     n_gather = (sum(m.num_shifts - 1 for m in mods if isinstance(m, FastShiftMax))
                 + sum(isinstance(m, ChannelPermute) for m in mods))
     assert ops.count('Gather') == n_gather
+    # every dynamic Shift-Max takes its input prescaled: a HardSigmoid (fused into fc2's Gemm)
+    dsms = [m for m in mods if isinstance(m, FastShiftMax)]
+    assert all(m.input_scale == 4.0 for m in dsms)
+    assert ops.count('HardSigmoid') == len(dsms)
     assert any(isinstance(m, FactorizedDepthwise) for m in mods)
     assert all(m.full_map for m in mods if isinstance(m, MergedDepthwise))
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
