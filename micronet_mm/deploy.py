@@ -22,6 +22,21 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
 
+``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
+where ONNX Runtime's CPU kernels differ, each measured (README, "Speed"):
+
+* grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower overall);
+* a Micro-Factorized depthwise pair without channel multipliers stays kx1 + 1xk
+  (:class:`FactorizedDepthwise`, BN folded, no bias map): ORT's NCHWc depthwise kernel runs the
+  two faster than one kxk plus the map ``Add``; merged pairs add a full ``(1, C, H, W)`` bias
+  map, which ORT adds 2-4x faster than it broadcasts a ``(1, C, 1, W)`` one;
+* the shuffle before a block's depthwise convolution is moved past it and past the conjugated
+  Shift-Max after it, and composed with the next shuffle (one ``Gather`` per block fewer);
+* every (convolution, Dynamic Shift-Max) pair is prescaled (:meth:`FastShiftMax.prescale`) so
+  that the hard sigmoid is an ONNX ``HardSigmoid`` that ORT fuses into fc2's ``Gemm``;
+* the coefficient tensor is reshaped once with a constant shape and cut by one ``Split`` (no
+  ``Gather``/``Squeeze`` per coefficient, no ``Shape`` subgraph with a dynamic batch).
+
 Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that contains MicroNet
 parts (detectors, segmentors and pose models included): it rewrites every part it knows, in
 place, and returns the model.
@@ -234,7 +249,8 @@ class FastShiftMax(nn.Module):
     ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
     J-1 ``addcmul`` per fusion, K-1 ``maximum``. The hyper-function's pooling is a sum whose
     ``1/(H·W)`` is the ``alpha`` of the first FC's ``addmm``; the hard sigmoid and the rescaling
-    to ``init ± act_max`` are one ``clamp`` and one ``addcmul``.
+    to ``init ± act_max`` are one ``clamp`` (the scale folded into fc2) and one ``add``; the
+    ``K·J`` coefficient vectors come from one reshape and one ``split``.
 
     Args:
         dsm: the trained activation.
