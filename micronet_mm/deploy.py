@@ -477,7 +477,7 @@ def _prescale_shift_max(module: nn.Module) -> None:
         conv = getattr(pair[0], pair[1])
         act = getattr(pair[0], pair[2]) if pair[2] else getattr(pair[3], pair[4])
         if (isinstance(act, FastShiftMax) and act.fc1 is not None
-                and act.act_max > 0
+                and act.act_max > 0 and act.input_scale == 1.0  # not twice
                 and isinstance(conv, (FusedPointwise, MergedDepthwise, FactorizedDepthwise))):
             _scale_output(conv, act.prescale())
 

@@ -228,3 +228,15 @@ def test_deploy_onnx_graph(tmp_path, arch):
         ref = LogitsWrapper(model)(x)
     got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
     assert rel_err(got, ref) < 1e-4
+
+
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+def test_deploy_twice_is_a_no_op(backend):
+    model = trained_like(MicroNet('m1'))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[-1]
+        once = switch_to_deploy(copy.deepcopy(model), backend)
+        out1 = once(x)[-1]
+        out2 = switch_to_deploy(once, backend)(x)[-1]
+    assert rel_err(out1, ref) < 1e-4 and torch.equal(out1, out2)
