@@ -22,6 +22,21 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
 
+``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
+where ONNX Runtime's CPU kernels differ, each measured (README, "Speed"):
+
+* grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower overall);
+* a Micro-Factorized depthwise pair without channel multipliers stays kx1 + 1xk
+  (:class:`FactorizedDepthwise`, BN folded, no bias map): ORT's NCHWc depthwise kernel runs the
+  two faster than one kxk plus the map ``Add``; merged pairs add a full ``(1, C, H, W)`` bias
+  map, which ORT adds 2-4x faster than it broadcasts a ``(1, C, 1, W)`` one;
+* the shuffle before a block's depthwise convolution is moved past it and past the conjugated
+  Shift-Max after it, and composed with the next shuffle (one ``Gather`` per block fewer);
+* every (convolution, Dynamic Shift-Max) pair is prescaled (:meth:`FastShiftMax.prescale`) so
+  that the hard sigmoid is an ONNX ``HardSigmoid`` that ORT fuses into fc2's ``Gemm``;
+* the coefficient tensor is reshaped once with a constant shape and cut by one ``Split`` (no
+  ``Gather``/``Squeeze`` per coefficient, no ``Shape`` subgraph with a dynamic batch).
+
 Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that contains MicroNet
 parts (detectors, segmentors and pose models included): it rewrites every part it knows, in
 place, and returns the model.
@@ -33,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, GroupPointwise, LiteCombination,
-                             MicroBlockA, MicroBlockC, MicroFactorizedDepthwise, MicroStem)
+                             ExpansionBlock, MicroBlockA, MicroBlockC, MicroFactorizedDepthwise,
+                             MicroStem)
 
 BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -123,8 +139,9 @@ class MergedDepthwise(nn.Module):
         module: the factorized convolution, weights loaded.
     """
 
-    def __init__(self, module: MicroFactorizedDepthwise) -> None:
+    def __init__(self, module: MicroFactorizedDepthwise, full_map: bool = False) -> None:
         super().__init__()
+        self.full_map = full_map
         k1, k2 = module.conv_k1, module.conv_1k
         w1, b1 = fold_bn(k1.weight, None, module.bn1)  # (C·m1, 1, k, 1), (C·m1,)
         w2, b2 = fold_bn(k2.weight, None, module.bn2)  # (C·m1·m2, 1, 1, k), (C·m1·m2,)
@@ -137,25 +154,53 @@ class MergedDepthwise(nn.Module):
         self.register_buffer('row_weight', w2.detach().clone())
         self.register_buffer('row_bias', b1.detach().clone().view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach().clone())
-        self._bias_maps: dict[int, torch.Tensor] = {}
+        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def bias_map(self, width: int) -> torch.Tensor:
-        """``(1, C_out, 1, W_out)``: the exact bias of every output column."""
-        if width not in self._bias_maps:
+    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
+        """``(1, C_out, 1, W_out)``: the exact bias of every output column; with ``full_map``
+        the same repeated over the ``H_out`` rows of ``y``, ``(1, C_out, H_out, W_out)``."""
+        if (height, width) not in self._bias_maps:
             row = self.row_bias.expand(1, -1, 1, width)
-            self._bias_maps[width] = F.conv2d(
+            bias = F.conv2d(
                 row, self.row_weight, self.out_bias, (1, self.stride[1]), (0, self.padding[1]),
                 (1, self.dilation[1]), groups=row.shape[1]).detach()
-        return self._bias_maps[width]
+            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
+        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation,
                      self.groups)  # (N, C_out, H/s, W/s)
-        return y + self.bias_map(int(x.shape[-1]))
+        return y + self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
 
     def extra_repr(self) -> str:
         return (f'{self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, '
                 f'stride={self.stride}, dilation={self.dilation}')
+
+
+class FactorizedDepthwise(nn.Module):
+    """kx1 + BN + 1xk + BN (:class:`MicroFactorizedDepthwise` without channel multipliers) as two
+    depthwise convolutions with the BN folded into their biases: exact at the borders with no
+    bias map. What ``backend='onnxruntime'`` uses for multiplier-1 pairs: ONNX Runtime's NCHWc
+    depthwise kernel runs kx1 then 1xk (k = 3, 5) 1.0-1.6x faster than one kxk convolution plus
+    the bias-map ``Add``. Pairs with multipliers stay :class:`MergedDepthwise` (as fast either way).
+
+    Args:
+        module: the factorized convolution, weights loaded.
+    """
+
+    def __init__(self, module: MicroFactorizedDepthwise) -> None:
+        super().__init__()
+        self.conv_k1 = _fold_conv_bn(nn.Sequential(module.conv_k1, module.bn1))
+        self.conv_1k = _fold_conv_bn(nn.Sequential(module.conv_1k, module.bn2))
+        self.groups = self.conv_k1.groups
+
+    @staticmethod
+    def applies(module: MicroFactorizedDepthwise) -> bool:
+        k1, k2 = module.conv_k1, module.conv_1k
+        return k1.in_channels == k1.out_channels == k2.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_1k(self.conv_k1(x))  # (N, C, H/s, W/s)
 
 
 class MergedStem(nn.Module):
@@ -166,8 +211,9 @@ class MergedStem(nn.Module):
         stem: the stem, weights loaded.
     """
 
-    def __init__(self, stem: MicroStem) -> None:
+    def __init__(self, stem: MicroStem, full_map: bool = False) -> None:
         super().__init__()
+        self.full_map = full_map
         k1, k2 = stem.conv_k1, stem.conv_1k
         w1, b1 = fold_bn(k1.weight, None, stem.bn1)  # (C1, 3, k, 1)
         w2, b2 = fold_bn(k2.weight, None, stem.bn2)  # (C1·m, 1, 1, k)
@@ -179,20 +225,22 @@ class MergedStem(nn.Module):
         self.register_buffer('row_weight', w2.detach()[perm].clone())
         self.register_buffer('row_bias', b1.detach().repeat_interleave(m)[perm].view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach()[perm].clone())
-        self._bias_maps: dict[int, torch.Tensor] = {}
+        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def bias_map(self, width: int) -> torch.Tensor:
-        if width not in self._bias_maps:
+    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
+        """As :meth:`MergedDepthwise.bias_map`."""
+        if (height, width) not in self._bias_maps:
             c = self.row_weight.shape[0]
             row = self.row_bias.expand(1, c, 1, width)
-            self._bias_maps[width] = F.conv2d(row, self.row_weight, self.out_bias,
-                                              (1, self.stride[1]), (0, self.padding[1]),
-                                              groups=c).detach()
-        return self._bias_maps[width]
+            bias = F.conv2d(row, self.row_weight, self.out_bias, (1, self.stride[1]),
+                            (0, self.padding[1]), groups=c).detach()
+            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
+        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (N, C1·m, H/2, W/2)
-        return F.relu6(y + self.bias_map(int(x.shape[-1])))
+        bias = self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
+        return F.relu6(y + bias)
 
 
 class FastShiftMax(nn.Module):
@@ -201,7 +249,8 @@ class FastShiftMax(nn.Module):
     ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
     J-1 ``addcmul`` per fusion, K-1 ``maximum``. The hyper-function's pooling is a sum whose
     ``1/(H·W)`` is the ``alpha`` of the first FC's ``addmm``; the hard sigmoid and the rescaling
-    to ``init ± act_max`` are one ``clamp`` and one ``addcmul``.
+    to ``init ± act_max`` are one ``clamp`` (the scale folded into fc2) and one ``add``; the
+    ``K·J`` coefficient vectors come from one reshape and one ``split``.
 
     Args:
         dsm: the trained activation.
@@ -212,39 +261,61 @@ class FastShiftMax(nn.Module):
         self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
                                                              dsm.num_fusions)
         self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
-        # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(z + 3, 0, 6) · scale + offset
-        self.scale = dsm.act_max / 3
-        self.register_buffer('offset', (dsm.init.view(1, -1, 1) - dsm.act_max).clone(),
-                             persistent=False)  # (1, K·J, 1)
+        # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(s·(z + 3), 0, 6·s) + offset
+        # with s = act_max / 3 > 0 folded into fc2's weight and bias
+        scale = dsm.act_max / 3
+        self.high, self.act_max = 6 * scale, dsm.act_max
+        offset = (dsm.init.view(1, -1, 1) - dsm.act_max).expand(1, -1, self.channels)
+        self.register_buffer('offset', offset.reshape(1, -1).clone(), persistent=False)  # (1, K·J·C)
         if dsm.fc is None:
             static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)  # not clamped
-            self.register_buffer('static_a', static.view(1, -1, self.channels)
-                                 + dsm.init.view(1, -1, 1))
+            self.register_buffer('static_a', (static.view(1, -1, self.channels)
+                                              + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1))
             self.fc1 = self.fc2 = None
         else:  # Linear, ReLU, Linear, HSigmoid: the +3 of the hard sigmoid goes into fc2's bias
             fc1, fc2 = dsm.fc[0], dsm.fc[2]
             self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
             self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
             self.fc1.load_state_dict(fc1.state_dict())
-            self.fc2.weight.data.copy_(fc2.weight)
-            self.fc2.bias.data.copy_(fc2.bias + 3)
+            self.fc2.weight.data.copy_(fc2.weight * scale)
+            self.fc2.bias.data.copy_((fc2.bias + 3) * scale)
+        self.input_scale = 1.0
+
+    def prescale(self) -> float:
+        """Expect the input multiplied by ``λ = 2·act_max`` (the caller scales the convolution
+        before): then ``a / λ = hardsigmoid(fc2(·)) + offset / λ`` and the output is unchanged,
+        since Eq. 4 is linear in x for given coefficients. The hard sigmoid is ONNX
+        ``HardSigmoid``, which ONNX Runtime fuses into fc2's ``Gemm``: one ``Clip`` fewer. With
+        ``act_max`` a power of two (the default, 2) the scaling is exact. Returns λ."""
+        lam = 2 * self.act_max
+        if self.fc1 is None or self.input_scale != 1.0:
+            raise ValueError('prescale: dynamic Shift-Max only, once')
+        s = self.high / 6
+        self.fc2.weight.data = self.fc2.weight.data / s  # back to the trained fc2
+        self.fc2.bias.data = self.fc2.bias.data / s - 3
+        self.fc1.weight.data = self.fc1.weight.data / lam  # the pooled input is λ times larger
+        self.offset = self.offset / lam
+        self.input_scale = lam
+        return lam
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         if self.fc1 is None:
-            a = self.static_a.expand(n, -1, -1)
+            a = self.static_a.expand(n, -1, -1, -1)
         else:  # the mean's 1/(H·W) rides on the first FC's matrix product
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
-            z = self.fc2(hid.relu_())  # (N, K·J·C), the +3 included
-            a = torch.add(self.offset, z.view(n, -1, c).clamp(0, 6), alpha=self.scale)
-        a = a.reshape(n, -1, c, 1, 1)  # (N, K·J, C, 1, 1)
+            z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3), or z when prescaled
+            a = F.hardsigmoid(z) if self.input_scale != 1.0 else z.clamp(0, self.high)
+            # a constant target shape: no Shape/Gather/Concat subgraph with a dynamic batch
+            a = (a + self.offset).view(-1, self.offset.shape[1], 1, 1)
+        a = a.split(c, 1)  # K·J x (N, C, 1, 1): one Split, no Gather / Squeeze per coefficient
         shifted = [x] + [x.index_select(1, idx) for idx in self.index[1:]]  # J x (N, C, H, W)
         y = None
         for k in range(self.num_fusions):
-            fused = shifted[0] * a[:, k * self.num_shifts]
+            fused = shifted[0] * a[k * self.num_shifts]
             for j in range(1, self.num_shifts):
-                fused = torch.addcmul(fused, shifted[j], a[:, k * self.num_shifts + j])
+                fused = torch.addcmul(fused, shifted[j], a[k * self.num_shifts + j])
             y = fused if y is None else torch.maximum(y, fused)
         return y  # (N, C, H, W)
 
@@ -278,6 +349,8 @@ def _width(module: nn.Module) -> int:
         return module.out_channels
     if isinstance(module, MergedDepthwise):
         return module.weight.shape[0]
+    if isinstance(module, FactorizedDepthwise):
+        return module.conv_1k.out_channels
     if isinstance(module, nn.Conv2d):
         return module.out_channels
     raise TypeError(type(module).__name__)
@@ -293,24 +366,120 @@ def _fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
     return fused
 
 
-def _convert_leaves(module: nn.Module, use_matmul: bool) -> None:
+def _convert_leaves(module: nn.Module, backend: str) -> None:
     """Replace, recursively, every convertible leaf part by its deploy form."""
+    use_matmul = full_map = factorized = False
+    if backend == 'pytorch':
+        use_matmul = True
+    else:  # ORT adds a (1, C, H, W) map 2-4x faster than it broadcasts a (1, C, 1, W) one
+        full_map = factorized = True
     for name, child in list(module.named_children()):
         if isinstance(child, GroupPointwise):
             new = FusedPointwise.from_group_pointwise(child, use_matmul)
         elif isinstance(child, MicroFactorizedDepthwise):
-            new = MergedDepthwise(child)
+            new = (FactorizedDepthwise(child) if factorized and FactorizedDepthwise.applies(child)
+                   else MergedDepthwise(child, full_map))
         elif isinstance(child, MicroStem):
-            new = MergedStem(child)
+            new = MergedStem(child, full_map)
         elif isinstance(child, DynamicShiftMax):
             new = FastShiftMax(child)
         elif (isinstance(child, nn.Sequential) and len(child) == 2
               and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
             new = _fold_conv_bn(child)  # the full-rank partner's kxk depthwise
         else:
-            _convert_leaves(child, use_matmul)
+            _convert_leaves(child, backend)
             continue
         setattr(module, name, new)
+
+
+def _conjugate_depthwise(dw: nn.Module, perm: torch.Tensor) -> None:
+    """Rewrite a per-channel ``dw`` so that ``dw(z[:, perm]) == dw'(z)[:, perm]``."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    if isinstance(dw, FactorizedDepthwise):
+        for conv in (dw.conv_k1, dw.conv_1k):
+            conv.weight.data, conv.bias.data = conv.weight.data[inv], conv.bias.data[inv]
+        return
+    dw.weight.data = dw.weight.data[inv]
+    dw.row_weight, dw.out_bias = dw.row_weight[inv], dw.out_bias[inv]
+    dw.row_bias = dw.row_bias[:, inv]
+    dw._bias_maps = {}
+
+
+def _conjugate_shift_max(act: 'FastShiftMax', perm: torch.Tensor) -> None:
+    """Rewrite ``act`` so that ``act(v[:, perm]) == act'(v)[:, perm]`` (Shift-Max is covariant
+    under channel permutations: shift index, hyper-function input columns and output rows)."""
+    c = act.channels
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(c)
+    index = torch.empty_like(act.index)
+    index[:, perm] = perm[act.index]  # idx'[P[c]] = P[idx[c]]
+    act.index = index
+    rows = (torch.arange(act.offset.shape[1] // c).view(-1, 1) * c + inv.view(1, -1)).view(-1)
+    if act.fc1 is None:
+        act.static_a = act.static_a[:, rows]
+    else:
+        act.fc1.weight.data = act.fc1.weight.data[:, inv]
+        act.fc2.weight.data = act.fc2.weight.data[rows]
+        act.fc2.bias.data = act.fc2.bias.data[rows]
+
+
+def _sink_shuffle1(block: nn.Module) -> None:
+    """Block C / B: ``shuffle2(act2(depthwise(shuffle1(x))))`` with a per-channel depthwise and a
+    Shift-Max or ReLU6 ``act2`` equals ``(shuffle1 ∘ shuffle2)(act2'(depthwise'(x)))``: the two
+    permutations become one ``Gather``."""
+    dw, act, p1 = block.depthwise, block.act2, block.shuffle1
+    per_channel = ((isinstance(dw, MergedDepthwise) and dw.groups == dw.weight.shape[0])
+                   or isinstance(dw, FactorizedDepthwise))
+    if not (isinstance(p1, ChannelPermute) and per_channel and isinstance(act, (FastShiftMax, nn.ReLU6))
+            and isinstance(block.shuffle2, (ChannelPermute, nn.Identity))):
+        return
+    perm = p1.index
+    _conjugate_depthwise(dw, perm)
+    if isinstance(act, FastShiftMax):
+        _conjugate_shift_max(act, perm)
+    if isinstance(block.shuffle2, ChannelPermute):
+        perm = perm[block.shuffle2.index]
+    block.shuffle1 = nn.Identity()
+    block.shuffle2 = (nn.Identity() if torch.equal(perm, torch.arange(perm.numel()))
+                      else ChannelPermute(perm))
+
+
+def _scale_output(conv: nn.Module, lam: float) -> bool:
+    """Multiply the output of a converted convolution by ``lam`` (weights and biases)."""
+    if isinstance(conv, FactorizedDepthwise):
+        conv = conv.conv_1k
+    if isinstance(conv, (FusedPointwise, nn.Conv2d)):
+        conv.weight.data, conv.bias.data = conv.weight.data * lam, conv.bias.data * lam
+    elif isinstance(conv, MergedDepthwise):
+        conv.weight.data = conv.weight.data * lam
+        conv.row_weight, conv.out_bias = conv.row_weight * lam, conv.out_bias * lam
+        conv._bias_maps = {}
+    else:
+        return False
+    return True
+
+
+def _prescale_shift_max(module: nn.Module) -> None:
+    """Every (convolution, Dynamic Shift-Max) pair of the blocks: the convolution outputs λ·x and
+    the activation takes the hard sigmoid as is (:meth:`FastShiftMax.prescale`)."""
+    pairs = []
+    for m in module.modules():
+        if isinstance(m, LiteCombination):
+            pairs.append((m, 'depthwise', 'act'))
+        elif isinstance(m, MicroBlockA):
+            pairs.append((m.lite, 'compress', None, m, 'act2'))
+        elif isinstance(m, MicroBlockC):
+            pairs += [(m, 'expand', 'act1'), (m, 'depthwise', 'act2'), (m, 'compress', 'act3')]
+        elif isinstance(m, ExpansionBlock):
+            pairs.append((m, 'expand', 'act'))
+    for pair in pairs:
+        conv = getattr(pair[0], pair[1])
+        act = getattr(pair[0], pair[2]) if pair[2] else getattr(pair[3], pair[4])
+        if (isinstance(act, FastShiftMax) and act.fc1 is not None
+                and act.act_max > 0 and act.input_scale == 1.0  # not twice
+                and isinstance(conv, (FusedPointwise, MergedDepthwise, FactorizedDepthwise))):
+            _scale_output(conv, act.prescale())
 
 
 def _merge_block_permutations(module: nn.Module) -> None:
@@ -325,6 +494,7 @@ def _merge_block_permutations(module: nn.Module) -> None:
             m.shuffle1 = _permute(m.shuffle1, m.expand.out_channels)
             m.shuffle2 = _permute(m.shuffle2, _width(m.depthwise))
             m.shuffle3, m.shuffle3b = _compose(m.shuffle3, m.shuffle3b, m.compress.out_channels)
+            _sink_shuffle1(m)
 
 
 def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module:
@@ -340,8 +510,10 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
         raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
     backbone.eval()
     with torch.no_grad():
-        _convert_leaves(backbone, use_matmul=backend == 'pytorch')
+        _convert_leaves(backbone, backend)
         _merge_block_permutations(backbone)
+        if backend == 'onnxruntime':
+            _prescale_shift_max(backbone)
     for p in backbone.parameters():
         p.requires_grad_(False)
     return backbone

@@ -7,8 +7,8 @@ import torch
 from conftest import ROOT, mmpretrain_scope, randomize_bn
 from torch import nn
 
-from micronet_mm.deploy import (ChannelPermute, FastShiftMax, FusedPointwise, MergedDepthwise,
-                                switch_to_deploy)
+from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
+                                MergedDepthwise, switch_to_deploy)
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import ChannelShuffle, DynamicShiftMax, MicroFactorizedDepthwise
 
@@ -50,15 +50,19 @@ def test_deploy_backbone_matches(arch, backend):
     assert any(isinstance(m, FastShiftMax) for m in mods)
     assert all(m.use_matmul == (backend == 'pytorch')
                for m in mods if isinstance(m, FusedPointwise))
-    # one kxk convolution per factorized pair (plus the stem's)
-    n_pairs = sum(isinstance(m, MicroFactorizedDepthwise) for m in model.modules())
-    assert sum(isinstance(m, MergedDepthwise) for m in mods) == n_pairs
+    # one kxk convolution per factorized pair (plus the stem's); for ONNX Runtime the pairs
+    # without channel multipliers stay two convolutions with folded BN
+    pairs = [m for m in model.modules() if isinstance(m, MicroFactorizedDepthwise)]
+    n_fact = sum(FactorizedDepthwise.applies(m) for m in pairs) if backend == 'onnxruntime' else 0
+    assert sum(isinstance(m, FactorizedDepthwise) for m in mods) == n_fact
+    assert sum(isinstance(m, MergedDepthwise) for m in mods) == len(pairs) - n_fact
     # the last two shuffles of every C block are one permutation
     n_shuffles = sum(isinstance(m, ChannelShuffle) for m in model.modules())
     assert 0 < sum(isinstance(m, ChannelPermute) for m in mods) < n_shuffles
 
 
-def test_deploy_dilated_and_static():
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+def test_deploy_dilated_and_static(backend):
     """Output stride 16 (dilated depthwise) and static Shift-Max convert exactly too."""
     for kwargs in (dict(output_stride=16), dict(act_cfg=dict(dynamic=False))):
         model = trained_like(MicroNet('m1', **kwargs))
@@ -68,7 +72,7 @@ def test_deploy_dilated_and_static():
         x = torch.randn(1, 3, 64, 80)
         with torch.no_grad():
             ref = model(x)[-1]
-            out = switch_to_deploy(copy.deepcopy(model))(x)[-1]
+            out = switch_to_deploy(copy.deepcopy(model), backend)(x)[-1]
         assert rel_err(out, ref) < 1e-4, kwargs
 
 
@@ -185,3 +189,54 @@ def test_switch_to_deploy_methods():
     assert rel_err(out, ref) < 1e-4
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                    for m in [*b2.modules(), *h2.modules()])
+
+
+@pytest.mark.parametrize('arch', ['m1', 'm2'])
+def test_deploy_onnx_graph(tmp_path, arch):
+    """The ``backend='onnxruntime'`` deploy model exported with a dynamic batch: ONNX Runtime
+    matches the original model (trained-like weights, batch 2), and the graph is lean: no
+    Shape/Squeeze/Unsqueeze/Concat subgraphs, one Gather per Shift-Max shift and per (composed)
+    channel permutation, no depthwise bias map broadcast over rows."""
+    ort = pytest.importorskip('onnxruntime')
+    onnx = pytest.importorskip('onnx')
+    from tools.deployment.export_onnx import LogitsWrapper, export
+    from micronet_mm.models import MicroNetImageClassifier
+    with mmpretrain_scope():
+        model = MicroNetImageClassifier(
+            backbone=dict(type='MicroNet', arch=arch),
+            head=dict(type='MicroNetClsHead', num_classes=100, in_channels='auto',
+                      mid_channels=256, dropout=0.1))
+    trained_like(model)
+    deploy = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
+    path = str(tmp_path / f'{arch}.onnx')
+    export(deploy, path, (96, 128))
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert not {'Shape', 'Squeeze', 'Unsqueeze', 'Concat'} & set(ops)
+    mods = list(deploy.modules())
+    n_gather = (sum(m.num_shifts - 1 for m in mods if isinstance(m, FastShiftMax))
+                + sum(isinstance(m, ChannelPermute) for m in mods))
+    assert ops.count('Gather') == n_gather
+    # every dynamic Shift-Max takes its input prescaled: a HardSigmoid (fused into fc2's Gemm)
+    dsms = [m for m in mods if isinstance(m, FastShiftMax)]
+    assert all(m.input_scale == 4.0 for m in dsms)
+    assert ops.count('HardSigmoid') == len(dsms)
+    assert any(isinstance(m, FactorizedDepthwise) for m in mods)
+    assert all(m.full_map for m in mods if isinstance(m, MergedDepthwise))
+    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        ref = LogitsWrapper(model)(x)
+    got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+    assert rel_err(got, ref) < 1e-4
+
+
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+def test_deploy_twice_is_a_no_op(backend):
+    model = trained_like(MicroNet('m1'))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[-1]
+        once = switch_to_deploy(copy.deepcopy(model), backend)
+        out1 = once(x)[-1]
+        out2 = switch_to_deploy(once, backend)(x)[-1]
+    assert rel_err(out1, ref) < 1e-4 and torch.equal(out1, out2)

@@ -8,7 +8,9 @@ training throughput. Random weights (latency does not depend on them).
 Latency: one thread (``torch.set_num_threads(1)``; ONNX Runtime intra/inter-op threads 1),
 batch 1, 224x224. Every round times each (model, runtime) for ``--iters`` calls, in turn, so
 that load changes on a shared machine hit all alike; the table gives the median over rounds of
-the per-call mean and the interquartile range. ONNX Runtime runs the plain export of the model
+the per-call mean and the interquartile range. ONNX Runtime (every model with the same session
+options: ORT_ENABLE_ALL graph optimisation, sequential execution, 1 intra-op and 1 inter-op
+thread, CPU provider) runs the plain export of the model
 as trained and the export of the deploy model (``backend='onnxruntime'``). Training throughput:
 images/s of forward + backward + SGD step at batch 64 (one thread, 224x224).
 
@@ -102,6 +104,7 @@ def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # the same options for every model
     sess = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
     return sess
 

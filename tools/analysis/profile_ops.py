@@ -31,6 +31,32 @@ for tag, mod in [(name + '-deploy', switch_to_deploy(copy.deepcopy(m), 'onnxrunt
     print('| op type | ms/run | share | nodes |'); print('| --- | --- | --- | --- |')
     for k, (d, c) in sorted(by.items(), key=lambda kv: -kv[1][0]):
         print(f'| {k} | {d/runs/1000:.3f} | {100*d/runs/tot:.0f}% | {c//runs} |')
+    # MicroNet: the same time by role in the network (from node names and output ranks)
+    if 'deploy' not in tag:
+        continue
+
+    def role(e):
+        name, op = e['name'], e['args']['op_name']
+        shape = (e['args'].get('output_type_shape') or [{}])[0]
+        rank = len(next(iter(shape.values()), [])) if shape else 0
+        if '/head/' in name:
+            return 'classifier head (pooling, 2 FC)'
+        if '/act' in name:
+            if op in ('Mul', 'Add', 'Max', 'Gather') and rank == 4:
+                return 'Shift-Max fusions: shift Gather, Mul, Add, Max over the feature map'
+            return 'Shift-Max coefficients: ReduceSum, 2 Gemm, Add, Reshape, Split'
+        if 'shuffle' in name:
+            return 'channel shuffles (Gather)'
+        if op in ('Conv', 'FusedConv', 'ReorderInput', 'ReorderOutput') or 'depthwise' in name \
+                or 'stem' in name:
+            return 'convolutions (+ NCHWc reorders, depthwise bias maps, ReLU6)'
+        return 'other (residual Add, ...)'
+    roles = collections.defaultdict(lambda: [0, 0])
+    for e in ev:
+        roles[role(e)][0] += e['dur']; roles[role(e)][1] += 1
+    print('| role | ms/run | share | nodes |'); print('| --- | --- | --- | --- |')
+    for k, (d, c) in sorted(roles.items(), key=lambda kv: -kv[1][0]):
+        print(f'| {k} | {d/runs/1000:.3f} | {100*d/runs/tot:.0f}% | {c//runs} |')
 from torch.profiler import profile, ProfilerActivity
 d = switch_to_deploy(copy.deepcopy(m), 'pytorch')
 x = torch.randn(1,3,224,224)
