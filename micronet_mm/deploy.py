@@ -37,6 +37,12 @@ where ONNX Runtime's CPU kernels differ, each measured (README, "Speed"):
 * the coefficient tensor is reshaped once with a constant shape and cut by one ``Split`` (no
   ``Gather``/``Squeeze`` per coefficient, no ``Shape`` subgraph with a dynamic batch).
 
+Dense-task heads: the MR-ASPP head's Micro-Factorized pointwise convolutions get their BN
+folded and their shuffle as one permutation; the pose head's Micro-Blocks convert as the
+backbone's, and the spatial attention after each of their activations (``ActSettings.
+spatial_attention``) stays as it is, so a slot ``Sequential(Shift-Max, SpatialAttention)`` is
+neither prescaled nor moved past a shuffle (exact, one rewrite fewer there).
+
 Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that contains MicroNet
 parts (detectors, segmentors and pose models included): it rewrites every part it knows, in
 place, and returns the model.
@@ -49,7 +55,7 @@ from torch import nn
 
 from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, GroupPointwise, LiteCombination,
                              ExpansionBlock, MicroBlockA, MicroBlockC, MicroFactorizedDepthwise,
-                             MicroStem)
+                             MicroFactorizedPointwise, MicroStem)
 
 BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -274,8 +280,9 @@ class FastShiftMax(nn.Module):
             self.fc1 = self.fc2 = None
         else:  # Linear, ReLU, Linear, HSigmoid: the +3 of the hard sigmoid goes into fc2's bias
             fc1, fc2 = dsm.fc[0], dsm.fc[2]
-            self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
-            self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
+            like = dict(device=fc1.weight.device, dtype=fc1.weight.dtype)
+            self.fc1 = nn.Linear(fc1.in_features, fc1.out_features, **like)
+            self.fc2 = nn.Linear(fc2.in_features, fc2.out_features, **like)
             self.fc1.load_state_dict(fc1.state_dict())
             self.fc2.weight.data.copy_(fc2.weight * scale)
             self.fc2.bias.data.copy_((fc2.bias + 3) * scale)
@@ -360,7 +367,8 @@ def _fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
     conv, bn = seq[0], seq[1]
     weight, bias = fold_bn(conv.weight, conv.bias, bn)
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True)
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      device=weight.device, dtype=weight.dtype)
     fused.weight.data.copy_(weight)
     fused.bias.data.copy_(bias)
     return fused
@@ -483,8 +491,12 @@ def _prescale_shift_max(module: nn.Module) -> None:
 
 
 def _merge_block_permutations(module: nn.Module) -> None:
-    """Compose the consecutive shuffles of every block (their forwards call them in a row)."""
+    """Compose the consecutive shuffles of every block (their forwards call them in a row);
+    the shuffle inside a Micro-Factorized pointwise convolution (MR-ASPP head) becomes one
+    permutation too."""
     for m in module.modules():
+        if isinstance(m, MicroFactorizedPointwise):
+            m.shuffle = _permute(m.shuffle, _width(m.q))
         if isinstance(m, LiteCombination):
             m.shuffle, m.shuffle2 = _compose(m.shuffle, m.shuffle2, _width(m.depthwise))
         elif isinstance(m, MicroBlockA):
@@ -526,7 +538,8 @@ def convert_cls_head(head: nn.Module) -> nn.Module:
         for fc_name, bn_name in (('fc1', 'bn1'), ('fc2', 'bn2')):
             fc, bn = getattr(head, fc_name), getattr(head, bn_name)
             weight, bias = fold_bn(fc.weight, fc.bias, bn)
-            fused = nn.Linear(fc.in_features, fc.out_features)
+            fused = nn.Linear(fc.in_features, fc.out_features, device=weight.device,
+                              dtype=weight.dtype)
             fused.weight.copy_(weight)
             fused.bias.copy_(bias)
             setattr(head, fc_name, fused)

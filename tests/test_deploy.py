@@ -240,3 +240,107 @@ def test_deploy_twice_is_a_no_op(backend):
         out1 = once(x)[-1]
         out2 = switch_to_deploy(once, backend)(x)[-1]
     assert rel_err(out1, ref) < 1e-4 and torch.equal(out1, out2)
+
+
+# ------------------------------------------------------------------ dense tasks: pose, seg
+
+POSE_CONFIGS = [f'{ROOT}/configs/pose/td-hm_micronet-pose-m{i}_8xb64-250e_coco-256x192.py'
+                for i in range(4)]
+SEG_CONFIGS = [f'{ROOT}/configs/seg/micronet-v1-m{i}-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py'
+               for i in range(4)]
+
+
+def build_from_config(path: str) -> nn.Module:
+    """The config's model under its toolbox's scope, in eval mode."""
+    from mmengine.config import Config
+    from tools.analysis.get_flops import build_model
+    return build_model(Config.fromfile(path))
+
+
+def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0) -> nn.Module:
+    """Trained-like statistics for a whole dense model, set in one eval-mode pass over a random
+    batch, in the order the layers run:
+
+    * every BN gets the mean and variance of its actual input, perturbed (mean + 0.1 std ·
+      N(0, 1), variance · U(0.5, 1.5)): random statistics that still keep the activations O(1).
+      Statistics drawn independently of the data (``randomize_bn`` alone) leave the deep
+      dense models' outputs nearly independent of the image (a comparison would test little);
+      statistics from a train-mode pass, then perturbed, compound to activations of 1e5;
+    * every spatial attention (pose head) gets its 1x1 convolution scaled so that its logits
+      have standard deviation ``tau``: neither uniform nor one-hot. At PyTorch's init the
+      softmax is so peaked that float32 rounding of the original model alone moves the
+      heatmaps by 1e-3 relative.
+    """
+    from micronet_mm.ops import SpatialAttention
+    g = torch.Generator().manual_seed(seed)
+
+    def set_bn(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
+        x = args[0].transpose(0, 1).flatten(1)  # (C, N·H·W)
+        mean, var = x.mean(1), x.var(1)
+        n = bn.num_features
+        bn.running_mean.copy_(mean + 0.1 * var.sqrt() * torch.randn(n, generator=g))
+        bn.running_var.copy_(var * (torch.rand(n, generator=g) + 0.5))
+
+    def set_attention(sa: SpatialAttention, args: tuple) -> None:
+        sa.conv.bias.data.zero_()
+        sa.conv.weight.data /= sa.conv(args[0]).std() / sa.tau
+
+    hooks = [m.register_forward_pre_hook(set_bn) for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks += [m.register_forward_pre_hook(set_attention) for m in model.modules()
+              if isinstance(m, SpatialAttention)]
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(2, 3, *shape, generator=g), None, mode='tensor')
+    for h in hooks:
+        h.remove()
+    return model
+
+
+def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
+    """:func:`trained_like` (random BN affine parameters and FC weights), then
+    :func:`calibrate`."""
+    return calibrate(trained_like(build_from_config(path), seed), shape, seed)
+
+
+@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+@pytest.mark.parametrize('path, shape', [(p, (128, 96)) for p in POSE_CONFIGS]
+                         + [(p, (128, 256)) for p in SEG_CONFIGS],
+                         ids=[f'pose-m{i}' for i in range(4)] + [f'v1-m{i}' for i in range(4)])
+def test_deploy_dense_outputs_match(path, shape, backend):
+    """Pose heatmaps and segmentation logits (``mode='tensor'``) of the deploy model equal the
+    trained model's, for every pose and Cityscapes config: in float64 to 1e-9 relative (the
+    rewrite is exact), in float32 to 1e-4 relative, or, where random weights leave the original
+    model's own float32 rounding above that (pose: softmax attentions and Shift-Max maxima in
+    series), to within 4x the original's own float32 error against float64."""
+    from micronet_mm.ops import GroupPointwise, SpatialAttention
+    model = dense_trained_like(path, shape)
+    x = torch.randn(2, 3, *shape)
+    with torch.no_grad():
+        ref = model(x, None, mode='tensor')
+        deploy = switch_to_deploy(copy.deepcopy(model), backend)
+        out = deploy(x, None, mode='tensor')
+        ref64 = copy.deepcopy(model).double()(x.double(), None, mode='tensor')
+        out64 = switch_to_deploy(copy.deepcopy(model).double(), backend)(
+            x.double(), None, mode='tensor')
+    # the outputs depend on the image, so matching them means something
+    assert rel_err(ref[0], ref[1]) > 0.1
+    stride = 4 if '/pose/' in path else 8
+    assert out.shape == ref.shape and out.shape[2:] == (shape[0] // stride, shape[1] // stride)
+    assert out64.dtype == torch.float64 and rel_err(out64, ref64) < 1e-9
+    own = rel_err(ref.double(), ref64)  # the original's float32 rounding
+    assert rel_err(out.double(), ref64) < max(1e-4, 4 * own)
+    if '/seg/' in path:
+        assert rel_err(out, ref) < 1e-4
+    mods, orig = list(deploy.modules()), list(model.modules())
+    assert not any(isinstance(m, (nn.modules.batchnorm._BatchNorm, DynamicShiftMax,
+                                  MicroFactorizedDepthwise, ChannelShuffle, GroupPointwise))
+                   for m in mods)
+    assert any(isinstance(m, FastShiftMax) for m in mods)
+    head = deploy.head if '/pose/' in path else deploy.decode_head
+    assert any(isinstance(m, FusedPointwise) for m in head.modules())
+    # the pose head's spatial attention is kept, one per activation slot
+    n_sa = sum(isinstance(m, SpatialAttention) for m in orig)
+    assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa
+    assert (n_sa > 0) == ('/pose/' in path)
+    assert sum(isinstance(m, FastShiftMax) for m in head.modules()) >= n_sa
