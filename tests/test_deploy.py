@@ -344,3 +344,48 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa
     assert (n_sa > 0) == ('/pose/' in path)
     assert sum(isinstance(m, FastShiftMax) for m in head.modules()) >= n_sa
+
+
+POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'
+SEG_DEMO = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py'
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+@pytest.mark.parametrize('task, config, shape, out_shape', [
+    ('pose', POSE_DEMO, (64, 48), (17, 16, 12)),  # the codec's input size
+    ('segmentation', SEG_DEMO, (128, 256), (19, 16, 32))])  # the crop size
+def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, deploy):
+    """Pose heatmaps and segmentation logits exported from a checkpoint, the input size taken
+    from the config, checked by the tool and again here with batch 3."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import main
+    model = dense_trained_like(config, shape)
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'model.onnx'
+    diff = main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    printed = capsys.readouterr().out
+    assert f'{task}, input (batch, 3, {shape[0]}, {shape[1]})' in printed
+    assert 'rtol 0.0001' in printed and '-> OK' in printed
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert sess.get_outputs()[0].name == ('heatmaps' if task == 'pose' else 'logits')
+    x = torch.randn(3, 3, *shape)
+    got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+    with torch.no_grad():
+        ref = model(x, None, mode='tensor')
+    assert tuple(got.shape) == (3, *out_shape) and diff <= 1e-4 * ref.abs().max() + 1e-4
+    # pose with random weights: the attention softmaxes amplify float32 rounding (see
+    # test_deploy_dense_outputs_match), so a fresh batch gets a looser bound
+    assert rel_err(got, ref) < (1e-4 if task == 'segmentation' else 3e-3)
+
+
+def test_export_onnx_rejects_other_toolboxes(tmp_path):
+    from tools.deployment.export_onnx import main
+    import glob
+    configs = sorted(glob.glob(f'{ROOT}/configs/det/*.py'))
+    if not configs:
+        pytest.skip('no detection config')
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    with pytest.raises(SystemExit, match='default_scope'):
+        main([configs[0], str(ckpt)])

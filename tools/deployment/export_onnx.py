@@ -1,15 +1,24 @@
-"""Export a MicroNet classifier to ONNX and check it against PyTorch with ONNX Runtime.
+"""Export a MicroNet classifier, pose model or segmentor to ONNX and check it against PyTorch
+with ONNX Runtime.
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--shape H W]
-        [--deploy] [--opset N] [--atol A] [--cfg-options k=v ...]
+        [--deploy] [--opset N] [--atol A] [--rtol R] [--cfg-options k=v ...]
 
-The graph takes the normalised image batch ``(N, 3, H, W)`` (the data preprocessor's mean/std
-are not part of it) and returns the logits ``(N, num_classes)``; N is a dynamic axis. With
+The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: logits
+``(N, num_classes)``, default input 224x224), ``mmpose`` (top-down pose model: heatmaps
+``(N, K, H/4, W/4)``, default input the codec's, 256x192 for the COCO configs) or ``mmseg``
+(segmentor: the decode head's logits ``(N, num_classes, H/8, W/8)`` before the resize to the
+image, default input the data preprocessor's crop size, 512x1024 for Cityscapes). The graph is
+the ``mode='tensor'`` forward: it takes the normalised image batch ``(N, 3, H, W)`` (the data
+preprocessor's mean/std are not part of it); N is a dynamic axis. With
 ``--deploy`` the model is first rewritten by ``micronet_mm.deploy.switch_to_deploy`` for ONNX
 Runtime (BN folded, one kxk depthwise per factorized pair, composed shuffles, a short Dynamic
 Shift-Max). The check runs the exported file in ONNX Runtime on random batches of 1 and 2,
 prints the largest absolute difference from the PyTorch model as loaded (before any deploy
-rewrite), and exits with status 1 when it is above ``--atol``.
+rewrite), and exits with status 1 when it is above the threshold ``max(atol, rtol · max|out|)``
+(``max|out|`` the largest PyTorch output). Defaults: ``--atol 1e-4`` and ``--rtol 0`` for the
+classifier (logits), ``--rtol 1e-4`` for pose heatmaps and segmentation logits, whose scale
+varies with the model and whose float32 rounding grows with it.
 """
 from __future__ import annotations
 
@@ -28,92 +37,144 @@ import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.tools_common import MissingInputError, load_config  # noqa: E402
 
 DEFAULT_ATOL = 1e-4
+TASKS = {'mmpretrain': 'classifier', 'mmpose': 'pose', 'mmseg': 'segmentation'}
+OUTPUT_NAMES = {'classifier': 'logits', 'pose': 'heatmaps', 'segmentation': 'logits'}
+DEFAULT_RTOL = {'classifier': 0.0, 'pose': 1e-4, 'segmentation': 1e-4}
+DEFAULT_SEG_SHAPE = (512, 1024)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export a MicroNet classifier to ONNX')
-    parser.add_argument('config', help='mmpretrain config, e.g. configs/pretrain/'
-                        'micronet-m0_8xb64_in1k.py')
+    parser = argparse.ArgumentParser(
+        description='Export a MicroNet classifier, pose model or segmentor to ONNX')
+    parser.add_argument('config', help='mmpretrain, mmpose or mmseg config, e.g. configs/'
+                        'pretrain/micronet-m0_8xb64_in1k.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, plus '
                         '"-deploy" with --deploy)')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='input height and width (fixed in the graph; batch is dynamic)')
+    parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='input height and width (fixed in the graph; batch is dynamic); '
+                        'default 224x224 (classifier), the codec input size (pose), the crop '
+                        'size or 512x1024 (segmentation)')
     parser.add_argument('--deploy', action='store_true',
                         help='export the deploy-mode model (micronet_mm.deploy)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL,
-                        help='largest allowed |ONNX Runtime - PyTorch| of the logits')
+                        help='largest allowed |ONNX Runtime - PyTorch| of the outputs')
+    parser.add_argument('--rtol', type=float, default=None,
+                        help='or this fraction of the largest |output|, if larger (default 0 '
+                        'for classifiers, 1e-4 for pose and segmentation)')
     parser.add_argument('--no-check', action='store_true', help='skip the ONNX Runtime check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
 
 
 class LogitsWrapper(torch.nn.Module):
-    """``images -> logits`` of an mmpretrain classifier (its ``mode='tensor'`` forward)."""
+    """``images -> outputs`` of a classifier, pose model or segmentor: its ``mode='tensor'``
+    forward (logits, heatmaps, segmentation logits)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, mode='tensor')  # (N, num_classes)
+        return self.model(x, None, mode='tensor')  # (N, num_classes) or (N, K, h, w)
 
 
-def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | None = None):
-    """Build the config's model in eval mode and load ``checkpoint`` into it (CPU)."""
+def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = None
+               ) -> tuple[torch.nn.Module, str, tuple[int, int]]:
+    """Build the config's model in eval mode and load ``checkpoint`` into it (CPU).
+
+    Args:
+        config: an mmpretrain, mmpose or mmseg config of this project.
+        checkpoint: weights file, or None for the config's initial weights.
+        cfg_options: overrides merged into the config.
+
+    Returns:
+        The model, its task (a value of ``TASKS``) and its default input ``(H, W)``.
+    """
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise MissingInputError(f'checkpoint not found: {checkpoint}')
     cfg = load_config(config, cfg_options)
     import micronet_mm.models  # noqa: F401  (registers the MicroNet modules)
-    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
     from mmengine.runner import load_checkpoint
     scope = cfg.get('default_scope', 'mmpretrain')
-    if scope != 'mmpretrain':
-        raise SystemExit(f'{config}: default_scope is {scope!r}; this tool exports mmpretrain '
-                         'classifiers only')
+    if scope not in TASKS:
+        raise SystemExit(f'{config}: default_scope is {scope!r}; this tool exports '
+                         f'{", ".join(TASKS)} models ({", ".join(TASKS.values())})')
+    task = TASKS[scope]
     init_default_scope(scope)
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
-    return model.eval()
+    if task == 'pose':
+        w, h = (cfg.get('codec') or {}).get('input_size', (192, 256))
+        shape = (h, w)
+    elif task == 'segmentation':
+        size = (cfg.model.get('data_preprocessor') or {}).get('size')
+        shape = tuple(size) if size else DEFAULT_SEG_SHAPE
+    else:
+        shape = (224, 224)
+    return model.eval(), task, shape
 
 
-def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17) -> None:
-    """Write ``model`` (images -> logits) to ``out`` with a dynamic batch axis."""
+def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | None = None
+                    ) -> torch.nn.Module:
+    """:func:`load_model` for an mmpretrain classifier only (exits for other configs)."""
+    model, task, _ = load_model(config, checkpoint, cfg_options)
+    if task != 'classifier':
+        raise SystemExit(f'{config}: a {task} config; expected an mmpretrain classifier')
+    return model
+
+
+def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
+           output_name: str = 'logits') -> None:
+    """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``, dynamic batch axis.
+
+    Args:
+        model: classifier, pose model or segmentor, eval mode.
+        out: the ``.onnx`` file to write.
+        shape: input ``(H, W)``, fixed in the graph.
+        opset: ONNX opset version.
+        output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
+    """
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(wrapper, (dummy,), out, input_names=['input'], output_names=['logits'],
-                          dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}},
+        torch.onnx.export(wrapper, (dummy,), out, input_names=['input'],
+                          output_names=[output_name],
+                          dynamic_axes={'input': {0: 'batch'}, output_name: {0: 'batch'}},
                           opset_version=opset, dynamo=False)
 
 
 def check(model: torch.nn.Module, onnx_file: str, shape: tuple[int, int],
-          batch_sizes=(1, 2), seed: int = 0) -> float:
-    """Largest |ONNX Runtime - PyTorch| over random batches of the given sizes."""
+          batch_sizes=(1, 2), seed: int = 0) -> tuple[float, float]:
+    """Largest |ONNX Runtime - PyTorch| over random batches of the given sizes, and the largest
+    |PyTorch output|."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     sess = ort.InferenceSession(onnx_file, opts, providers=['CPUExecutionProvider'])
     g = torch.Generator().manual_seed(seed)
-    worst = 0.0
+    worst = scale = 0.0
     for n in batch_sizes:
         x = torch.randn(n, 3, *shape, generator=g)
         with torch.no_grad():
-            ref = model(x, mode='tensor').numpy()
+            ref = model(x, None, mode='tensor').numpy()
         got = sess.run(None, {'input': x.numpy()})[0]
         if got.shape != ref.shape:
             raise RuntimeError(f'ONNX output shape {got.shape} != PyTorch {ref.shape}')
         worst = max(worst, float(np.abs(got - ref).max()))
-    return worst
+        scale = max(scale, float(np.abs(ref).max()))
+    return worst, scale
 
 
-def main(argv=None) -> float:
+def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
-    shape = tuple(args.shape)
-    model = load_classifier(args.config, args.checkpoint, args.cfg_options)
+    model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
+    shape = tuple(args.shape) if args.shape else default_shape
     out = args.out or (osp.splitext(args.checkpoint)[0] + ('-deploy' if args.deploy else '')
                        + '.onnx')
     reference = model
@@ -121,15 +182,18 @@ def main(argv=None) -> float:
         import copy
         from micronet_mm.deploy import switch_to_deploy
         model = switch_to_deploy(copy.deepcopy(model), backend='onnxruntime')
-    export(model, out, shape, args.opset)
-    print(f'wrote {out} (input (batch, 3, {shape[0]}, {shape[1]}), '
-          f'{"deploy" if args.deploy else "as trained"})')
+    export(model, out, shape, args.opset, OUTPUT_NAMES[task])
+    print(f'wrote {out} ({task}, input (batch, 3, {shape[0]}, {shape[1]}), output '
+          f'{OUTPUT_NAMES[task]}, {"deploy" if args.deploy else "as trained"})')
     if args.no_check:
         return float('nan')
-    diff = check(reference, out, shape)
-    ok = diff <= args.atol
+    diff, scale = check(reference, out, shape)
+    rtol = DEFAULT_RTOL[task] if args.rtol is None else args.rtol
+    threshold = max(args.atol, rtol * scale)
+    ok = diff <= threshold
     print(f'ONNX Runtime vs PyTorch (batch 1 and 2): max abs diff {diff:.3g} '
-          f'(threshold {args.atol:g}) -> {"OK" if ok else "FAILED"}')
+          f'(threshold {threshold:g} = max(atol {args.atol:g}, rtol {rtol:g} x max|output| '
+          f'{scale:.3g})) -> {"OK" if ok else "FAILED"}')
     if not ok:
         raise SystemExit(1)
     return diff
