@@ -133,7 +133,36 @@ class FusedPointwise(nn.Module):
                 f'use_matmul={self.use_matmul}')
 
 
-class MergedDepthwise(nn.Module):
+class _RowBiasMap(nn.Module):
+    """Bias of a merged kx1 + BN + 1xk + BN pair: the 1xk convolution pads the first BN's bias
+    ``row_bias`` with zeros, so the exact bias is the map ``conv_1k(row_bias · 1) + out_bias``
+    over one row (``(1, C_out, 1, W_out)``), computed once per input width. Subclasses set
+    ``row_weight``, ``row_bias``, ``out_bias``, ``stride``, ``padding``, ``dilation`` and
+    ``full_map``."""
+
+    def __init__(self, full_map: bool) -> None:
+        super().__init__()
+        self.full_map = full_map
+        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
+
+    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
+        """``(1, C_out, 1, W_out)``: the exact bias of every output column; ``height`` > 1
+        repeats it over that many rows, ``(1, C_out, height, W_out)``."""
+        if (height, width) not in self._bias_maps:
+            row = self.row_bias.expand(1, -1, 1, width)  # (1, C_in of the 1xk conv, 1, W)
+            bias = F.conv2d(row, self.row_weight, self.out_bias, (1, self.stride[1]),
+                            (0, self.padding[1]), (1, self.dilation[1]),
+                            groups=row.shape[1]).detach()
+            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
+        return self._bias_maps[(height, width)]
+
+    def add_bias(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y`` (the bias-free convolution of ``x``) plus the bias map; with ``full_map`` over
+        all of ``y``'s rows (what ONNX Runtime adds fastest)."""
+        return y + self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
+
+
+class MergedDepthwise(_RowBiasMap):
     """kx1 + BN + 1xk + BN (:class:`MicroFactorizedDepthwise`) as one kxk depthwise convolution.
 
     The kernel of output channel o is ``P_o Q_o^T`` (the kx1 factor of its input channel times its
@@ -146,8 +175,7 @@ class MergedDepthwise(nn.Module):
     """
 
     def __init__(self, module: MicroFactorizedDepthwise, full_map: bool = False) -> None:
-        super().__init__()
-        self.full_map = full_map
+        super().__init__(full_map)
         k1, k2 = module.conv_k1, module.conv_1k
         w1, b1 = fold_bn(k1.weight, None, module.bn1)  # (C·m1, 1, k, 1), (C·m1,)
         w2, b2 = fold_bn(k2.weight, None, module.bn2)  # (C·m1·m2, 1, 1, k), (C·m1·m2,)
@@ -160,23 +188,11 @@ class MergedDepthwise(nn.Module):
         self.register_buffer('row_weight', w2.detach().clone())
         self.register_buffer('row_bias', b1.detach().clone().view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach().clone())
-        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
-
-    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
-        """``(1, C_out, 1, W_out)``: the exact bias of every output column; with ``full_map``
-        the same repeated over the ``H_out`` rows of ``y``, ``(1, C_out, H_out, W_out)``."""
-        if (height, width) not in self._bias_maps:
-            row = self.row_bias.expand(1, -1, 1, width)
-            bias = F.conv2d(
-                row, self.row_weight, self.out_bias, (1, self.stride[1]), (0, self.padding[1]),
-                (1, self.dilation[1]), groups=row.shape[1]).detach()
-            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
-        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation,
                      self.groups)  # (N, C_out, H/s, W/s)
-        return y + self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
+        return self.add_bias(y, x)
 
     def extra_repr(self) -> str:
         return (f'{self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, '
@@ -209,7 +225,7 @@ class FactorizedDepthwise(nn.Module):
         return self.conv_1k(self.conv_k1(x))  # (N, C, H/s, W/s)
 
 
-class MergedStem(nn.Module):
+class MergedStem(_RowBiasMap):
     """:class:`MicroStem` (3x1 conv + BN, 1x3 group conv + BN, shuffle, ReLU6) as one dense 3x3
     convolution with the shuffle folded into its output channels, a bias map, and ReLU6.
 
@@ -218,8 +234,7 @@ class MergedStem(nn.Module):
     """
 
     def __init__(self, stem: MicroStem, full_map: bool = False) -> None:
-        super().__init__()
-        self.full_map = full_map
+        super().__init__(full_map)
         k1, k2 = stem.conv_k1, stem.conv_1k
         w1, b1 = fold_bn(k1.weight, None, stem.bn1)  # (C1, 3, k, 1)
         w2, b2 = fold_bn(k2.weight, None, stem.bn2)  # (C1·m, 1, 1, k)
@@ -228,25 +243,14 @@ class MergedStem(nn.Module):
         perm = ChannelPermute.from_shuffle(stem.shuffle, weight.shape[0]).index
         self.weight = nn.Parameter(weight[perm])
         self.stride, self.padding = (k1.stride[0], k2.stride[1]), (k1.padding[0], k2.padding[1])
+        self.dilation = (1, 1)
         self.register_buffer('row_weight', w2.detach()[perm].clone())
         self.register_buffer('row_bias', b1.detach().repeat_interleave(m)[perm].view(1, -1, 1, 1))
         self.register_buffer('out_bias', b2.detach()[perm].clone())
-        self._bias_maps: dict[tuple[int, int], torch.Tensor] = {}
-
-    def bias_map(self, width: int, height: int = 1) -> torch.Tensor:
-        """As :meth:`MergedDepthwise.bias_map`."""
-        if (height, width) not in self._bias_maps:
-            c = self.row_weight.shape[0]
-            row = self.row_bias.expand(1, c, 1, width)
-            bias = F.conv2d(row, self.row_weight, self.out_bias, (1, self.stride[1]),
-                            (0, self.padding[1]), groups=c).detach()
-            self._bias_maps[(height, width)] = bias.expand(-1, -1, height, -1).contiguous()
-        return self._bias_maps[(height, width)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (N, C1·m, H/2, W/2)
-        bias = self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
-        return F.relu6(y + bias)
+        return F.relu6(self.add_bias(y, x))
 
 
 class FastShiftMax(nn.Module):
@@ -471,19 +475,17 @@ def _scale_output(conv: nn.Module, lam: float) -> bool:
 def _prescale_shift_max(module: nn.Module) -> None:
     """Every (convolution, Dynamic Shift-Max) pair of the blocks: the convolution outputs λ·x and
     the activation takes the hard sigmoid as is (:meth:`FastShiftMax.prescale`)."""
-    pairs = []
+    pairs = []  # (convolution, the activation right after it)
     for m in module.modules():
         if isinstance(m, LiteCombination):
-            pairs.append((m, 'depthwise', 'act'))
+            pairs.append((m.depthwise, m.act))
         elif isinstance(m, MicroBlockA):
-            pairs.append((m.lite, 'compress', None, m, 'act2'))
+            pairs.append((m.lite.compress, m.act2))
         elif isinstance(m, MicroBlockC):
-            pairs += [(m, 'expand', 'act1'), (m, 'depthwise', 'act2'), (m, 'compress', 'act3')]
+            pairs += [(m.expand, m.act1), (m.depthwise, m.act2), (m.compress, m.act3)]
         elif isinstance(m, ExpansionBlock):
-            pairs.append((m, 'expand', 'act'))
-    for pair in pairs:
-        conv = getattr(pair[0], pair[1])
-        act = getattr(pair[0], pair[2]) if pair[2] else getattr(pair[3], pair[4])
+            pairs.append((m.expand, m.act))
+    for conv, act in pairs:
         if (isinstance(act, FastShiftMax) and act.fc1 is not None
                 and act.act_max > 0 and act.input_scale == 1.0  # not twice
                 and isinstance(conv, (FusedPointwise, MergedDepthwise, FactorizedDepthwise))):
