@@ -49,6 +49,16 @@ def default_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> str
         './work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
+def build_model(cfg: Config):
+    """The config's model, built under its toolbox's default scope, in eval mode."""
+    import micronet_mm.models  # noqa: F401  (registers the MicroNet modules)
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = MODELS.build(cfg.model)
+    model.eval()
+    return model
+
+
 def load_config(path: str, cfg_options: dict | None = None) -> Config:
     if not osp.isfile(path):
         raise MissingInputError(f'config file not found: {path}')

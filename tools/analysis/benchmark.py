@@ -84,29 +84,12 @@ def build(name: str) -> torch.nn.Module:
         return MODELS.build(cfg).eval()
 
 
-class Logits(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, mode='tensor')
-
-
 def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str):
-    import onnxruntime as ort
+    """Export ``model`` (batch 1) into ``tmp`` and open it with the project's ORT options."""
+    from tools.deployment.export_onnx import export, ort_session
     path = osp.join(tmp, f'{tag}.onnx')
-    with torch.no_grad():
-        torch.onnx.export(Logits(model).eval(), (torch.randn(1, 3, *shape),), path,
-                          input_names=['input'], output_names=['logits'], opset_version=17,
-                          dynamo=False)
-    model.eval()  # the exporter restores the wrapper's mode
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # the same options for every model
-    sess = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
-    return sess
+    export(model, path, shape, dynamic_batch=False)
+    return ort_session(path)
 
 
 def runners(names, shape, onnx: bool, tmp: str) -> dict:

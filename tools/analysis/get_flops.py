@@ -15,7 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmengine.config import DictAction  # noqa: E402
 
 from micronet_mm.analysis import count_complexity  # noqa: E402
-from micronet_mm.tools_common import load_config  # noqa: E402
+from micronet_mm.tools_common import build_model, load_config  # noqa: E402,F401
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (224, 224), 'mmpose': (256, 192),
                   'mmseg': (1024, 2048)}
@@ -28,15 +28,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='input size (default: 224x224; 256x192 for pose; 1024x2048 seg)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
-
-
-def build_model(cfg):
-    import micronet_mm.models  # noqa: F401  (registers the MicroNet modules)
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model)
-    model.eval()
-    return model
 
 
 def dummy_data_samples(cfg, shape: tuple[int, int]):

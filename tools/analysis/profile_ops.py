@@ -2,67 +2,103 @@
 MobileNetV3-Small x0.5) and torch.profiler of the deploy model in eager, one thread, batch 1.
 
     OMP_NUM_THREADS=1 python tools/analysis/profile_ops.py [m2]
-"""
-import copy, json, collections, sys, glob, os
-import os.path as osp
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-import torch, onnxruntime as ort
-torch.set_num_threads(1)
-from tools.analysis.benchmark import build, Logits
-from micronet_mm.deploy import switch_to_deploy
-name = sys.argv[1] if len(sys.argv) > 1 else 'm2'
-m = build(name)
-for tag, mod in [(name + '-deploy', switch_to_deploy(copy.deepcopy(m), 'onnxruntime')), ('mnv3-s-050', build('mnv3-s-050'))]:
-    p = f'/tmp/micronet_prof_{tag}.onnx'
-    torch.onnx.export(Logits(mod).eval(), (torch.randn(1,3,224,224),), p, input_names=['input'], opset_version=17, dynamo=False)
-    o = ort.SessionOptions(); o.intra_op_num_threads = o.inter_op_num_threads = 1
-    o.enable_profiling = True; o.profile_file_prefix = f'/tmp/micronet_prof_{tag}'
-    s = ort.InferenceSession(p, o, providers=['CPUExecutionProvider'])
-    x = torch.randn(1,3,224,224).numpy()
-    for _ in range(200): s.run(None, {'input': x})
-    f = s.end_profiling()
-    ev = [e for e in json.load(open(f)) if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
-    by = collections.defaultdict(lambda: [0, 0])
-    for e in ev:
-        by[e['args']['op_name']][0] += e['dur']; by[e['args']['op_name']][1] += 1
-    runs = 200
-    tot = sum(v[0] for v in by.values()) / runs
-    print(f'## ORT {tag}: {tot/1000:.2f} ms of kernel time per run, nodes per run {sum(v[1] for v in by.values())//runs}')
-    print('| op type | ms/run | share | nodes |'); print('| --- | --- | --- | --- |')
-    for k, (d, c) in sorted(by.items(), key=lambda kv: -kv[1][0]):
-        print(f'| {k} | {d/runs/1000:.3f} | {100*d/runs/tot:.0f}% | {c//runs} |')
-    # MicroNet: the same time by role in the network (from node names and output ranks)
-    if 'deploy' not in tag:
-        continue
 
-    def role(e):
-        name, op = e['name'], e['args']['op_name']
-        shape = (e['args'].get('output_type_shape') or [{}])[0]
-        rank = len(next(iter(shape.values()), [])) if shape else 0
-        if '/head/' in name:
-            return 'classifier head (pooling, 2 FC)'
-        if '/act' in name:
-            if op in ('Mul', 'Add', 'Max', 'Gather') and rank == 4:
-                return 'Shift-Max fusions: shift Gather, Mul, Add, Max over the feature map'
-            return 'Shift-Max coefficients: ReduceSum, 2 Gemm, Add, Reshape, Split'
-        if 'shuffle' in name:
-            return 'channel shuffles (Gather)'
-        if op in ('Conv', 'FusedConv', 'ReorderInput', 'ReorderOutput') or 'depthwise' in name \
-                or 'stem' in name:
-            return 'convolutions (+ NCHWc reorders, depthwise bias maps, ReLU6)'
-        return 'other (residual Add, ...)'
-    roles = collections.defaultdict(lambda: [0, 0])
-    for e in ev:
-        roles[role(e)][0] += e['dur']; roles[role(e)][1] += 1
-    print('| role | ms/run | share | nodes |'); print('| --- | --- | --- | --- |')
-    for k, (d, c) in sorted(roles.items(), key=lambda kv: -kv[1][0]):
-        print(f'| {k} | {d/runs/1000:.3f} | {100*d/runs/tot:.0f}% | {c//runs} |')
-from torch.profiler import profile, ProfilerActivity
-d = switch_to_deploy(copy.deepcopy(m), 'pytorch')
-x = torch.randn(1,3,224,224)
-with torch.no_grad():
-    for _ in range(20): d(x, mode='tensor')
-    with profile(activities=[ProfilerActivity.CPU]) as pr:
-        for _ in range(50): d(x, mode='tensor')
-print(f'## torch.profiler, {name} deploy eager, 50 runs')
-print(pr.key_averages().table(sort_by='self_cpu_time_total', row_limit=12))
+The models, the export and the ONNX Runtime session options are those of
+tools/analysis/benchmark.py.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import os.path as osp
+import sys
+import tempfile
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import torch  # noqa: E402
+
+from micronet_mm.deploy import switch_to_deploy  # noqa: E402
+from tools.analysis.benchmark import build  # noqa: E402
+from tools.deployment.export_onnx import export, ort_session  # noqa: E402
+
+RUNS = 200
+SHAPE = (224, 224)
+
+
+def role(event: dict) -> str:
+    """The part of MicroNet a profiled ONNX Runtime node belongs to (from its name, op type and
+    output rank)."""
+    name, op = event['name'], event['args']['op_name']
+    shape = (event['args'].get('output_type_shape') or [{}])[0]
+    rank = len(next(iter(shape.values()), [])) if shape else 0
+    if '/head/' in name:
+        return 'classifier head (pooling, 2 FC)'
+    if '/act' in name:
+        if op in ('Mul', 'Add', 'Max', 'Gather') and rank == 4:
+            return 'Shift-Max fusions: shift Gather, Mul, Add, Max over the feature map'
+        return 'Shift-Max coefficients: ReduceSum, 2 Gemm, Add, Reshape, Split'
+    if 'shuffle' in name:
+        return 'channel shuffles (Gather)'
+    if op in ('Conv', 'FusedConv', 'ReorderInput', 'ReorderOutput') or 'depthwise' in name \
+            or 'stem' in name:
+        return 'convolutions (+ NCHWc reorders, depthwise bias maps, ReLU6)'
+    return 'other (residual Add, ...)'
+
+
+def print_table(title: str, events: list[dict], key, total_us: float) -> None:
+    """Kernel time per run and node count, grouped by ``key(event)``, largest first."""
+    groups = collections.defaultdict(lambda: [0, 0])
+    for e in events:
+        groups[key(e)][0] += e['dur']
+        groups[key(e)][1] += 1
+    print(f'| {title} | ms/run | share | nodes |')
+    print('| --- | --- | --- | --- |')
+    for k, (dur, count) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+        print(f'| {k} | {dur / RUNS / 1000:.3f} | {100 * dur / RUNS / total_us:.0f}% '
+              f'| {count // RUNS} |')
+
+
+def profile_ort(tag: str, model: torch.nn.Module, tmp: str) -> None:
+    """Run ``model``'s batch-1 export ``RUNS`` times under ONNX Runtime's profiler and print
+    its kernel time by op type (and, for a MicroNet deploy export, by role)."""
+    path = osp.join(tmp, f'{tag}.onnx')
+    export(model, path, SHAPE, dynamic_batch=False)
+    sess = ort_session(path, profile_prefix=osp.join(tmp, tag))
+    x = torch.randn(1, 3, *SHAPE).numpy()
+    for _ in range(RUNS):
+        sess.run(None, {'input': x})
+    with open(sess.end_profiling()) as f:
+        events = [e for e in json.load(f)
+                  if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+    total = sum(e['dur'] for e in events) / RUNS
+    print(f'## ORT {tag}: {total / 1000:.2f} ms of kernel time per run, nodes per run '
+          f'{len(events) // RUNS}')
+    print_table('op type', events, lambda e: e['args']['op_name'], total)
+    if tag.endswith('-deploy'):
+        print_table('role', events, role, total)
+
+
+def main(argv: list[str] | None = None) -> None:
+    name = (argv if argv is not None else sys.argv[1:] or ['m2'])[0]
+    torch.set_num_threads(1)
+    model = build(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        profile_ort(name + '-deploy', switch_to_deploy(copy.deepcopy(model), 'onnxruntime'), tmp)
+        profile_ort('mnv3-s-050', build('mnv3-s-050'), tmp)
+    from torch.profiler import ProfilerActivity, profile
+    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    x = torch.randn(1, 3, *SHAPE)
+    with torch.no_grad():
+        for _ in range(20):
+            deploy(x, mode='tensor')
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(50):
+                deploy(x, mode='tensor')
+    print(f'## torch.profiler, {name} deploy eager, 50 runs')
+    print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=12))
+
+
+if __name__ == '__main__':
+    main()

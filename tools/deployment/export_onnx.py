@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
-from micronet_mm.tools_common import MissingInputError, load_config  # noqa: E402
+from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
 TASKS = {'mmpretrain': 'classifier', 'mmpose': 'pose', 'mmseg': 'segmentation'}
@@ -95,17 +95,13 @@ def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = N
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise MissingInputError(f'checkpoint not found: {checkpoint}')
     cfg = load_config(config, cfg_options)
-    import micronet_mm.models  # noqa: F401  (registers the MicroNet modules)
-    from mmengine.registry import MODELS, DefaultScope, init_default_scope
     from mmengine.runner import load_checkpoint
     scope = cfg.get('default_scope', 'mmpretrain')
     if scope not in TASKS:
         raise SystemExit(f'{config}: default_scope is {scope!r}; this tool exports '
                          f'{", ".join(TASKS)} models ({", ".join(TASKS.values())})')
     task = TASKS[scope]
-    init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     if task == 'pose':
@@ -129,34 +125,52 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 
 
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
-           output_name: str = 'logits') -> None:
-    """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``, dynamic batch axis.
+           output_name: str = 'logits', dynamic_batch: bool = True) -> None:
+    """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
-        model: classifier, pose model or segmentor, eval mode.
+        model: classifier, pose model or segmentor, eval mode (left in eval mode).
         out: the ``.onnx`` file to write.
         shape: input ``(H, W)``, fixed in the graph.
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
+        dynamic_batch: make the batch a dynamic axis; else the graph takes batch 1.
     """
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
+    axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(wrapper, (dummy,), out, input_names=['input'],
-                          output_names=[output_name],
-                          dynamic_axes={'input': {0: 'batch'}, output_name: {0: 'batch'}},
+                          output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
+    model.eval()  # the exporter restores the wrapper's mode
+
+
+def ort_session(onnx_file: str, profile_prefix: str | None = None):
+    """An ONNX Runtime CPU session with one intra-op and one inter-op thread, full graph
+    optimisation (``ORT_ENABLE_ALL``) and sequential execution: the options every tool of this
+    project uses, so that measurements compare alike.
+
+    Args:
+        onnx_file: the exported model.
+        profile_prefix: turn on ONNX Runtime's profiler, writing ``PREFIX_*.json``.
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_prefix:
+        opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(onnx_file, opts, providers=['CPUExecutionProvider'])
 
 
 def check(model: torch.nn.Module, onnx_file: str, shape: tuple[int, int],
           batch_sizes=(1, 2), seed: int = 0) -> tuple[float, float]:
     """Largest |ONNX Runtime - PyTorch| over random batches of the given sizes, and the largest
     |PyTorch output|."""
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    sess = ort.InferenceSession(onnx_file, opts, providers=['CPUExecutionProvider'])
+    sess = ort_session(onnx_file)
     g = torch.Generator().manual_seed(seed)
     worst = scale = 0.0
     for n in batch_sizes:
