@@ -182,6 +182,19 @@ def test_benchmark_smoke(tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+def test_profile_ops_smoke(capsys):
+    """tools/analysis/profile_ops.py (the README's profile) on M0 with two runs: both ORT tables,
+    the role table for the deploy export, and the torch.profiler table."""
+    pytest.importorskip('onnxruntime')
+    from tools.analysis.profile_ops import main
+    main(['m0', '--runs', '2'])
+    out = capsys.readouterr().out
+    assert '## ORT m0-deploy:' in out and '## ORT mnv3-s-050:' in out
+    assert out.count('| op type | ms/run | share | nodes |') == 2
+    assert out.count('| role | ms/run | share | nodes |') == 1
+    assert '| Shift-Max fusions' in out and '## torch.profiler, m0 deploy eager' in out
+
+
 def test_switch_to_deploy_methods():
     from micronet_mm.models.heads.cls_head import MicroNetClsHead
     backbone = trained_like(MicroNet('m0'))

@@ -1,13 +1,14 @@
 """Where the CPU time goes: ONNX Runtime profile by op type (MicroNet deploy export vs
 MobileNetV3-Small x0.5) and torch.profiler of the deploy model in eager, one thread, batch 1.
 
-    OMP_NUM_THREADS=1 python tools/analysis/profile_ops.py [m2]
+    OMP_NUM_THREADS=1 python tools/analysis/profile_ops.py [m2] [--runs 200]
 
 The models, the export and the ONNX Runtime session options are those of
 tools/analysis/benchmark.py.
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import copy
 import json
@@ -23,7 +24,6 @@ from micronet_mm.deploy import switch_to_deploy  # noqa: E402
 from tools.analysis.benchmark import build  # noqa: E402
 from tools.deployment.export_onnx import export, ort_session  # noqa: E402
 
-RUNS = 200
 SHAPE = (224, 224)
 
 
@@ -47,7 +47,7 @@ def role(event: dict) -> str:
     return 'other (residual Add, ...)'
 
 
-def print_table(title: str, events: list[dict], key, total_us: float) -> None:
+def print_table(title: str, events: list[dict], key, total_us: float, runs: int) -> None:
     """Kernel time per run and node count, grouped by ``key(event)``, largest first."""
     groups = collections.defaultdict(lambda: [0, 0])
     for e in events:
@@ -56,37 +56,42 @@ def print_table(title: str, events: list[dict], key, total_us: float) -> None:
     print(f'| {title} | ms/run | share | nodes |')
     print('| --- | --- | --- | --- |')
     for k, (dur, count) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
-        print(f'| {k} | {dur / RUNS / 1000:.3f} | {100 * dur / RUNS / total_us:.0f}% '
-              f'| {count // RUNS} |')
+        print(f'| {k} | {dur / runs / 1000:.3f} | {100 * dur / runs / total_us:.0f}% '
+              f'| {count // runs} |')
 
 
-def profile_ort(tag: str, model: torch.nn.Module, tmp: str) -> None:
-    """Run ``model``'s batch-1 export ``RUNS`` times under ONNX Runtime's profiler and print
+def profile_ort(tag: str, model: torch.nn.Module, tmp: str, runs: int) -> None:
+    """Run ``model``'s batch-1 export ``runs`` times under ONNX Runtime's profiler and print
     its kernel time by op type (and, for a MicroNet deploy export, by role)."""
     path = osp.join(tmp, f'{tag}.onnx')
     export(model, path, SHAPE, dynamic_batch=False)
     sess = ort_session(path, profile_prefix=osp.join(tmp, tag))
     x = torch.randn(1, 3, *SHAPE).numpy()
-    for _ in range(RUNS):
+    for _ in range(runs):
         sess.run(None, {'input': x})
     with open(sess.end_profiling()) as f:
         events = [e for e in json.load(f)
                   if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
-    total = sum(e['dur'] for e in events) / RUNS
+    total = sum(e['dur'] for e in events) / runs
     print(f'## ORT {tag}: {total / 1000:.2f} ms of kernel time per run, nodes per run '
-          f'{len(events) // RUNS}')
-    print_table('op type', events, lambda e: e['args']['op_name'], total)
+          f'{len(events) // runs}')
+    print_table('op type', events, lambda e: e['args']['op_name'], total, runs)
     if tag.endswith('-deploy'):
-        print_table('role', events, role, total)
+        print_table('role', events, role, total, runs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    name = (argv if argv is not None else sys.argv[1:] or ['m2'])[0]
+    parser = argparse.ArgumentParser(description='ONNX Runtime / torch.profiler op profile')
+    parser.add_argument('name', nargs='?', default='m2', choices=['m0', 'm1', 'm2', 'm3'])
+    parser.add_argument('--runs', type=int, default=200, help='profiled ORT runs per model')
+    args = parser.parse_args(argv)
+    name = args.name
     torch.set_num_threads(1)
     model = build(name)
     with tempfile.TemporaryDirectory() as tmp:
-        profile_ort(name + '-deploy', switch_to_deploy(copy.deepcopy(model), 'onnxruntime'), tmp)
-        profile_ort('mnv3-s-050', build('mnv3-s-050'), tmp)
+        profile_ort(name + '-deploy', switch_to_deploy(copy.deepcopy(model), 'onnxruntime'), tmp,
+                    args.runs)
+        profile_ort('mnv3-s-050', build('mnv3-s-050'), tmp, args.runs)
     from torch.profiler import ProfilerActivity, profile
     deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
     x = torch.randn(1, 3, *SHAPE)
