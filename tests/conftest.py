@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import pytest
@@ -35,6 +36,12 @@ def _seed_and_isolate():
     _forget_mmengine_globals()
     yield
     _forget_mmengine_globals()
+
+
+def train_demo(config: str, work_dir) -> None:
+    """``tools/train.py CONFIG --work-dir WORK_DIR`` in a fresh process, as the README runs it."""
+    subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir)],
+                   cwd=ROOT, check=True)
 
 
 def mmpretrain_scope():

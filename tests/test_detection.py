@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
+from conftest import ROOT, train_demo
 
 DET_CONFIGS = ['retinanet_micronet_m3', 'retinanet_micronet_m2', 'faster-rcnn_micronet_m3_fpn',
                'faster-rcnn_micronet_m2_fpn']
@@ -101,8 +101,7 @@ def det_data():
 def det_run(det_data, tmp_path_factory):
     """The demo training through the command line, as the README's main job runs it."""
     work = tmp_path_factory.mktemp('det')
-    subprocess.run([sys.executable, 'tools/train.py', DEMO_CFG, '--work-dir', str(work)],
-                   cwd=ROOT, check=True)
+    train_demo(DEMO_CFG, work)
     return work
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
+from conftest import ROOT, train_demo
 
 ARCHS = ['pose-m0', 'pose-m1', 'pose-m2', 'pose-m3']
 # arXiv v1 §6.1 Table 8 / appendix Table 10 (ICCV Table 9 repeats pose-m2, pose-m1 as M3, M2)
@@ -168,8 +168,7 @@ def demo_pose_data():
 @pytest.fixture(scope='session')
 def demo_pose_run(demo_pose_data, tmp_path_factory):
     work = tmp_path_factory.mktemp('demo_pose')
-    subprocess.run([sys.executable, 'tools/train.py', DEMO_CFG, '--work-dir', str(work)],
-                   cwd=ROOT, check=True)
+    train_demo(DEMO_CFG, work)
     return work
 
 

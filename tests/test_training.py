@@ -3,14 +3,12 @@ checkpoint loading and mutual learning."""
 import os
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
+from conftest import ROOT, train_demo
 
 DEMO_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
 
@@ -25,8 +23,7 @@ def demo_data():
 def demo_run(demo_data, tmp_path_factory):
     """The full demo training through the command line, as the README runs it."""
     work = tmp_path_factory.mktemp('demo')
-    subprocess.run([sys.executable, 'tools/train.py', DEMO_CFG, '--work-dir', str(work)],
-                   cwd=ROOT, check=True)
+    train_demo(DEMO_CFG, work)
     return work
 
 
