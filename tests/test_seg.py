@@ -61,18 +61,42 @@ def test_v1_params_match_paper_within_3_percent(arch):
     assert c.params == pytest.approx(V1_PAPER[arch]['params'], rel=0.03)
 
 
-@pytest.mark.parametrize('arch', ['v1-m0', 'v1-m3'])
+@pytest.mark.parametrize('arch', ['v1-m0', 'v1-m2', 'v1-m3'])
 def test_v1_madds_match_paper_within_3_percent(arch):
+    """v1 M1 is left out: it is the official M2 (12.74M, #2's count), printed "12M" (+6.2%)."""
     assert v1_complexity(arch).madds == pytest.approx(V1_PAPER[arch]['madds'], rel=0.03)
 
 
-def test_v1_m2_madds_follow_the_papers_rounding_of_v1_m1():
-    """v1 M2 counts 22.3M where the paper prints 21M (+6%). The same paper prints 12M for v1 M1,
-    the official M2 network, which counts 12.7M (+6%): the two ratios agree within 1%, so v1 M2
-    is off exactly as far as a network whose code we have (see micronet_archs.py)."""
-    m1, m2 = v1_complexity('v1-m1').madds, v1_complexity('v1-m2').madds
-    assert m2 == pytest.approx(21e6, rel=0.07)
-    assert m2 / 21e6 == pytest.approx(m1 / 12e6, rel=0.01)
+# Exact counts of the reconstructions (224x224, classifier included); README "The arXiv v1 models".
+V1_EXACT = {'v1-m2': dict(params=3_288_744, madds=21_254_688),
+            'v1-m3': dict(params=4_603_896, madds=43_328_592)}
+
+
+@pytest.mark.parametrize('arch', sorted(V1_EXACT))
+def test_v1_reconstruction_exact_counts(arch):
+    c = v1_complexity(arch)
+    assert dict(params=c.params, madds=c.madds) == V1_EXACT[arch]
+
+
+@pytest.mark.parametrize('arch', sorted(V1_EXACT))
+def test_v1_reconstruction_follows_the_one_documented_rule(arch):
+    """Both v1-only tables: K=2 only after the depthwise in every B/C/E row, squeeze ratio
+    r=1 up to output stride 16 and r=2 at stride 32 (micronet_archs.py)."""
+    stride = 2  # after the stem
+    for kind, _, s, *_, dsm, r in ARCH_SETTINGS[arch]['rows']:
+        stride *= s
+        if kind != 'A':
+            assert dsm == (1, 2, 1)
+        assert r == (1 if stride <= 16 else 2)
+
+
+def test_v1_m3_keeps_the_printed_first_row():
+    """v1 Table 1 prints "Micro-A 3 64 36 (4, -)" for M3: depthwise to 64, compression to 36."""
+    first, second = ARCH_SETTINGS['v1-m3']['rows'][:2]
+    stem_out = ARCH_SETTINGS['v1-m3']['stem'][0] * ARCH_SETTINGS['v1-m3']['stem'][1]
+    assert stem_out * first[3][0] * first[3][1] == 64
+    assert (first[1], first[4], first[6][0]) == (3, 36, 4)
+    assert second[5] == (0, 36)
 
 
 @pytest.mark.parametrize('arch', V1_ARCHS)
