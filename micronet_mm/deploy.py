@@ -334,6 +334,13 @@ class FastShiftMax(nn.Module):
         return f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}'
 
 
+def _as_permutation(index: torch.Tensor) -> nn.Module:
+    """``ChannelPermute(index)``, or ``Identity`` when ``index`` leaves every channel in place."""
+    if torch.equal(index, torch.arange(index.numel())):
+        return nn.Identity()
+    return ChannelPermute(index)
+
+
 def _permute(module: nn.Module, channels: int) -> nn.Module:
     if isinstance(module, ChannelShuffle):
         return ChannelPermute.from_shuffle(module, channels)
@@ -349,9 +356,7 @@ def _compose(first: nn.Module, second: nn.Module, channels: int) -> tuple[nn.Mod
             index = index[m.index]
         elif not isinstance(m, nn.Identity):
             raise TypeError(f'cannot compose {type(m).__name__} as a permutation')
-    if torch.equal(index, torch.arange(channels)):
-        return nn.Identity(), nn.Identity()
-    return ChannelPermute(index), nn.Identity()
+    return _as_permutation(index), nn.Identity()
 
 
 def _width(module: nn.Module) -> int:
@@ -380,19 +385,18 @@ def _fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
 
 def _convert_leaves(module: nn.Module, backend: str) -> None:
     """Replace, recursively, every convertible leaf part by its deploy form."""
-    use_matmul = full_map = factorized = False
-    if backend == 'pytorch':
-        use_matmul = True
-    else:  # ORT adds a (1, C, H, W) map 2-4x faster than it broadcasts a (1, C, 1, W) one
-        full_map = factorized = True
+    use_matmul = backend == 'pytorch'
+    # ONNX Runtime: factorized pairs without multipliers stay two convolutions, and merged ones
+    # get a full (1, C, H, W) bias map, which ORT adds 2-4x faster than it broadcasts (1, C, 1, W)
+    ort = not use_matmul
     for name, child in list(module.named_children()):
         if isinstance(child, GroupPointwise):
             new = FusedPointwise.from_group_pointwise(child, use_matmul)
         elif isinstance(child, MicroFactorizedDepthwise):
-            new = (FactorizedDepthwise(child) if factorized and FactorizedDepthwise.applies(child)
-                   else MergedDepthwise(child, full_map))
+            new = (FactorizedDepthwise(child) if ort and FactorizedDepthwise.applies(child)
+                   else MergedDepthwise(child, full_map=ort))
         elif isinstance(child, MicroStem):
-            new = MergedStem(child, full_map)
+            new = MergedStem(child, full_map=ort)
         elif isinstance(child, DynamicShiftMax):
             new = FastShiftMax(child)
         elif (isinstance(child, nn.Sequential) and len(child) == 2
@@ -406,8 +410,7 @@ def _convert_leaves(module: nn.Module, backend: str) -> None:
 
 def _conjugate_depthwise(dw: nn.Module, perm: torch.Tensor) -> None:
     """Rewrite a per-channel ``dw`` so that ``dw(z[:, perm]) == dw'(z)[:, perm]``."""
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(perm.numel())
+    inv = torch.argsort(perm)  # the inverse permutation
     if isinstance(dw, FactorizedDepthwise):
         for conv in (dw.conv_k1, dw.conv_1k):
             conv.weight.data, conv.bias.data = conv.weight.data[inv], conv.bias.data[inv]
@@ -422,8 +425,7 @@ def _conjugate_shift_max(act: 'FastShiftMax', perm: torch.Tensor) -> None:
     """Rewrite ``act`` so that ``act(v[:, perm]) == act'(v)[:, perm]`` (Shift-Max is covariant
     under channel permutations: shift index, hyper-function input columns and output rows)."""
     c = act.channels
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(c)
+    inv = torch.argsort(perm)  # the inverse permutation
     index = torch.empty_like(act.index)
     index[:, perm] = perm[act.index]  # idx'[P[c]] = P[idx[c]]
     act.index = index
@@ -453,8 +455,7 @@ def _sink_shuffle1(block: nn.Module) -> None:
     if isinstance(block.shuffle2, ChannelPermute):
         perm = perm[block.shuffle2.index]
     block.shuffle1 = nn.Identity()
-    block.shuffle2 = (nn.Identity() if torch.equal(perm, torch.arange(perm.numel()))
-                      else ChannelPermute(perm))
+    block.shuffle2 = _as_permutation(perm)
 
 
 def _scale_output(conv: nn.Module, lam: float) -> bool:

@@ -13,6 +13,7 @@ shuffle, the next begins with ``P``), so the blocks use :class:`GroupPointwise` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,9 +39,13 @@ class ChannelShuffle(nn.Module):
         return f'groups={self.groups}'
 
 
-def adaptive_groups(channels: int, reduction: float) -> int:
-    """Eq. 3: the integer closest to ``sqrt(C / R)``, at least 1."""
-    return max(1, round(math.sqrt(channels / reduction)))
+def adaptive_groups(channels: int, reduction: float, *, divides: Sequence[int] = ()) -> int:
+    """Eq. 3: the integer closest to ``sqrt(C / R)``, at least 1; lowered, where needed, to the
+    largest value that divides every width in ``divides``."""
+    groups = max(1, round(math.sqrt(channels / reduction)))
+    while any(width % groups for width in divides):
+        groups -= 1
+    return groups
 
 
 class GroupPointwise(nn.Sequential):
@@ -77,9 +82,7 @@ class MicroFactorizedPointwise(nn.Module):
                  groups: tuple[int, int] | None = None) -> None:
         super().__init__()
         if groups is None:  # Eq. 3 with C/R = hidden, lowered to a divisor of every width
-            g = adaptive_groups(hidden, 1)
-            while in_channels % g or hidden % g or out_channels % g:
-                g -= 1
+            g = adaptive_groups(hidden, 1, divides=(in_channels, hidden, out_channels))
             groups = (g, g)
         self.q = GroupPointwise(in_channels, hidden, groups[0])
         self.shuffle = ChannelShuffle(groups[0])

@@ -38,9 +38,7 @@ def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float) ->
     rounded to a multiple of G.
     """
     hidden = min(in_channels, out_channels) / reduction
-    groups = adaptive_groups(round(hidden), 1)
-    while in_channels % groups or out_channels % groups:
-        groups -= 1
+    groups = adaptive_groups(round(hidden), 1, divides=(in_channels, out_channels))
     hidden = max(groups, round(hidden / groups) * groups)
     return nn.Sequential(
         MicroFactorizedPointwise(in_channels, out_channels, hidden, groups=(groups, groups)),
