@@ -203,11 +203,11 @@ def test_demo_data_has_cityscapes_layout_and_train_ids(demo_data):
 
 
 def test_demo_data_never_overwrites_other_data(tmp_path):
-    from micronet_mm.datasets.demo_cityscapes import make_demo_cityscapes
+    from micronet_mm.datasets.demo_cityscapes import ensure_demo_cityscapes
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'keep.txt').write_text('x')
     with pytest.raises(FileExistsError, match='not a demo dataset'):
-        make_demo_cityscapes(str(tmp_path / 'mine'), counts=(1, 1))
+        ensure_demo_cityscapes(str(tmp_path / 'mine'), counts=(1, 1))
     assert (tmp_path / 'mine' / 'keep.txt').read_text() == 'x'
 
 

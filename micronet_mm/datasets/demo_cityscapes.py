@@ -63,7 +63,8 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE
     return np.clip(pixels, 0, 255).astype(np.uint8), np.asarray(lab, dtype=np.uint8)
 
 
-def make_demo_cityscapes(root: str, *, counts: tuple[int, int] = (48, 12), seed: int = 0) -> str:
+def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes', *,
+                           counts: tuple[int, int] = (48, 12), seed: int = 0) -> str:
     """Write the dataset under ``root`` unless this version is there; never over other data."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
@@ -78,11 +79,6 @@ def make_demo_cityscapes(root: str, *, counts: tuple[int, int] = (48, 12), seed:
                 Image.fromarray(image).save(osp.join(img_dir, f'{stem}_leftImg8bit.png'))
                 Image.fromarray(label).save(osp.join(seg_dir, f'{stem}_gtFine_labelTrainIds.png'))
     return write_once(root, VERSION, fill)
-
-
-def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes') -> str:
-    """Make the dataset unless a complete copy of this version is already at ``root``."""
-    return make_demo_cityscapes(root)
 
 
 if __name__ == '__main__':  # python -m micronet_mm.datasets.demo_cityscapes [ROOT]

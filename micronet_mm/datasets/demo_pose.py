@@ -88,8 +88,8 @@ def draw_figure(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.nd
     return img, pts
 
 
-def make_demo_pose(root: str, *, num_images: tuple[int, int] = (240, 48), size: int = 128,
-                   seed: int = 0) -> str:
+def ensure_demo_pose(root: str = 'data/demo_pose', *, num_images: tuple[int, int] = (240, 48),
+                     size: int = 128, seed: int = 0) -> str:
     """Write the dataset under ``root`` unless this version is there; never over other data."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
@@ -119,8 +119,3 @@ def make_demo_pose(root: str, *, num_images: tuple[int, int] = (240, 48), size: 
             with open(osp.join(tmp, 'annotations', f'{split}.json'), 'w') as f:
                 json.dump(dict(images=images, annotations=annotations, categories=[category]), f)
     return write_once(root, VERSION, fill)
-
-
-def ensure_demo_pose(root: str = 'data/demo_pose') -> str:
-    """Make the dataset unless a complete copy of this version is already at ``root``."""
-    return make_demo_pose(root)
