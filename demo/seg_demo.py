@@ -37,8 +37,8 @@ def overlay(image: np.ndarray, sample, out_file: str, opacity: float = 0.5) -> n
     """Draw the prediction over the RGB image with the Cityscapes palette; write ``out_file``."""
     from mmseg.datasets import CityscapesDataset
     from mmseg.visualization import SegLocalVisualizer
-    overlay.calls = getattr(overlay, 'calls', 0) + 1
-    vis = SegLocalVisualizer.get_instance(f'micronet_seg_demo_{overlay.calls}', alpha=opacity)
+    # a private instance (not get_instance): a registered one would keep its first alpha
+    vis = SegLocalVisualizer(name='micronet_seg_demo', alpha=opacity)
     vis.dataset_meta = dict(classes=CityscapesDataset.METAINFO['classes'],
                             palette=CityscapesDataset.METAINFO['palette'])
     vis.add_datasample('overlay', image, sample, draw_gt=False, show=False, out_file=out_file)

@@ -2,9 +2,8 @@
 checking, before anything is built, that the data and checkpoints it names exist."""
 from __future__ import annotations
 
-import os.path as osp
-
 import contextlib
+import os.path as osp
 import re
 
 from mmengine.config import Config

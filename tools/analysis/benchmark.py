@@ -84,12 +84,13 @@ def build(name: str) -> torch.nn.Module:
         return MODELS.build(cfg).eval()
 
 
-def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str):
-    """Export ``model`` (batch 1) into ``tmp`` and open it with the project's ORT options."""
+def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str, profile: bool = False):
+    """Export ``model`` (batch 1) into ``tmp`` and open it with the project's ORT options
+    (``profile``: ONNX Runtime's profiler on, writing ``tmp/TAG_*.json``)."""
     from tools.deployment.export_onnx import export, ort_session
     path = osp.join(tmp, f'{tag}.onnx')
     export(model, path, shape, dynamic_batch=False)
-    return ort_session(path)
+    return ort_session(path, profile_prefix=osp.join(tmp, tag) if profile else None)
 
 
 def runners(names, shape, onnx: bool, tmp: str) -> dict:

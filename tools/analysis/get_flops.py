@@ -15,7 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmengine.config import DictAction  # noqa: E402
 
 from micronet_mm.analysis import count_complexity  # noqa: E402
-from micronet_mm.tools_common import build_model, load_config  # noqa: E402,F401
+from micronet_mm.tools_common import build_model, load_config  # noqa: E402
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (224, 224), 'mmpose': (256, 192),
                   'mmseg': (1024, 2048)}

@@ -21,8 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 
 from micronet_mm.deploy import switch_to_deploy  # noqa: E402
-from tools.analysis.benchmark import build  # noqa: E402
-from tools.deployment.export_onnx import export, ort_session  # noqa: E402
+from tools.analysis.benchmark import build, onnx_session  # noqa: E402
 
 SHAPE = (224, 224)
 
@@ -63,9 +62,7 @@ def print_table(title: str, events: list[dict], key, total_us: float, runs: int)
 def profile_ort(tag: str, model: torch.nn.Module, tmp: str, runs: int) -> None:
     """Run ``model``'s batch-1 export ``runs`` times under ONNX Runtime's profiler and print
     its kernel time by op type (and, for a MicroNet deploy export, by role)."""
-    path = osp.join(tmp, f'{tag}.onnx')
-    export(model, path, SHAPE, dynamic_batch=False)
-    sess = ort_session(path, profile_prefix=osp.join(tmp, tag))
+    sess = onnx_session(model, SHAPE, tmp, tag, profile=True)
     x = torch.randn(1, 3, *SHAPE).numpy()
     for _ in range(runs):
         sess.run(None, {'input': x})
