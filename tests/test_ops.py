@@ -99,6 +99,13 @@ def test_micro_factorized_depthwise_expansion_shapes(stride, dilation):
     assert mf(torch.randn(1, 3, 15, 17)).shape == (1, 18, -(-15 // stride), -(-17 // stride))
 
 
+def test_adaptive_groups_lowered_to_a_common_divisor():
+    """sqrt(48) rounds to 7; 7, 6 and 5 fail to divide 48 or 20, so 4; nothing to divide: 7."""
+    assert adaptive_groups(48, 1) == 7
+    assert adaptive_groups(48, 1, divides=(48, 20)) == 4
+    assert MicroFactorizedPointwise(48, 20, hidden=48).q.conv.groups == 4
+
+
 def test_micro_factorized_pointwise_block_structure():
     """Fig. 2-left: C=18, R=2 -> G=3; W = P Φ Q^T has GxG blocks of rank 1 and every output
     connects to every input exactly once."""
