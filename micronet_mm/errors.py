@@ -1,0 +1,27 @@
+"""User errors: mistakes a user can fix, reported as one line with exit code 2, no traceback.
+
+Every tool's ``main(argv)`` raises; the ``if __name__ == '__main__'`` block runs it through
+:func:`run_cli`, which turns a :class:`UserError` into ``error: <message>`` on stderr and exit
+code 2. Tests call ``main`` directly and see the exception. A message names the file or config
+key at fault and says what to do.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+class UserError(Exception):
+    """A mistake in the user's input (a path, a file's content, an option): one line, exit 2."""
+
+
+def run_cli(main: Callable[[Sequence[str] | None], object],
+            argv: Sequence[str] | None = None) -> None:
+    """Run a tool's ``main``; a :class:`UserError` becomes one line on stderr and exit code 2."""
+    try:
+        main(argv)
+    except UserError as e:
+        message = ' '.join(str(e).split('\n')[0].split()) if '\n' not in str(e).strip() else \
+            str(e).strip()
+        print(f'error: {message}', file=sys.stderr)
+        raise SystemExit(2) from None
