@@ -21,7 +21,6 @@ def run_cli(main: Callable[[Sequence[str] | None], object],
     try:
         main(argv)
     except UserError as e:
-        message = ' '.join(str(e).split('\n')[0].split()) if '\n' not in str(e).strip() else \
-            str(e).strip()
-        print(f'error: {message}', file=sys.stderr)
+        lines = [' '.join(line.split()) for line in str(e).splitlines() if line.strip()]
+        print('error: ' + '; '.join(lines), file=sys.stderr)  # always one line
         raise SystemExit(2) from None
