@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with a micronet_mm config (any toolbox, by the config's default_scope).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl [--force]]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 """
 from __future__ import annotations
@@ -14,6 +14,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import refuse_overwrite  # noqa: E402
+from micronet_mm.hooks import AtomicDumpResults  # noqa: E402,F401  (registers it)
 from micronet_mm.tools_common import (MissingInputError, add_launcher_args,  # noqa: E402
                                       check_paths, clear_data_errors, default_work_dir,
                                       load_config)
@@ -25,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out file')
     parser.add_argument('--show-dir', help='write drawn predictions into this directory '
                         '(relative paths are inside the run\'s timestamped log dir)')
     add_launcher_args(parser)
@@ -56,6 +60,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise MissingInputError(f'checkpoint not found: {args.checkpoint}')
+    if args.out:
+        refuse_overwrite(args.out, args.force)
     cfg = load_config(args.config, args.cfg_options)
     check_paths(cfg, train=False)
     cfg.launcher = args.launcher
@@ -66,7 +72,7 @@ def main(argv=None) -> dict:
     if args.out:
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
-        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+        cfg.test_evaluator.append(dict(type='AtomicDumpResults', out_file_path=args.out))
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
@@ -78,4 +84,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

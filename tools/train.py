@@ -15,6 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.tools_common import (add_launcher_args, check_paths,  # noqa: E402
                                       clear_data_errors, default_work_dir, load_config)
 
@@ -74,4 +75,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)
