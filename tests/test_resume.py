@@ -13,6 +13,7 @@ import textwrap
 import pytest
 import torch
 
+import micronet_mm  # noqa: F401  (allow-lists the types in mmengine checkpoints)
 from conftest import ROOT
 
 DEMO_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')

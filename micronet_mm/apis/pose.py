@@ -175,5 +175,7 @@ def draw_poses(model: nn.Module, image: str | np.ndarray, result: PoseResult,
             draw_bbox=True, draw_heatmap=False, show=False, kpt_thr=kpt_thr)
     if out_file is not None:
         with atomic_write(out_file) as tmp:  # folders are made
-            mmcv.imwrite(mmcv.rgb2bgr(drawn), tmp)
+            if not mmcv.imwrite(mmcv.rgb2bgr(drawn), tmp):
+                raise ValueError(f'cannot write {out_file}: OpenCV does not know the format '
+                                 'of its extension (use .jpg or .png)')
     return drawn
