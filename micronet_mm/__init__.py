@@ -9,3 +9,14 @@ from .checkpoint import allow_mmengine_checkpoints
 __version__ = '0.1.0'
 
 allow_mmengine_checkpoints()
+
+
+def _register_model_zoo() -> None:
+    """List our classification configs in mmpretrain's ``ModelHub`` once it is imported."""
+    from micronet_mm_startup import when_imported
+
+    from .zoo import register_with_mmpretrain
+    when_imported('mmpretrain.apis.model', register_with_mmpretrain)
+
+
+_register_model_zoo()
