@@ -1,0 +1,121 @@
+"""``pip wheel .`` gives a package that carries its configs, tools and model index (OpenMMLab's
+``.mim``), declares its dependencies, and whose startup hook lets a toolbox inferencer load a
+checkpoint alone."""
+import glob
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import zipfile
+from email.parser import Parser
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+#: what the build reads (pyproject.toml, setup.py) besides the package itself
+BUILD_INPUTS = ['pyproject.toml', 'setup.py', 'README.md', 'model-index.yml',
+                'micronet_mm_startup.py', 'micronet_mm', 'configs', 'tools']
+DET_CFG = osp.join(ROOT, 'configs', 'det', 'retinanet_micronet_m3_demo-shapes.py')
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    """Build the wheel from a copy of the checkout (the build writes build/ and egg-info)."""
+    tmp = tmp_path_factory.mktemp('wheel')
+    src = tmp / 'src'
+    for name in BUILD_INPUTS:
+        path = osp.join(ROOT, name)
+        if osp.isdir(path):
+            shutil.copytree(path, src / name,
+                            ignore=shutil.ignore_patterns('__pycache__', '.mim'))
+        else:
+            shutil.copy2(path, src / name)
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(src), '--no-deps',
+                    '--no-build-isolation', '--no-index', '-q', '-w', str(tmp / 'dist')],
+                   check=True, env=dict(os.environ, PIP_NO_INPUT='1'))
+    (path,) = glob.glob(str(tmp / 'dist' / 'micronet_mm-*.whl'))
+    return path
+
+
+def repo_files(folder):
+    return {osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, folder, '**', '*'),
+                                                   recursive=True)
+            if osp.isfile(p) and '__pycache__' not in p}
+
+
+def test_wheel_carries_configs_tools_and_model_index(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in repo_files('configs') | repo_files('tools') | {'model-index.yml'}:
+        assert f'micronet_mm/.mim/{path}' in names, path
+    assert 'micronet_mm/converters_paddle.py' in names
+    assert 'micronet_mm_startup.py' in names and 'micronet_mm-startup.pth' in names
+    assert not [n for n in names if n.startswith('tests/') or '__pycache__' in n]
+
+
+def test_wheel_declares_its_dependencies(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        (meta,) = [n for n in z.namelist() if n.endswith('.dist-info/METADATA')]
+        metadata = Parser().parsestr(z.read(meta).decode())
+    requires = [r.split(';')[0].replace(' ', '') for r in metadata.get_all('Requires-Dist')]
+    names = {r.split('>')[0].split('<')[0].split('=')[0] for r in requires}
+    assert {'torch', 'mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation', 'mmpose',
+            'numpy'} <= names
+    assert 'mmcv<2.2.0,>=2.0.0' in requires or 'mmcv>=2.0.0,<2.2.0' in requires
+    assert metadata['Name'] == 'micronet_mm' or metadata['Name'] == 'micronet-mm'
+
+
+def det_checkpoint(path):
+    """A checkpoint as mmengine's Runner writes it: the config in ``meta`` and a message hub
+    holding ``HistoryBuffer``s (what torch's weights-only loading refuses by default)."""
+    from mmengine.config import Config
+    from mmengine.logging import MessageHub
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    cfg = Config.fromfile(DET_CFG)
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    hub = MessageHub.get_instance('test_package')
+    hub.update_scalar('train/loss', 1.0)
+    torch.save({'meta': {'cfg': cfg.pretty_text,
+                         'dataset_meta': {'classes': cfg.metainfo['classes']}},
+                'state_dict': model.state_dict(), 'message_hub': hub.state_dict()}, path)
+
+
+INFERENCER = '''
+import site, sys
+sys.path.insert(0, {site!r})
+if {with_pth}:
+    site.addsitedir({site!r})  # what an installed wheel's site-packages does at start-up
+assert 'micronet_mm' not in sys.modules
+from mmdet.apis import DetInferencer
+try:
+    inferencer = DetInferencer(weights={ckpt!r}, device='cpu', show_progress=False)
+except Exception as e:
+    print('FAILED', type(e).__name__, str(e).splitlines()[0][:300])
+    raise SystemExit(0)
+import micronet_mm
+assert micronet_mm.__file__.startswith({site!r}), micronet_mm.__file__
+print('LOADED', type(inferencer.model).__name__)
+'''
+
+
+def test_installed_startup_hook_lets_an_inferencer_load_a_checkpoint_alone(wheel, tmp_path):
+    site_dir = tmp_path / 'site'
+    zipfile.ZipFile(wheel).extractall(site_dir)  # the files that pip install puts in place
+    ckpt = tmp_path / 'det.pth'
+    det_checkpoint(ckpt)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('PYTHONPATH', None)
+    out = {}
+    for with_pth in (True, False):
+        code = INFERENCER.format(site=str(site_dir), with_pth=with_pth, ckpt=str(ckpt))
+        out[with_pth] = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env,
+                                       capture_output=True, text=True, timeout=300)
+        assert out[with_pth].returncode == 0, out[with_pth].stderr[-2000:]
+    assert 'LOADED MicroNetRetinaNet' in out[True].stdout, out[True].stdout
+    # without the hook, torch refuses the checkpoint: the hook is what makes it work
+    assert 'FAILED' in out[False].stdout and 'HistoryBuffer' in out[False].stdout
