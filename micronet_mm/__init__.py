@@ -2,7 +2,9 @@
 
 Importing the package allow-lists the types that mmengine checkpoints contain, so that
 ``load_from``, ``resume`` and ``tools/test.py`` work under torch's ``weights_only`` loading.
-Models register themselves in the toolboxes on ``import micronet_mm.models``.
+Models register themselves in the toolboxes on ``import micronet_mm.models``. The
+classification configs are listed in mmpretrain's ``ModelHub`` as soon as ``mmpretrain.apis``
+is imported (micronet_mm/zoo.py), so ``mmpretrain.get_model('micronet-m0_8xb64_in1k')`` works.
 """
 from .checkpoint import allow_mmengine_checkpoints
 
