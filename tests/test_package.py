@@ -104,9 +104,25 @@ print('LOADED', type(inferencer.model).__name__)
 '''
 
 
-def test_installed_startup_hook_lets_an_inferencer_load_a_checkpoint_alone(wheel, tmp_path):
-    site_dir = tmp_path / 'site'
-    zipfile.ZipFile(wheel).extractall(site_dir)  # the files that pip install puts in place
+@pytest.fixture(scope='module')
+def site_dir(wheel, tmp_path_factory):
+    """The files that ``pip install`` puts into site-packages."""
+    site = tmp_path_factory.mktemp('site')
+    zipfile.ZipFile(wheel).extractall(site)
+    return site
+
+
+def test_installed_tools_run_installed_configs(site_dir, tmp_path):
+    mim = site_dir / 'micronet_mm' / '.mim'
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(site_dir))
+    out = subprocess.run([sys.executable, str(mim / 'tools' / 'analysis' / 'get_flops.py'),
+                          str(mim / 'configs' / 'pretrain' / 'micronet-m0_8xb64_in1k.py')],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'params 1.020M (1,019,590)' in out.stdout  # README's M0 row
+
+
+def test_installed_startup_hook_lets_an_inferencer_load_a_checkpoint_alone(site_dir, tmp_path):
     ckpt = tmp_path / 'det.pth'
     det_checkpoint(ckpt)
     env = dict(os.environ, OMP_NUM_THREADS='1')
