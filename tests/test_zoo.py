@@ -30,7 +30,8 @@ EXAMPLE = osp.join(ROOT, 'configs', 'det', 'example_own-config.py')
 
 
 def test_model_index_lists_every_config_exactly_once():
-    on_disk = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '*', '*.py')))
+    on_disk = sorted(osp.relpath(p, ROOT)
+                     for p in glob.glob(osp.join(ROOT, 'configs', '*', '*.py')))
     listed = [m['Config'] for _, _, m in ENTRIES]
     assert sorted(listed) == on_disk  # every config, each once, and no file that is missing
     assert sorted(METAFILES) == [f'configs/{t}/metafile.yml' for t in
