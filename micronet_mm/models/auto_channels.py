@@ -23,7 +23,8 @@ def backbone_out_channels(backbone: dict) -> list[int]:
     """``out_channels`` of a MicroNet backbone config (built without loading any weights)."""
     from .backbones import MicroNet
     if backbone.get('type') not in ('MicroNet', MicroNet):
-        raise ValueError(f"in_channels='auto' needs a MicroNet backbone, got {backbone.get('type')!r}")
+        raise ValueError("in_channels='auto' needs a MicroNet backbone, got "
+                         f"{backbone.get('type')!r}")
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
     return MicroNet(**args).out_channels
 
