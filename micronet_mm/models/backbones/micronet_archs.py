@@ -274,7 +274,7 @@ ARCH_SETTINGS.update({
     #   step at row 10: 252.81M MAdds (-3.9%), 4.012M params
     #   step at row 11: 264.22M MAdds (+0.4%), 4.012M params (this table)
     # No regular free choice brings row 10 within 3%: K=2 in every slot gives 254.60M (-3.3%,
-    # 4.08M params), squeeze ratio 8 in every row (r=1) 254.43M (-3.3%) but 5.63M params (+41%).
+    # 4.08M params), squeeze ratio 8 in every backbone row 254.43M (-3.3%) but 5.63M params (+41%).
     'pose-m3': dict(
         stem=(4, 4),
         act=POSE_ACT,
