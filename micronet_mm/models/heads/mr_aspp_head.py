@@ -15,10 +15,9 @@ replace convolution". No code was released; this is our reading:
 
 Each part the sentence leaves open, and why we chose it:
 
-* The pooled sigmoid gate stays. It is LR-ASPP's own second branch, which MobileNetV3 describes
-  as global average pooling "in a way similar to the Squeeze-and-Excitation module": a gate per
-  channel, not a spatial attention. The paper says it follows LR-ASPP and names one change to it,
-  the convolutions.
+* The pooled sigmoid gate stays. It is LR-ASPP's own second branch, global average pooling that
+  MobileNetV3 likens to a Squeeze-and-Excitation module: a gate per channel, not a spatial
+  attention. The paper says it follows LR-ASPP and names one change to it, the convolutions.
 * "Applies spatial attention" names a step that LR-ASPP does not have, after the upsampling and
   before the merge, in that order. The one spatial attention the same paper uses elsewhere is
   the one of dynamic ReLU (its ref. [6], "per layer" in the pose head, §6.1), so we apply that
