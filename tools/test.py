@@ -38,21 +38,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def enable_drawing(cfg, show_dir: str) -> None:
-    """Switch on the toolbox's visualization hook so that it writes images to ``show_dir``."""
+    """Switch on the toolbox's visualization hook so that it draws every test image into
+    ``show_dir``. Each toolbox names it differently:
+
+    - mmdet ``DetVisualizationHook``: ``draw``, ``test_out_dir`` (relative: inside the run's
+      timestamped log dir), ``interval`` (also counted in testing, so 1);
+    - mmseg ``SegVisualizationHook`` has no output-dir argument; in testing it draws every image
+      and its visualizer's backends save them, so ``visualizer.save_dir`` is set, as mmseg's
+      own tools/test.py does (images in ``show_dir/vis_data/vis_image``);
+    - mmpose ``PoseVisualizationHook``: ``enable``, ``out_dir``;
+    - mmpretrain ``VisualizationHook``: ``enable``, ``out_dir``, and ``interval`` counts test
+      samples (default 5000: one image), so 1.
+    """
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise KeyError('this config has no visualization hook; --show-dir is unavailable')
     scope = cfg.get('default_scope')
-    if scope in ('mmdet', 'mmseg'):
-        hook.draw = True
-        hook.test_out_dir = show_dir
-        hook.interval = 1
+    if scope == 'mmdet':
+        hook.update(draw=True, test_out_dir=show_dir, interval=1)
+    elif scope == 'mmseg':
+        hook.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = show_dir
     elif scope == 'mmpose':
-        hook.enable = True
-        hook.out_dir = show_dir
+        hook.update(enable=True, out_dir=show_dir)
     else:  # mmpretrain
-        hook.enable = True
-        hook.out_dir = show_dir
+        hook.update(enable=True, out_dir=show_dir, interval=1)
     hook.show = False
 
 
