@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from micronet_mm.apis import init_segmentor, load_rgb_image, segment  # noqa: E402
+from micronet_mm.errors import InvalidInputError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def overlay(image: np.ndarray, sample, out_file: str, opacity: float = 0.5) -> n
 def main(argv=None) -> str:
     args = parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
-        raise SystemExit(f'--opacity must lie in [0, 1], got {args.opacity}')
+        raise InvalidInputError(f'--opacity must lie in [0, 1], got {args.opacity}')
     image = load_rgb_image(args.image)
     model = init_segmentor(args.config, args.checkpoint, device=args.device,
                            slide=tuple(args.slide) if args.slide else None)
@@ -61,4 +62,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -15,7 +15,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
-from micronet_mm.tools_common import (add_launcher_args, check_paths,  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.tools_common import (add_launcher_args, check_hooks, check_paths,  # noqa: E402
                                       clear_data_errors, default_work_dir, load_config)
 
 
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
     check_paths(cfg, train=True)
+    check_hooks(cfg)
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
@@ -74,4 +76,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)
