@@ -138,24 +138,57 @@ def init_segmentor(config: str | Config, checkpoint: str | None = None, *, devic
     return model
 
 
+#: images more elongated than this are padded (edge pixels) to it for inference, the class map
+#: cropped back: a 10000x10 image resized to the test scale would be a few pixels thin, less
+#: than the network's stride
+MAX_ASPECT = 4
+#: largest image (after that padding) accepted, in pixels
+MAX_PIXELS = 64 * 2**20
+
+
+def _pad_to_aspect(rgb: np.ndarray, name: str) -> np.ndarray:
+    """``rgb`` padded at the bottom or right to an aspect ratio of at most :data:`MAX_ASPECT`."""
+    h, w = rgb.shape[:2]
+    ph, pw = max(h, -(-w // MAX_ASPECT)), max(w, -(-h // MAX_ASPECT))
+    if ph * pw > MAX_PIXELS:
+        raise InvalidInputError(
+            f'{name}: {w}x{h} image is too large ({ph * pw} pixels, after padding to an aspect '
+            f'ratio of {MAX_ASPECT}; the limit is {MAX_PIXELS}); crop or resize it')
+    if (ph, pw) == (h, w):
+        return rgb
+    return np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='edge')
+
+
 def segment(model, image: ImageLike, *, return_sample: bool = False):
     """Class map of one image with a model from :func:`init_segmentor`.
 
     Args:
         model: the segmentor.
-        image: see :func:`load_rgb_image`.
+        image: see :func:`load_rgb_image`; images more elongated than :data:`MAX_ASPECT` are
+            padded for inference and the result cropped back.
         return_sample: also return mmseg's ``SegDataSample`` (for its visualizer).
 
     Returns:
         ``(H, W)`` int64 array of class indices at the image's own size (and the sample).
+
+    Raises:
+        InvalidInputError: the image cannot be read or is larger than :data:`MAX_PIXELS`.
     """
     from mmengine.registry import DefaultScope
+    from mmengine.structures import PixelData
     from mmseg.apis import inference_model
     rgb = load_rgb_image(image)
+    h, w = rgb.shape[:2]
+    padded = _pad_to_aspect(rgb, repr(os.fspath(image)) if isinstance(
+        image, (str, os.PathLike)) else 'image array')
     # mmseg builds the test pipeline from the *current* default scope, which another toolbox
     # used in the same process (e.g. the pose API) may have changed since init_segmentor.
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmseg')):
-        sample = inference_model(model, np.ascontiguousarray(rgb[..., ::-1]))  # BGR for mmseg
+        sample = inference_model(model, np.ascontiguousarray(padded[..., ::-1]))  # BGR
+    if padded is not rgb:
+        for key in ('pred_sem_seg', 'seg_logits'):
+            if key in sample:
+                sample.set_data({key: PixelData(data=sample.get(key).data[:, :h, :w])})
     classes = sample.pred_sem_seg.data[0].to(torch.int64).cpu().numpy()
     return (classes, sample) if return_sample else classes
 
