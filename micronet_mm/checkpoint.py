@@ -230,6 +230,12 @@ def safe_load(path: str | os.PathLike, map_location=None):
         raise CheckpointError(f'checkpoint not found: {path}')
     if osp.getsize(path) == 0:
         raise CheckpointError(f'checkpoint {path} is an empty file; download or save it again')
+    with open(path, 'rb') as f:
+        legacy = f.read(1) == b'\x80'  # a pickle (protocol >= 2): torch's format before 1.6
+    if not legacy and not zipfile.is_zipfile(path):
+        raise CheckpointError(f'cannot read checkpoint {path}: truncated, corrupt or not a '
+                              'PyTorch file (neither a zip archive nor a pickle); download or '
+                              'save it again')
     allow_mmengine_checkpoints()
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)

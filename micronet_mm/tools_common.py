@@ -201,25 +201,24 @@ def check_hooks(cfg: Config) -> None:
     Raises:
         InvalidInputError: naming the hook key, the argument and the accepted ones.
     """
-    from mmengine.registry import HOOKS, DefaultScope
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmengine')):
-        for where, hook in _hook_configs(cfg):
-            cls = HOOKS.get(hook.get('type')) if isinstance(hook.get('type'), str) \
-                else hook.get('type')
-            if not inspect.isclass(cls):
-                raise InvalidInputError(f'{where}.type: no hook {hook.get("type")!r} in the '
-                                        'registry; check the spelling')
-            params = inspect.signature(cls.__init__).parameters
-            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-            if takes_any and cls.__name__ != 'CheckpointHook':
-                continue
-            named = [p for p in params if p != 'self' and params[p].kind is not
-                     params[p].VAR_KEYWORD]
-            for arg in hook:
-                if arg != 'type' and arg not in named:
-                    raise InvalidInputError(
-                        f'{where}.{arg}: {cls.__name__} has no argument {arg!r} (it takes '
-                        f'{", ".join(named)})')
+    from mmengine.registry import HOOKS
+    for where, hook in _hook_configs(cfg):
+        kind = hook.get('type')
+        with HOOKS.switch_scope_and_registry(hook.get('_scope_') or cfg.get('default_scope')) \
+                as registry:
+            cls = registry.get(kind) if isinstance(kind, str) else kind
+        if not inspect.isclass(cls):
+            raise InvalidInputError(f'{where}.type: no hook {kind!r} in the registry; check the '
+                                    'spelling')
+        params = inspect.signature(cls.__init__).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if takes_any and cls.__name__ != 'CheckpointHook':
+            continue
+        named = [n for n, p in params.items() if n != 'self' and p.kind is not p.VAR_KEYWORD]
+        for arg in hook:
+            if arg != 'type' and not arg.startswith('_') and arg not in named:  # _scope_
+                raise InvalidInputError(f'{where}.{arg}: {cls.__name__} has no argument {arg!r} '
+                                        f'(it takes {", ".join(named)})')
 
 
 def _is_remote(path: str) -> bool:

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import os.path as osp
 import pickle
+import re
 import subprocess
 import sys
 import traceback
@@ -179,6 +180,20 @@ def run_isolated(fn, *args, timeout=300):
     return (proc.exitcode, *result)
 
 
+@pytest.fixture(scope='module', autouse=True)
+def preload():
+    """Import the toolboxes once here, so that each forked child starts warm."""
+    import mmdet.apis  # noqa: F401
+    import mmpose.apis  # noqa: F401
+    import mmseg.apis  # noqa: F401
+
+    import micronet_mm.apis  # noqa: F401
+    import micronet_mm.models  # noqa: F401
+    import tools.deployment.export_onnx  # noqa: F401
+    import tools.test  # noqa: F401
+    import tools.train  # noqa: F401
+
+
 @pytest.fixture(scope='module')
 def demo_shapes():
     from micronet_mm.datasets.demo_shapes import ensure_demo_shapes
@@ -330,10 +345,11 @@ def cli(*args):
                           timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
-@pytest.mark.parametrize('content', ['empty', 'truncated', 'text', 'object-array'])
-@pytest.mark.parametrize('tool', ['tools/test.py', 'tools/deployment/export_onnx.py',
-                                  'tools/model_converters/micronet_official_to_mmpretrain.py'])
-def test_bad_checkpoint_is_one_line_exit_2(tool, content, tmp_path, demo_shapes):
+TOOLS = ['tools/test.py', 'tools/deployment/export_onnx.py',
+         'tools/model_converters/micronet_official_to_mmpretrain.py']
+
+
+def bad_checkpoint(tmp_path, content: str) -> str:
     path = tmp_path / f'{content}.pth'
     if content == 'empty':
         path.write_bytes(b'')
@@ -344,13 +360,38 @@ def test_bad_checkpoint_is_one_line_exit_2(tool, content, tmp_path, demo_shapes)
         path.write_text('not a checkpoint\n')
     else:
         write_checkpoint(path, tmp_path / 'pwned', 'object-array')
-    args = [str(path), str(tmp_path / 'out.pth')] if 'converters' in tool else \
-        [CLS_CFG, str(path), '--out', str(tmp_path / 'out.x')]
+    return str(path)
+
+
+def tool_args(tool: str, path: str, tmp_path) -> list[str]:
+    if 'converters' in tool:
+        return [path, str(tmp_path / 'out.pth')]
     if tool == 'tools/test.py':
-        args = [CLS_CFG, str(path), '--work-dir', str(tmp_path / 'work')]
-    proc = cli(tool, *args)
+        return [CLS_CFG, path, '--work-dir', str(tmp_path / 'work')]
+    return [CLS_CFG, path, '--out', str(tmp_path / 'out.onnx')]
+
+
+@pytest.mark.parametrize('content, message', [
+    ('empty', 'is an empty file'), ('truncated', 'truncated, corrupt or not a PyTorch file'),
+    ('text', 'truncated, corrupt or not a PyTorch file'), ('object-array', 'refused')])
+@pytest.mark.parametrize('tool', TOOLS)
+def test_bad_checkpoint_names_itself(tool, content, message, tmp_path, demo_shapes):
+    import importlib
+
+    from micronet_mm.checkpoint import CheckpointError
+    main = importlib.import_module(tool[:-3].replace('/', '.')).main
+    path = bad_checkpoint(tmp_path, content)
+    with pytest.raises(CheckpointError, match=re.escape(path) + '.*' + re.escape(message)):
+        main(tool_args(tool, path, tmp_path))
+
+
+@pytest.mark.parametrize('tool, content', [(t, 'empty') for t in TOOLS]
+                         + [('tools/test.py', 'object-array')])
+def test_bad_checkpoint_is_one_line_exit_2(tool, content, tmp_path, demo_shapes):
+    path = bad_checkpoint(tmp_path, content)
+    proc = cli(tool, *tool_args(tool, path, tmp_path))
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert_one_line_error(proc.stderr, str(path))
+    assert_one_line_error(proc.stderr, path)
 
 
 def assert_one_line_error(stderr: str, name: str) -> None:
