@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, assert_one_line_error
 
 CLS_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
 POSE_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py')
@@ -41,7 +41,7 @@ def test_bad_image_is_named(small_shapes, tmp_path, damage, workers):
     bad = osp.join(small_shapes, 'train', first_class, '0001.png')
     with open(bad, 'wb') as f:
         f.write(b'' if damage == 'empty' else b'\x89PNG not really')
-    reason = 'empty file' if damage == 'empty' else 'corrupt or not an image'
+    reason = 'is an empty file' if damage == 'empty' else 'is corrupt or not an image'
     with pytest.raises(CorruptImageError, match=re.escape(f'cannot decode image {bad} ({reason}')):
         main([CLS_CFG, '--work-dir', str(tmp_path / 'work'), '--no-validate', '--cfg-options',
               *shapes_options(small_shapes, workers)])
@@ -145,7 +145,7 @@ def test_elongated_images_work(seg_model, h, w):
     rng = np.random.default_rng(0)
     classes = segment(seg_model, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     assert classes.shape == (h, w)
-    assert classes.min() >= 0 and classes.max() < len(seg_model.dataset_meta['classes'])
+    assert classes.min() >= 0 and classes.max() < seg_model.decode_head.num_classes
 
 
 def test_too_large_image_names_the_limit(tmp_path, seg_model):
@@ -185,13 +185,26 @@ def test_error_classes_are_user_errors_and_keep_their_bases():
     (['tools/deployment/export_onnx.py', 'no_such_config.py', 'nothing.pth'], 'nothing.pth'),
     (['tools/model_converters/micronet_official_to_mmpretrain.py', 'nothing.pth', 'o.pth'],
      'nothing.pth'),
-    (['demo/seg_demo.py', 'no_image.png', SEG_CFG, 'nothing.pth'], 'no_image.png'),
-    (['demo/pose_demo.py', 'no_image.png', POSE_CFG], 'no_image.png'),
+    (['demo/seg_demo.py', 'no_image.png', SEG_CFG, 'nothing.pth'], 'nothing.pth'),
+    (['demo/pose_demo.py', 'skimage:no_such_photo', POSE_CFG], 'no_such_photo'),
 ])
-def test_cli_user_error_is_one_line_exit_2(argv, name, tmp_path):
-    proc = subprocess.run([sys.executable, osp.join(ROOT, argv[0]), *argv[1:]], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+def test_main_block_turns_user_error_into_one_line_exit_2(argv, name, tmp_path, monkeypatch,
+                                                          capsys):
+    """Each tool's ``if __name__ == '__main__'`` block, run as the interpreter runs a script."""
+    import runpy
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'argv', [osp.join(ROOT, argv[0]), *argv[1:]])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(osp.join(ROOT, argv[0]), run_name='__main__')
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert_one_line_error(err, name)
+
+
+def test_cli_user_error_is_one_line_exit_2(tmp_path):
+    """The same through a real interpreter: a key no config has."""
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), CLS_CFG,
+                           '--cfg-options', 'foo.bar=1'], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
-    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr[-3000:]
-    assert name in errors[0] and 'Traceback' not in proc.stderr
+    assert_one_line_error(proc.stderr, 'foo.bar')
