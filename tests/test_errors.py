@@ -185,7 +185,7 @@ def test_error_classes_are_user_errors_and_keep_their_bases():
     (['tools/deployment/export_onnx.py', 'no_such_config.py', 'nothing.pth'], 'nothing.pth'),
     (['tools/model_converters/micronet_official_to_mmpretrain.py', 'nothing.pth', 'o.pth'],
      'nothing.pth'),
-    (['demo/seg_demo.py', 'no_image.png', SEG_CFG, 'nothing.pth'], 'nothing.pth'),
+    (['demo/seg_demo.py', 'no_image.png', SEG_CFG, 'nothing.pth'], 'no_image.png'),
     (['demo/pose_demo.py', 'skimage:no_such_photo', POSE_CFG], 'no_such_photo'),
 ])
 def test_main_block_turns_user_error_into_one_line_exit_2(argv, name, tmp_path, monkeypatch,
