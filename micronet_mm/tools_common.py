@@ -153,7 +153,8 @@ def check_option_keys(cfg: Config, options: dict) -> None:
     must be in range); the last part may be new, because OpenMMLab users add keyword arguments
     that a config leaves at their defaults (``default_hooks.checkpoint.max_keep_ckpts=3``);
     :func:`check_hooks` then checks hook arguments against the hook class. A new top-level key
-    must be one the Runner reads (:data:`RUNNER_KEYS`).
+    (or a new top-level dict such as ``randomness``) must be one the Runner reads
+    (:data:`RUNNER_KEYS`).
 
     Raises:
         InvalidInputError: naming the key and the part that does not exist.
@@ -163,6 +164,8 @@ def check_option_keys(cfg: Config, options: dict) -> None:
         node = cfg._cfg_dict
         for depth, part in enumerate(parts[:-1]):
             where = '.'.join(parts[:depth + 1])
+            if depth == 0 and part not in cfg and part in RUNNER_KEYS:
+                break  # e.g. randomness.seed=0 when the config leaves randomness out
             if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             elif isinstance(node, dict) and part in node and node[part] is not None:

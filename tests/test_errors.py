@@ -86,7 +86,8 @@ def test_unknown_cfg_option_key_is_refused(key, missing):
 @pytest.mark.parametrize('key, value', [
     ('model.backbone.arch', 'm1'), ('default_hooks.checkpoint.max_keep_ckpts', 3),
     ('train_dataloader.dataset.pipeline.1.prob', 0.2), ('load_from', 'x.pth'),
-    ('randomness.deterministic', True), ('env_cfg.cudnn_benchmark', True)])
+    ('randomness.deterministic', True), ('env_cfg.cudnn_benchmark', True),
+    ('auto_scale_lr.enable', True)])
 def test_legit_cfg_option_keys_are_merged(key, value):
     from micronet_mm.tools_common import load_config
     cfg = load_config(CLS_CFG, {key: value})
@@ -94,6 +95,16 @@ def test_legit_cfg_option_keys_are_merged(key, value):
     for part in key.split('.'):
         node = node[int(part)] if part.isdigit() else node[part]
     assert node == value
+
+
+def test_new_top_level_runner_dict_may_be_created():
+    from mmengine.config import Config
+
+    from micronet_mm.tools_common import InvalidInputError, check_option_keys
+    cfg = Config(dict(model=dict(type='X')))
+    check_option_keys(cfg, {'randomness.seed': 0, 'env_cfg.cudnn_benchmark': True})
+    with pytest.raises(InvalidInputError, match="no 'randomnes'"):
+        check_option_keys(cfg, {'randomnes.seed': 0})
 
 
 def test_hook_argument_typo_fails_before_training(small_shapes, tmp_path):
