@@ -291,11 +291,13 @@ def test_numeric_numpy_data_of_mmengine_checkpoints_loads(tmp_path):
 def test_raw_numpy_globals_registered_elsewhere_are_replaced():
     """Someone registering the real numpy.ndarray / numpy.dtype would reopen the hole."""
     import micronet_mm.checkpoint as ck
-    torch.serialization.add_safe_globals([np.ndarray, np.dtype, multiarray._reconstruct])
+    raw = [np.ndarray, np.dtype, multiarray._reconstruct, type(np.dtype('f8')), getattr]
+    torch.serialization.add_safe_globals(raw)
     ck.allow_mmengine_checkpoints()
     registered = torch.serialization.get_safe_globals()
-    assert not any(g in registered for g in (np.ndarray, np.dtype, multiarray._reconstruct))
+    assert not any(g in registered for g in raw)
     assert (ck._CheckedArray, 'numpy.ndarray') in registered
+    assert (ck._history_buffer_getattr, 'builtins.getattr') in registered
 
 
 # ------------------------------------------------------------------- strict loading for inference
