@@ -1,5 +1,6 @@
-"""Shared parts of tools/train.py, tools/test.py and the analysis tools: loading a config and
-checking, before anything is built, that the data and checkpoints it names exist."""
+"""Shared parts of tools/train.py, tools/test.py and the analysis tools: loading a config (its
+``--cfg-options`` keys checked), checking before anything is built that the data and checkpoints
+it names exist and that its hook arguments are real, and naming the file behind a data error."""
 from __future__ import annotations
 
 import contextlib
