@@ -155,7 +155,8 @@ def check_option_keys(cfg: Config, options: dict) -> None:
     that a config leaves at their defaults (``default_hooks.checkpoint.max_keep_ckpts=3``);
     :func:`check_hooks` then checks hook arguments against the hook class. A new top-level key
     (or a new top-level dict such as ``randomness``) must be one the Runner reads
-    (:data:`RUNNER_KEYS`).
+    (:data:`RUNNER_KEYS`). A missing ``*_cfg`` part may be created too (``init_cfg``,
+    ``test_cfg``, ...: by OpenMMLab convention the keys that hold a config dict).
 
     Raises:
         InvalidInputError: naming the key and the part that does not exist.
@@ -165,8 +166,9 @@ def check_option_keys(cfg: Config, options: dict) -> None:
         node = cfg._cfg_dict
         for depth, part in enumerate(parts[:-1]):
             where = '.'.join(parts[:depth + 1])
-            if depth == 0 and part not in cfg and part in RUNNER_KEYS:
-                break  # e.g. randomness.seed=0 when the config leaves randomness out
+            absent = not isinstance(node, dict) or node.get(part) is None
+            if absent and (part.endswith('_cfg') or depth == 0 and part in RUNNER_KEYS):
+                break  # randomness.seed=0, model.backbone.init_cfg.type=Pretrained: new dicts
             if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             elif isinstance(node, dict) and part in node and node[part] is not None:

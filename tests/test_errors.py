@@ -97,12 +97,13 @@ def test_legit_cfg_option_keys_are_merged(key, value):
     assert node == value
 
 
-def test_new_top_level_runner_dict_may_be_created():
+def test_new_runner_and_cfg_dicts_may_be_created():
     from mmengine.config import Config
 
     from micronet_mm.tools_common import InvalidInputError, check_option_keys
     cfg = Config(dict(model=dict(type='X')))
-    check_option_keys(cfg, {'randomness.seed': 0, 'env_cfg.cudnn_benchmark': True})
+    check_option_keys(cfg, {'randomness.seed': 0, 'env_cfg.cudnn_benchmark': True,
+                            'model.init_cfg.type': 'Pretrained'})
     with pytest.raises(InvalidInputError, match="no 'randomnes'"):
         check_option_keys(cfg, {'randomnes.seed': 0})
 
