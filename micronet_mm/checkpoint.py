@@ -21,9 +21,12 @@ code, never crash the process and never execute text stored in it. What is loade
   that only torch's BUILD step reaches them. After loading, arrays are plain ``np.ndarray``
   views again.
 - Config text stored in a checkpoint (``meta['cfg']``, ``meta['config']``,
-  ``message_hub['runtime_info']['cfg']``) is removed: mmengine would pass it to
+  ``message_hub['runtime_info']['cfg']``) is never executed as stored: mmengine passes it to
   ``Config.fromstring``, which executes it (``Runner.resume``, ``BaseInferencer`` without a
-  config). The config the user passes is the one used.
+  config). It is read as data (:func:`config_text_as_data`: literal assignments only, no
+  ``_base_``, ``custom_imports`` of the toolboxes and micronet_mm only) and replaced by
+  literal-only text made from that data; text that is not plain data is dropped. Resume and
+  the tools use the config the user passes.
 
 ``import micronet_mm`` installs all this process-wide (:func:`allow_mmengine_checkpoints`): every
 ``torch.load`` gets the guarded numpy entries, and mmengine's ``CheckpointLoader`` (behind
@@ -32,6 +35,7 @@ inferencers) reads local files with :func:`safe_load` and cleans what other sche
 """
 from __future__ import annotations
 
+import ast
 import os
 import os.path as osp
 import pickle
@@ -274,8 +278,74 @@ def _clean(obj, source: str):
         for place in (obj.get('meta'), hub.get('runtime_info') if isinstance(hub, dict) else None):
             if isinstance(place, dict):
                 for key in STORED_CONFIG_KEYS:
-                    place.pop(key, None)  # never executed: the user's config is used
+                    if key in place:
+                        _replace_config_text(place, key, source)
     return obj
+
+
+#: packages a stored config may name in ``custom_imports`` (importing runs their code)
+CONFIG_IMPORT_ROOTS = ('micronet_mm', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose', 'mmengine', 'mmcv')
+_CONFIG_CALLS = {'dict': dict, 'list': list, 'tuple': tuple, 'set': set}
+
+
+def config_text_as_data(text: str) -> dict:
+    """The assignments of a stored config text, read as literals: nothing in it runs.
+
+    mmengine stores ``cfg.pretty_text``: ``name = <literal>`` lines of numbers, strings,
+    ``dict(...)``, lists and tuples. Anything else (an import, a call, a name, ``_base_``
+    files, ``custom_imports`` outside :data:`CONFIG_IMPORT_ROOTS`) raises ``ValueError``.
+    """
+    data = {}
+    for node in ast.parse(text).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f'line {node.lineno} is not a plain assignment')
+        data[node.targets[0].id] = _literal(node.value)
+    if '_base_' in data:
+        raise ValueError('it names _base_ files')
+    custom = data.get('custom_imports')
+    if custom is not None:
+        imports = custom.get('imports') if isinstance(custom, dict) else custom
+        names = [imports] if isinstance(imports, str) else imports
+        if not isinstance(names, (list, tuple)) or not all(
+                isinstance(n, str) and n.split('.')[0] in CONFIG_IMPORT_ROOTS for n in names):
+            raise ValueError(f'custom_imports names {imports!r}')
+    return data
+
+
+def _literal(node):
+    if isinstance(node, ast.Constant) and not isinstance(node.value, type(...)):
+        if isinstance(node.value, float) and not np.isfinite(node.value):
+            raise ValueError(f'line {node.lineno}: non-finite number')
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+            and isinstance(node.operand, ast.Constant) \
+            and type(node.operand.value) in (int, float, complex):
+        return -_literal(node.operand) if isinstance(node.op, ast.USub) else _literal(node.operand)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_literal(e) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in _CONFIG_CALLS and all(k.arg for k in node.keywords)):
+        return _CONFIG_CALLS[node.func.id](*[_literal(a) for a in node.args],
+                                           **{k.arg: _literal(k.value) for k in node.keywords})
+    raise ValueError(f'line {getattr(node, "lineno", "?")}: {type(node).__name__} is not a '
+                     'literal')
+
+
+def _replace_config_text(place: dict, key: str, source: str) -> None:
+    """Replace stored config text by literal-only text made from :func:`config_text_as_data`
+    (what mmengine then executes, when an inferencer builds from it, is data), or drop it."""
+    from mmengine.logging import print_log
+    try:
+        data = config_text_as_data(place[key])
+        place[key] = ''.join(f'{name} = {value!r}\n' for name, value in data.items())
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as e:
+        del place[key]
+        print_log(f'checkpoint {source}: the config stored in it ({key}) is not plain data '
+                  f'({e}); ignored', logger='current', level=30)
 
 
 def _plain(obj, seen: dict):

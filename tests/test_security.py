@@ -243,7 +243,7 @@ def test_config_text_in_checkpoint_is_never_executed(where, tmp_path, demo_shape
         assert outcome == 'error' and 'config' in message.lower()
 
 
-def test_stored_config_text_is_dropped_and_the_payload_is_live(tmp_path):
+def test_stored_config_code_is_dropped_and_the_payload_is_live(tmp_path):
     """The payload does run when mmengine parses it (the danger is real); safe_load drops it."""
     from mmengine.config import Config
 
@@ -255,6 +255,34 @@ def test_stored_config_text_is_dropped_and_the_payload_is_live(tmp_path):
     assert not marker.exists()
     Config.fromstring(config_text(marker), file_format='.py')
     assert marker.read_text() == 'pwned'
+
+
+def test_stored_config_data_survives_as_literal_text(tmp_path):
+    """What mmengine stores (``cfg.pretty_text``) is kept as literal-only text with the same
+    content, so that an inferencer given only the checkpoint still builds the model."""
+    from mmengine.config import Config
+
+    from micronet_mm.checkpoint import safe_load
+    cfg = Config.fromfile(DET_CFG)
+    torch.save({'meta': {'cfg': cfg.pretty_text}}, tmp_path / 'det.pth')
+    text = safe_load(tmp_path / 'det.pth')['meta']['cfg']
+    assert 'dict(' not in text and text != cfg.pretty_text
+    again = Config.fromstring(text, file_format='.py')
+    assert again.model.to_dict() == cfg.model.to_dict()
+    assert again.custom_imports.imports == ['micronet_mm.models']
+
+
+@pytest.mark.parametrize('text', [
+    "custom_imports = dict(imports=['os'])\nmodel = dict(type='X')\n",
+    "_base_ = ['/tmp/evil.py']\n",
+    "import os\nmodel = dict(type='X')\n",
+    "model = dict(type=__import__('os').getcwd())\n",
+    "model = [x for x in range(3)]\n",
+    "model = dict(**{'type': 'X'})\n"])
+def test_stored_config_that_is_not_plain_data_is_dropped(text, tmp_path):
+    from micronet_mm.checkpoint import safe_load
+    torch.save({'meta': {'cfg': text, 'epoch': 3}}, tmp_path / 'c.pth')
+    assert safe_load(tmp_path / 'c.pth')['meta'] == {'epoch': 3}
 
 
 def test_forged_object_array_crashes_an_unguarded_load(tmp_path):
