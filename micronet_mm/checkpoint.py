@@ -83,10 +83,12 @@ def _checked_dtype(dtype) -> np.dtype:
 
 
 def _numeric_dtype(spec, align=False, copy=True) -> np.dtype:
-    """Stands in for ``numpy.dtype`` while unpickling: numeric type strings only ('<f8', 'b1').
+    """Stands in for ``numpy.dtype`` while unpickling: numeric type strings only ('f8', 'b1').
 
-    Always a copy: numpy's pickles ``BUILD`` (``__setstate__``) the dtype they get, and on the
-    shared singleton that would change the dtype of every array in the process."""
+    A copy, as numpy's own unpickling makes: the ``BUILD`` (``__setstate__``) that follows sets
+    its byte order. Whatever else a forged ``BUILD`` changes on it (fields, flags) never
+    reaches an array: arrays and scalars take the dtype rebuilt from its type string
+    (:func:`_checked_dtype`)."""
     if not isinstance(spec, str) or not re.fullmatch(r'[<>|=]?[biufc?][0-9]{0,2}', spec):
         _refuse(f'numpy dtype {spec!r} (only bool, int, uint, float and complex load)')
     try:
@@ -204,7 +206,7 @@ def _route_mmengine_loader() -> None:
     def load_checkpoint(cls, filename, map_location=None, logger='current'):
         if cls._get_checkpoint_loader(filename) is cls._schemes.get(''):  # a local file
             return safe_load(filename, map_location=map_location)
-        return _clean(original(cls, filename, map_location, logger), str(filename))
+        return as_plain_data(original(cls, filename, map_location, logger), str(filename))
 
     load_checkpoint._micronet_safe = True
     CheckpointLoader.load_checkpoint = classmethod(load_checkpoint)
@@ -261,12 +263,17 @@ def safe_load(path: str | os.PathLike, map_location=None):
         raise CheckpointError(
             f'cannot read checkpoint {path}: truncated, corrupt or not a PyTorch file '
             f'({_describe(e)}); download or save it again') from None
-    return _clean(obj, path)
+    return as_plain_data(obj, path)
 
 
-def _clean(obj, source: str):
-    """Plain ``np.ndarray`` for every :class:`_CheckedArray`, non-numeric dtypes refused,
-    stored config text removed; ``obj`` is changed in place where it is mutable."""
+def as_plain_data(obj, source: str):
+    """What an unpickler with these stand-ins returned, as plain data: ``np.ndarray`` for every
+    :class:`_CheckedArray`, non-numeric dtypes refused, stored config text replaced or
+    removed; ``obj`` is changed in place where it is mutable.
+
+    Raises:
+        UnsafeCheckpointError: naming ``source``.
+    """
     try:
         obj = _plain(obj, {})
     except RecursionError:

@@ -232,6 +232,25 @@ def test_malicious_checkpoint_is_refused(where, payload, tmp_path, demo_shapes):
         assert f'checkpoint {path} refused' in first, first
 
 
+def via_paddle_converter(path, tmp):
+    from micronet_mm.converters_paddle import load_pdparams
+    return load_pdparams(path)
+
+
+@pytest.mark.parametrize('payload', [p for p in PAYLOADS if p != 'getattr-historybuffer-init'])
+def test_malicious_pdparams_is_refused(payload, tmp_path):
+    """The PaddleClas reader (a plain pickle, its own unpickler) uses the same numpy guards."""
+    marker = tmp_path / 'pwned'
+    path = tmp_path / f'{payload}.pdparams'
+    with open(path, 'wb') as f:
+        pickle.dump({'a.weight': np.zeros(3, np.float32), 'b.weight': payloads(marker)[payload]},
+                    f, protocol=2)
+    code, outcome, classes, message = run_isolated(via_paddle_converter, str(path), tmp_path)
+    assert code == 0, f'the process died (exit code {code}, a signal if negative)'
+    assert not marker.exists()
+    assert outcome == 'error' and 'ConversionError' in classes and 'refused' in message, message
+
+
 @pytest.mark.parametrize('where', [*PATHS, 'train_py_resume'])
 def test_config_text_in_checkpoint_is_never_executed(where, tmp_path, demo_shapes):
     marker = tmp_path / 'pwned'
@@ -304,12 +323,13 @@ def test_numeric_numpy_data_of_mmengine_checkpoints_loads(tmp_path):
     for v in (1.0, 2.0, 4.0):
         buf.update(v)
     data = {'buf': buf, 'f': np.float64(0.5), 'i': np.int64(3), 'b': np.bool_(True),
-            'a': {k: np.arange(4).astype(k) for k in ('f2', 'f4', 'u1', 'i2', 'c8', '?')}}
+            'a': {k: np.arange(4).astype(k) for k in ('f2', 'f4', 'u1', 'i2', 'c8', '?', '>f8',
+                                                        '>i4')}}
     torch.save({'meta': data}, tmp_path / 'ok.pth')
     meta = safe_load(tmp_path / 'ok.pth')['meta']
     assert meta['buf'].mean() == pytest.approx(7 / 3) and meta['f'] == 0.5 and meta['i'] == 3
     for k, arr in meta['a'].items():
-        assert type(arr) is np.ndarray and arr.dtype == np.dtype(k)
+        assert type(arr) is np.ndarray and arr.dtype.name == np.dtype(k).name
         assert np.array_equal(arr, np.arange(4).astype(k))
     assert type(meta['buf']._log_history) is np.ndarray
     raw = pickle.dumps(meta)
