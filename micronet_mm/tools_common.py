@@ -207,6 +207,7 @@ def check_hooks(cfg: Config) -> None:
     Raises:
         InvalidInputError: naming the hook key, the argument and the accepted ones.
     """
+    from mmengine.hooks import CheckpointHook
     from mmengine.registry import HOOKS
     for where, hook in _hook_configs(cfg):
         kind = hook.get('type')
@@ -218,7 +219,7 @@ def check_hooks(cfg: Config) -> None:
                                     'spelling')
         params = inspect.signature(cls.__init__).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        if takes_any and cls.__name__ != 'CheckpointHook':
+        if takes_any and not issubclass(cls, CheckpointHook):
             continue
         named = [n for n, p in params.items() if n != 'self' and p.kind is not p.VAR_KEYWORD]
         for arg in hook:

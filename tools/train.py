@@ -77,9 +77,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
     check_paths(cfg, train=True)
+    check_hooks(cfg)  # the user's hooks, before prepare_resumable swaps in its own
     refuse_used_work_dir(cfg.work_dir, resume=args.resume is not None, force=args.force)
     prepare_resumable(cfg)  # after check_paths: its messages name the user's config keys
-    check_hooks(cfg)
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
