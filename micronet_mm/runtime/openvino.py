@@ -5,10 +5,9 @@ whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and t
 the ONNX node ``micronet.ShiftMax`` to it) is built against the openvino wheel's own headers and
 CMake config by :func:`build_extension`; ``tools/setup_env.sh`` builds it once and caches it.
 
-The deploy model for OpenVINO (:func:`switch_to_openvino`) is the ONNX Runtime deploy model
-(BN folded, merged depthwise pairs, composed shuffles, folded head) in which every Dynamic
-Shift-Max exports as ONE ``micronet.ShiftMax`` node, its hyper-function included, instead of
-~10 standard nodes. :func:`compile_model` opens an IR or ONNX file with the extension loaded, on
+The deploy model for it is ``switch_to_deploy(model, 'openvino')``
+(:mod:`micronet_mm.deploy.backends.openvino`): every Dynamic Shift-Max exports as ONE
+``micronet.ShiftMax`` node, its hyper-function included. :func:`compile_model` opens an IR or ONNX file with the extension loaded, on
 the CPU, in float32 (OpenVINO's default on CPUs with AMX is bf16), one stream, ``threads``
 threads.
 """
@@ -23,12 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-import torch
-from torch import nn
-
 from micronet_mm.errors import UserError
-from micronet_mm.ops import DynamicShiftMax
-from micronet_mm.ops.shift_max import shift_index
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
 SOURCE_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
@@ -168,90 +162,6 @@ def profile_by_type(request) -> dict[str, tuple[float, int]]:
         out[info.node_type][0] += info.real_time.total_seconds() * 1e3
         out[info.node_type][1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-class _ShiftMaxNode(torch.autograd.Function):
-    """The ``micronet.ShiftMax`` ONNX node, for the exporter only: its ``forward`` gives a
-    placeholder of the output's shape (the tracer records the node, not the values)."""
-
-    @staticmethod
-    def forward(ctx, x, groups, num_shifts, num_fusions, inner_shift, act_max, *params):  # noqa: D102
-        return x.clone()
-
-    @staticmethod
-    def symbolic(g, x, groups, num_shifts, num_fusions, inner_shift, act_max, *params):  # noqa: D102
-        out = g.op('micronet::ShiftMax', x, *params, groups_i=groups, num_shifts_i=num_shifts,
-                   num_fusions_i=num_fusions, inner_shift_i=inner_shift, act_max_f=act_max)
-        out.setType(x.type())
-        return out
-
-
-class OpenVINOShiftMax(nn.Module):
-    """A trained :class:`DynamicShiftMax` that exports to ONNX as one ``micronet.ShiftMax`` node
-    (the native OpenVINO operation; export with ``custom_opsets={'micronet': 1}``); in PyTorch
-    it runs the module as it was.
-
-    Inputs of the node: ``x`` and the hyper-function ``fc1.weight (S, C), fc1.bias, fc2.weight
-    (K·J·C, S), fc2.bias, init (K, J)``, or for static Shift-Max ``x`` and the final coefficients
-    ``(K, J, C)``.
-
-    Args:
-        dsm: the trained activation.
-    """
-
-    def __init__(self, dsm: DynamicShiftMax) -> None:
-        super().__init__()
-        self.reference = dsm
-        self.channels, self.groups = dsm.channels, dsm.groups
-        self.num_shifts, self.num_fusions, self.act_max = (dsm.num_shifts, dsm.num_fusions,
-                                                           dsm.act_max)
-        self.inner_shift = dsm.num_shifts < 2 or torch.equal(
-            dsm.index[1], shift_index(dsm.channels, dsm.groups, 1, inner_shift=True))
-        if not self.inner_shift and not torch.equal(
-                dsm.index[1], shift_index(dsm.channels, dsm.groups, 1, inner_shift=False)):
-            raise ValueError('OpenVINOShiftMax: the shift index is neither of the two variants')
-        init = dsm.init.view(dsm.num_fusions, dsm.num_shifts)
-        if dsm.fc is None:
-            coef = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)
-            params = [coef.view(dsm.num_fusions, dsm.num_shifts, dsm.channels)
-                      + init.view(dsm.num_fusions, dsm.num_shifts, 1)]
-        else:
-            fc1, fc2 = dsm.fc[0], dsm.fc[2]
-            params = [fc1.weight, fc1.bias, fc2.weight, fc2.bias, init]
-        self.num_params = len(params)
-        for i, p in enumerate(params):
-            self.register_buffer(f'p{i}', p.detach().clone().contiguous(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.onnx.is_in_onnx_export():
-            return self.reference(x)
-        params = [getattr(self, f"p{i}") for i in range(self.num_params)]
-        return _ShiftMaxNode.apply(x, self.groups, self.num_shifts, self.num_fusions,
-                                   int(self.inner_shift), float(self.act_max), *params)
-
-    def extra_repr(self) -> str:
-        return (f'channels={self.channels}, groups={self.groups}, J={self.num_shifts}, '
-                f'K={self.num_fusions}, inner_shift={self.inner_shift}')
-
-
-def _replace_shift_max(module: nn.Module) -> None:
-    for name, child in list(module.named_children()):
-        if isinstance(child, DynamicShiftMax):
-            setattr(module, name, OpenVINOShiftMax(child))
-        else:
-            _replace_shift_max(child)
-
-
-def switch_to_openvino(model: nn.Module) -> nn.Module:
-    """The deploy model whose ONNX export runs Dynamic Shift-Max natively in OpenVINO, in place:
-    every :class:`DynamicShiftMax` becomes an :class:`OpenVINOShiftMax`, then the rest of the
-    model gets the ONNX Runtime deploy rewrites (``switch_to_deploy(model, 'onnxruntime')``,
-    which leaves the new modules alone: no shuffle is moved past them and they are not
-    prescaled)."""
-    from micronet_mm.deploy import switch_to_deploy
-    model.eval()
-    _replace_shift_max(model)
-    return switch_to_deploy(model, 'onnxruntime')
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ varies with the model and whose float32 rounding grows with it.
 ``--backend openvino`` writes an OpenVINO IR (``FILE.xml`` + ``FILE.bin``) and checks it in
 OpenVINO on the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``), with the same thresholds. As
 trained, the IR has standard operators only. With ``--deploy`` every Dynamic Shift-Max is ONE
-native ``micronet::ShiftMax`` operation (``micronet_mm.runtime.openvino``), and the extension
+native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``), and the extension
 library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
 is the portable standard-operator ONNX file.
@@ -248,13 +248,8 @@ def main(argv: list[str] | None = None) -> float:
     reference = model
     if args.deploy:
         import copy
-        model = copy.deepcopy(model)
-        if args.backend == 'openvino':
-            from micronet_mm.runtime.openvino import switch_to_openvino
-            model = switch_to_openvino(model)
-        else:
-            from micronet_mm.deploy import switch_to_deploy
-            model = switch_to_deploy(model, backend='onnxruntime')
+        from micronet_mm.deploy import switch_to_deploy
+        model = switch_to_deploy(copy.deepcopy(model), backend=args.backend)
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
                      output_name=OUTPUT_NAMES[task])
     print(f'wrote {out} ({task}, input (batch, 3, {shape[0]}, {shape[1]}), output '

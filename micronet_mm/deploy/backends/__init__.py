@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import onnxruntime, pytorch
+from . import onnxruntime, openvino, pytorch
 
 #: backend name -> its ``convert(module)``
 BACKENDS: dict[str, Callable[[nn.Module], None]] = {
     'pytorch': pytorch.convert,
     'onnxruntime': onnxruntime.convert,
+    'openvino': openvino.convert,
 }
