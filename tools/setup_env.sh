@@ -94,20 +94,11 @@ run "xtcocotools (rebuilt from source against numpy 2)" "${PIP[@]}" --no-build-i
 run "OpenMMLab toolboxes and test tools" "${PIP[@]}" -r "$ROOT/requirements.txt"
 run "micronet_mm (editable)" "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 # The OpenVINO extension (micronet::ShiftMax, micronet_mm/csrc/openvino) is compiled against the
-# openvino wheel's headers and CMake config with this machine's cmake and g++, for this CPU:
-# cached per (sources, openvino version, CPU flags); installed into the venv (seconds to build).
+# openvino wheel's headers and CMake config with this machine's cmake and g++ (seconds), cached
+# in $CACHE/openvino/ per (sources, flags, openvino version); the line says which.
 command -v cmake >/dev/null || run "cmake for the OpenVINO extension (apt-get)" apt-get install -y cmake
-ov_key="$("$VENV/bin/python" -c 'from micronet_mm.runtime.openvino import source_hash; print(source_hash())' 2>>"$log")"
-ov_key="$ov_key-$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-16)"
-ov_lib="$CACHE/openvino/$ov_key/libmicronet_openvino.so"
-if [[ ! -f "$ov_lib" ]]; then
-  run "build the OpenVINO extension (micronet::ShiftMax)" "$VENV/bin/python" -c \
-    "from micronet_mm.runtime.openvino import build_extension; build_extension('$ov_lib')"
-else
-  echo "[setup] OpenVINO extension: cached build $ov_lib"
-fi
-run "install the OpenVINO extension into .venv" "$VENV/bin/python" -c \
-  "from micronet_mm.runtime.openvino import install_extension; install_extension('$ov_lib')"
+step="OpenVINO extension"
+"$VENV/bin/python" -m micronet_mm.runtime.openvino 2>>"$log" | sed 's/^/[setup] /'
 run "import check" "$VENV/bin/python" -c \
   "import torch, mmcv.ops, mmdet, mmpose, mmseg, mmpretrain, xtcocotools.coco, micronet_mm; \
 assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"

@@ -2,103 +2,96 @@
 
 The extension library (``micronet_mm/csrc/openvino``: the ``micronet::ShiftMax`` operation,
 whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and the conversion of
-the ONNX node ``micronet.ShiftMax`` to it) is built against the openvino wheel's own headers and
-CMake config by :func:`build_extension`; ``tools/setup_env.sh`` builds it once and caches it.
+the ONNX node ``micronet.ShiftMax`` to it) is compiled with cmake against the openvino wheel's
+own headers and CMake config. ``tools/setup_env.sh`` runs ``python -m
+micronet_mm.runtime.openvino``, which builds it once into ``$MICRONET_CACHE`` (default
+``~/.cache/micronet_mm``), in a folder keyed by the hash of the sources, the flags and the
+openvino version (as ``micronet_mm.csrc.build`` does for the PyTorch operator), and prints one
+line. Nothing builds at import or at run time.
 
 The deploy model for it is ``switch_to_deploy(model, 'openvino')``
 (:mod:`micronet_mm.deploy.backends.openvino`): every Dynamic Shift-Max exports as ONE
-``micronet.ShiftMax`` node, its hyper-function included. :func:`compile_model` opens an IR or ONNX file with the extension loaded, on
-the CPU, in float32 (OpenVINO's default on CPUs with AMX is bf16), one stream, ``threads``
-threads.
+``micronet.ShiftMax`` node, its hyper-function included. :func:`compile_model` opens an IR or
+ONNX file with the extension loaded, on the CPU, in float32 (OpenVINO's default on CPUs with AMX
+is bf16), one stream, ``threads`` threads.
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import hashlib
 import os
 import os.path as osp
 import shutil
 import subprocess
-import sys
 import tempfile
+import time
+from collections.abc import Sequence
 
 from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
-SOURCE_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
-#: where :func:`build_extension` puts the library by default: inside the virtual environment
-DEFAULT_LIBRARY = osp.join(sys.prefix, 'lib', 'micronet_mm', LIBRARY_NAME)
+CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
+SOURCES = ('shift_max.h', 'openvino/CMakeLists.txt', 'openvino/extension.cpp',
+           'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp')
+#: compile flags (CMakeLists.txt adds them): the compiler's baseline x86-64 ISA, so that a cached
+#: library runs on any machine, and ``-fopenmp-simd`` for the kernel's ``#pragma omp simd``
+FLAGS = ('-O3', '-fopenmp-simd')
+#: a library to use instead of the cached build
 ENV_LIBRARY = 'MICRONET_OPENVINO_EXTENSION'
 
 
-def source_hash() -> str:
-    """SHA-256 over the extension's sources, the shared kernel header and the openvino version:
-    the cache key of a build."""
+def library_path() -> str:
+    """Where the extension built from the current sources for this openvino lies (in the
+    cache, ``$MICRONET_CACHE/openvino/KEY/``)."""
     import openvino
-    h = hashlib.sha256(openvino.__version__.encode())
-    files = [osp.join(SOURCE_DIR, 'shift_max.h')] + sorted(
-        osp.join(SOURCE_DIR, 'openvino', f) for f in os.listdir(osp.join(SOURCE_DIR, 'openvino')))
-    for path in files:
-        with open(path, 'rb') as f:
-            h.update(osp.basename(path).encode() + f.read())
-    return h.hexdigest()
+    digest = hashlib.sha256(' '.join(FLAGS).encode())
+    for name in SOURCES:
+        with open(osp.join(CSRC, name), 'rb') as f:
+            digest.update(name.encode() + b'\0' + f.read())
+    cache = osp.expanduser(os.environ.get('MICRONET_CACHE', '~/.cache/micronet_mm'))
+    key = f'{digest.hexdigest()[:16]}-openvino{openvino.__version__}'
+    return osp.join(cache, 'openvino', key, LIBRARY_NAME)
 
 
-def build_extension(dest: str = DEFAULT_LIBRARY, native: bool = True) -> str:
-    """Compile the extension with cmake and the C++ compiler of this machine and copy the
-    library to ``dest``, with ``dest.sha256`` holding :func:`source_hash`.
+def build_extension(force: bool = False) -> tuple[str, float | None]:
+    """Compile the extension into the cache unless it is there.
 
     Args:
-        dest: the library file to write.
-        native: compile for this CPU (``-march=native``).
+        force: rebuild even when the cached library exists.
 
     Returns:
-        ``dest``.
+        The library's path, and the build time in seconds (``None`` when it was cached).
     """
     import openvino
-    cmake_dir = osp.join(osp.dirname(openvino.__file__), 'cmake')
+    path = library_path()
+    if osp.isfile(path) and not force:
+        return path, None
     if shutil.which('cmake') is None:
         raise UserError('cmake not found: install it (apt-get install cmake) to build the '
                         'OpenVINO extension')
-    with tempfile.TemporaryDirectory() as build:
-        for cmd in (['cmake', '-S', osp.join(SOURCE_DIR, 'openvino'), '-B', build,
-                     f'-DOpenVINO_DIR={cmake_dir}', f'-DMICRONET_NATIVE={"ON" if native else "OFF"}'],
+    start = time.perf_counter()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=osp.dirname(path)) as build:
+        for cmd in (['cmake', '-S', osp.join(CSRC, 'openvino'), '-B', build,
+                     '-DOpenVINO_DIR=' + osp.join(osp.dirname(openvino.__file__), 'cmake'),
+                     '-DMICRONET_FLAGS=' + ';'.join(FLAGS)],
                     ['cmake', '--build', build]):
             subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        install_extension(osp.join(build, LIBRARY_NAME), dest, source_hash())
-    return dest
-
-
-def install_extension(library: str, dest: str = DEFAULT_LIBRARY, stamp: str | None = None) -> None:
-    """Copy a built ``library`` (and its ``.sha256`` stamp, or ``stamp``) to ``dest``, never
-    leaving a half-written file."""
-    os.makedirs(osp.dirname(osp.abspath(dest)), exist_ok=True)
-    if stamp is None:
-        with open(library + '.sha256') as f:
-            stamp = f.read().strip()
-    shutil.copyfile(library, dest + '.tmp')
-    os.replace(dest + '.tmp', dest)
-    with open(dest + '.sha256.tmp', 'w') as f:
-        f.write(stamp + '\n')
-    os.replace(dest + '.sha256.tmp', dest + '.sha256')
+        os.replace(osp.join(build, LIBRARY_NAME), path)  # atomic: never half a library
+    return path, time.perf_counter() - start
 
 
 def extension_library() -> str:
-    """The extension library: ``$MICRONET_OPENVINO_EXTENSION``, or the build installed into the
-    environment, which must be built from the sources of this checkout."""
-    path = os.environ.get(ENV_LIBRARY)
-    if path is not None:
-        if not osp.isfile(path):
-            raise UserError(f'{ENV_LIBRARY}={path}: no such file')
-        return path
-    if not osp.isfile(DEFAULT_LIBRARY):
-        raise UserError(f'OpenVINO extension not found: {DEFAULT_LIBRARY}; build it with '
-                        'bash tools/setup_env.sh')
-    with open(DEFAULT_LIBRARY + '.sha256') as f:
-        if f.read().strip() != source_hash():
-            raise UserError(f'{DEFAULT_LIBRARY} was built from other sources than '
-                            f'{SOURCE_DIR}; rebuild it with bash tools/setup_env.sh')
-    return DEFAULT_LIBRARY
+    """The extension library: ``$MICRONET_OPENVINO_EXTENSION``, else the cached build of the
+    current sources."""
+    path = os.environ.get(ENV_LIBRARY) or library_path()
+    if not osp.isfile(path):
+        how = ('no such file' if os.environ.get(ENV_LIBRARY) else
+               'not built for these sources; build it with bash tools/setup_env.sh (or python '
+               '-m micronet_mm.runtime.openvino)')
+        raise UserError(f'OpenVINO extension {path}: {how}')
+    return path
 
 
 def core():
@@ -164,5 +157,15 @@ def profile_by_type(request) -> dict[str, tuple[float, int]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description='build the OpenVINO extension (cached)')
+    parser.add_argument('--force', action='store_true', help='rebuild even when cached')
+    path, seconds = build_extension(parser.parse_args(argv).force)
+    print(f'OpenVINO extension (micronet::ShiftMax): '
+          f'{"cached" if seconds is None else f"built in {seconds:.0f} s"}, {path}')
+    return path
+
+
 if __name__ == '__main__':
-    print(f'built {build_extension()}')  # python -m micronet_mm.runtime.openvino
+    from micronet_mm.errors import run_cli
+    run_cli(main)
