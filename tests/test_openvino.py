@@ -26,13 +26,13 @@ VARIANTS = [(12, 3, 2, 2, True, True), (30, 5, 2, 1, True, True), (14, 2, 1, 2, 
 
 
 class _Act(nn.Module):
-    """A model with one Shift-Max between two convolutions (so that the node sits between
-    OpenVINO layers as in the network)."""
+    """Images (3 channels) -> conv -> Shift-Max -> conv: the node between OpenVINO layers, as in
+    the network."""
 
     def __init__(self, dsm: DynamicShiftMax) -> None:
         super().__init__()
         c = dsm.channels
-        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 1), dsm, nn.Conv2d(c, c, 1)
+        self.conv1, self.act, self.conv2 = nn.Conv2d(3, c, 3, padding=1), dsm, nn.Conv2d(c, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act(self.conv1(x)))
@@ -47,9 +47,11 @@ def _random_dsm(c, groups, j, k, dynamic, inner, seed=0):
     return dsm
 
 
-def _export(model: nn.Module, path, shape) -> None:
+def _export(model: nn.Module, path, shape) -> list[str]:
+    """Export; returns the graph's op types, constants left out."""
     from tools.deployment.export_onnx import export
     export(model, str(path), shape, output_name='y', custom_opsets={'micronet': 1})
+    return [n.op_type for n in onnx.load(str(path)).graph.node if n.op_type != 'Constant']
 
 
 class _Tensor(nn.Module):
@@ -70,11 +72,9 @@ def test_native_shift_max_matches_reference(tmp_path, c, groups, j, k, dynamic, 
     native.act = NativeShiftMax(native.act)
     assert native.act.inner_shift == inner
     path = tmp_path / 'act.onnx'
-    _export(_Tensor(native), path, (7, 9))
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops == ['Conv', 'ShiftMax', 'Conv']
+    assert _export(_Tensor(native), path, (7, 9)) == ['Conv', 'ShiftMax', 'Conv']
     compiled = ovrt.compile_model(str(path))
-    x = torch.randn(3, c, 7, 9)
+    x = torch.randn(3, 3, 7, 9)
     with torch.no_grad():
         ref = model(x)
         assert torch.equal(native(x), ref)  # in PyTorch the wrapper runs the module as it was
@@ -93,8 +93,7 @@ def test_deploy_openvino_classifier(tmp_path):
     assert sum(isinstance(m, NativeShiftMax) for m in native.modules()) == n_dsm > 0
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in native.modules())
     path = tmp_path / 'm0.onnx'
-    _export(native, path, (96, 112))
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    ops = _export(native, path, (96, 112))
     assert ops.count('ShiftMax') == n_dsm and 'Max' not in ops and 'Gemm' in ops  # head only
     x = torch.randn(2, 3, 96, 112)
     with torch.no_grad():
@@ -168,13 +167,30 @@ def test_missing_extension_is_one_line(tmp_path, monkeypatch):
 
 
 def test_profile_by_type_counts_native_nodes(tmp_path):
-    """Per-node profiling (``PERF_COUNT``) sees the native node executed, once per Shift-Max."""
+    """Per-node profiling (``PERF_COUNT``) sees the native node executed, once per Shift-Max
+    (node type ``Reference``: the CPU plugin runs an extension operation through its
+    ``evaluate()``, in planar layout)."""
     model = _Act(_random_dsm(16, 4, 2, 2, True, True)).eval()
     model.act = NativeShiftMax(model.act)
     path = tmp_path / 'act.onnx'
     _export(_Tensor(model), path, (8, 8))
     compiled = ovrt.compile_model(str(path), profile=True)
     request = compiled.create_infer_request()
-    request.infer({0: np.random.randn(1, 16, 8, 8).astype(np.float32)})
+    request.infer({0: np.random.randn(1, 3, 8, 8).astype(np.float32)})
     by_type = ovrt.profile_by_type(request)
-    assert by_type['ShiftMax'][1] == 1 and by_type['ShiftMax'][0] >= 0
+    assert by_type['Reference'][1] == 1 and by_type['Reference'][0] >= 0  # evaluate() nodes
+
+
+@pytest.mark.parametrize('config, shape', [(POSE_DEMO, (64, 48)), (SEG_DEMO, (64, 128))],
+                         ids=['pose', 'seg'])
+def test_deploy_openvino_exact_in_float64(config, shape):
+    """The ``openvino`` deploy model run in PyTorch (native nodes as the trained module, the
+    pose head's last permutation folded into its final convolution) equals the model in
+    float64 to 1e-9."""
+    model = dense_trained_like(config, shape).double()
+    deploy = switch_to_deploy(copy.deepcopy(model), 'openvino')
+    x = torch.randn(2, 3, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        ref, out = model(x, None, mode='tensor'), deploy(x, None, mode='tensor')
+    assert rel_err(out, ref) < 1e-9
+    assert any(isinstance(m, NativeShiftMax) for m in deploy.modules())

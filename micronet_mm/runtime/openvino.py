@@ -34,8 +34,10 @@ LIBRARY_NAME = 'libmicronet_openvino.so'
 CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
 SOURCES = ('shift_max.h', 'openvino/CMakeLists.txt', 'openvino/extension.cpp',
            'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp')
-#: compile flags (CMakeLists.txt adds them): the compiler's baseline x86-64 ISA, so that a cached
-#: library runs on any machine, and ``-fopenmp-simd`` for the kernel's ``#pragma omp simd``
+#: compile flags (CMakeLists.txt adds them), those of the PyTorch operator
+#: (``micronet_mm.csrc.build``): the compiler's baseline ISA (the header's vectorised loops carry
+#: their own AVX2 / AVX-512 clones, picked at load time, so a cached library runs anywhere) and
+#: ``-fopenmp-simd`` for its ``#pragma omp simd``
 FLAGS = ('-O3', '-fopenmp-simd')
 #: a library to use instead of the cached build
 ENV_LIBRARY = 'MICRONET_OPENVINO_EXTENSION'
@@ -50,7 +52,8 @@ def library_path() -> str:
         with open(osp.join(CSRC, name), 'rb') as f:
             digest.update(name.encode() + b'\0' + f.read())
     cache = osp.expanduser(os.environ.get('MICRONET_CACHE', '~/.cache/micronet_mm'))
-    key = f'{digest.hexdigest()[:16]}-openvino{openvino.__version__}'
+    version = '-'.join(openvino.__version__.split('-')[:2])  # 2026.4.1-22982
+    key = f'{digest.hexdigest()[:16]}-openvino{version}'
     return osp.join(cache, 'openvino', key, LIBRARY_NAME)
 
 

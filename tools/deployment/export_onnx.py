@@ -159,6 +159,10 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
     axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with torch.no_grad():
+        # one call first: deploy modules cache what depends only on the input size (the merged
+        # depthwise convolutions' bias maps), so the graph holds them as constants rather than
+        # the subgraph computing them (OpenVINO 2026.4 got that subgraph wrong for the pose head)
+        wrapper(dummy)
         torch.onnx.export(wrapper, (dummy,), out, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
