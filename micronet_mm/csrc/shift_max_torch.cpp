@@ -37,7 +37,8 @@ micronet::ShiftMaxShape shape_of(const at::Tensor& x, const at::Tensor& coef,
   return {x.size(0), x.size(1), x.size(2), x.size(3), 1, coef.size(2), coef.size(1), false};
 }
 
-at::Tensor shift_max(const at::Tensor& x_in, const at::Tensor& coef_in, const at::Tensor& index_in) {
+at::Tensor shift_max(const at::Tensor& x_in, const at::Tensor& coef_in,
+                     const at::Tensor& index_in) {
   const at::Tensor x = x_in.contiguous(), coef = coef_in.contiguous();
   const at::Tensor index = index_in.contiguous();
   const micronet::ShiftMaxShape s = shape_of(x, coef, index);
