@@ -10,7 +10,8 @@ call; it is the deploy form (``switch_to_deploy(model, 'pytorch')``): one node p
 
 The library is built by ``tools/setup_env.sh`` (:mod:`micronet_mm.csrc.build`) and only
 loaded here; nothing compiles at run time. Without it (or on another device or dtype than CPU
-float32 / float64) the reference code runs, and a missing library is reported by ONE warning.
+float32 / float64, or inside an ONNX export) the reference code runs, and a missing library is
+reported by ONE warning.
 
 Switches: the environment variable ``MICRONET_FUSED_SHIFT_MAX=0`` turns the fused path off for
 the process; :func:`use_fused` turns it off (or on) inside a ``with`` block. :func:`available`
@@ -84,8 +85,10 @@ def active() -> bool:
 
 
 def supports(x: torch.Tensor) -> bool:
-    """Whether the fused kernels take ``x``: a CPU float32 / float64 tensor."""
-    return x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+    """Whether the fused kernels take ``x``: a CPU float32 / float64 tensor, and no ONNX export
+    running (ONNX has no such operator: the export takes the reference code's standard ops)."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+            and not torch.onnx.is_in_onnx_export())
 
 
 @contextlib.contextmanager
