@@ -404,7 +404,7 @@ def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, dep
     assert sess.get_outputs()[0].name == ('heatmaps' if task == 'pose' else 'logits')
     x = torch.randn(3, 3, *shape)
     got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
-    with torch.no_grad():
+    with torch.no_grad(), fused_shift_max.use_fused(False):  # the code the export traces
         ref = model(x, None, mode='tensor')
     assert tuple(got.shape) == (3, *out_shape) and diff <= 1e-4 * ref.abs().max() + 1e-4
     # pose with random weights: the attention softmaxes amplify float32 rounding (see
