@@ -61,9 +61,9 @@ from .convert import convert_backbone, switch_to_deploy
 from .rewrites.cls_head import convert_cls_head
 from .rewrites.depthwise import FactorizedDepthwise, MergedDepthwise
 from .rewrites.pointwise import FusedPointwise
-from .rewrites.shift_max import FastShiftMax
+from .rewrites.shift_max import FastShiftMax, FusedShiftMax
 from .rewrites.stem import MergedStem
 
 __all__ = ['BACKENDS', 'ChannelPermute', 'FactorizedDepthwise', 'FastShiftMax', 'FusedPointwise',
-           'MergedDepthwise', 'MergedStem', 'convert_backbone', 'convert_cls_head', 'fold_bn',
-           'fold_conv_bn', 'switch_to_deploy']
+           'FusedShiftMax', 'MergedDepthwise', 'MergedStem', 'convert_backbone',
+           'convert_cls_head', 'fold_bn', 'fold_conv_bn', 'switch_to_deploy']

@@ -1,12 +1,22 @@
-"""Dynamic Shift-Max in deploy form (:class:`FastShiftMax`) and its covariance under channel
-permutations (used to move a block's shuffle past it)."""
+"""Dynamic Shift-Max in deploy form: the fused C++ operator (:class:`FusedShiftMax`, PyTorch
+when built) or standard operators (:class:`FastShiftMax`, ONNX and the fallback), and their
+covariance under channel permutations (used to move a block's shuffle past them)."""
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from micronet_mm.ops import DynamicShiftMax
+from micronet_mm.ops import DynamicShiftMax, fused_shift_max
+
+
+def static_coefficients(dsm: DynamicShiftMax) -> torch.Tensor:
+    """A static Shift-Max's coefficients ``a`` as a ``(1, K·J·C, 1, 1)`` tensor, rows
+    ``[k][j][c]`` (not clamped: static coefficients are free parameters)."""
+    static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)
+    return (static.view(1, -1, dsm.channels) + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1)
 
 
 class FastShiftMax(nn.Module):
@@ -34,9 +44,7 @@ class FastShiftMax(nn.Module):
         offset = (dsm.init.view(1, -1, 1) - dsm.act_max).expand(1, -1, self.channels)
         self.register_buffer('offset', offset.reshape(1, -1).clone(), persistent=False)  # (1, K·J·C)
         if dsm.fc is None:
-            static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)  # not clamped
-            self.register_buffer('static_a', (static.view(1, -1, self.channels)
-                                              + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1))
+            self.register_buffer('static_a', static_coefficients(dsm))
             self.fc1 = self.fc2 = None
         else:  # Linear, ReLU, Linear, HSigmoid: the +3 of the hard sigmoid goes into fc2's bias
             fc1, fc2 = dsm.fc[0], dsm.fc[2]
@@ -90,7 +98,54 @@ class FastShiftMax(nn.Module):
         return f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}'
 
 
-def conjugate_shift_max(act: 'FastShiftMax', perm: torch.Tensor) -> None:
+class FusedShiftMax(nn.Module):
+    """:class:`DynamicShiftMax` as ONE call of the fused C++ operator
+    (:mod:`micronet_mm.ops.fused_shift_max`): ``micronet::shift_max_dynamic`` runs pooling,
+    fc1, ReLU, fc2, hard sigmoid, rescaling and Eq. 4 together; a static Shift-Max is one
+    ``micronet::shift_max`` with constant coefficients. Same arithmetic as the reference; CPU
+    float32 / float64 only, inference only.
+
+    Args:
+        dsm: the trained activation.
+    """
+
+    def __init__(self, dsm: DynamicShiftMax) -> None:
+        super().__init__()
+        self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
+                                                             dsm.num_fusions)
+        self.act_max = dsm.act_max
+        self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
+        self.register_buffer('init', dsm.init.view(self.num_fusions, self.num_shifts).clone(),
+                             persistent=False)  # (K, J)
+        if dsm.fc is None:
+            self.register_buffer('static_a', static_coefficients(dsm))  # (1, K·J·C, 1, 1)
+            self.fc1 = self.fc2 = None
+        else:  # Linear, ReLU, Linear, HSigmoid: the operator takes both Linear layers as they are
+            self.fc1, self.fc2 = copy.deepcopy(dsm.fc[0]), copy.deepcopy(dsm.fc[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fc1 is None:
+            coef = self.static_a.view(1, self.num_fusions, self.num_shifts, self.channels)
+            return fused_shift_max.shift_max(x, coef.expand(x.shape[0], -1, -1, -1), self.index)
+        return fused_shift_max.shift_max_dynamic(
+            x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, self.init,
+            self.act_max, self.index)  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return (f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}, '
+                f'dynamic={self.fc1 is not None}')
+
+
+def pytorch_shift_max(dsm: DynamicShiftMax) -> nn.Module:
+    """The PyTorch deploy form: :class:`FusedShiftMax` when the fused operator is built, switched
+    on, and takes the module's device and dtype; else :class:`FastShiftMax` (warns once when the
+    operator is not built)."""
+    if fused_shift_max.supports(dsm.init) and fused_shift_max.active():
+        return FusedShiftMax(dsm)
+    return FastShiftMax(dsm)
+
+
+def conjugate_shift_max(act: FastShiftMax | FusedShiftMax, perm: torch.Tensor) -> None:
     """Rewrite ``act`` so that ``act(v[:, perm]) == act'(v)[:, perm]`` (Shift-Max is covariant
     under channel permutations: shift index, hyper-function input columns and output rows)."""
     c = act.channels
@@ -98,7 +153,8 @@ def conjugate_shift_max(act: 'FastShiftMax', perm: torch.Tensor) -> None:
     index = torch.empty_like(act.index)
     index[:, perm] = perm[act.index]  # idx'[P[c]] = P[idx[c]]
     act.index = index
-    rows = (torch.arange(act.offset.shape[1] // c).view(-1, 1) * c + inv.view(1, -1)).view(-1)
+    n_coef = act.num_fusions * act.num_shifts  # coefficient vectors, rows [k][j][c]
+    rows = (torch.arange(n_coef).view(-1, 1) * c + inv.view(1, -1)).view(-1)
     if act.fc1 is None:
         act.static_a = act.static_a[:, rows]
     else:
