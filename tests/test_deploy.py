@@ -1,5 +1,5 @@
 """Deploy mode (micronet_mm/deploy/), ONNX export (tools/deployment/export_onnx.py) and the
-benchmark's smoke run (tools/analysis/benchmark.py)."""
+profile's smoke run (tools/analysis/profile_ops.py; the benchmark's is in test_benchmark.py)."""
 import copy
 
 import pytest
@@ -170,23 +170,6 @@ def test_export_onnx_missing_inputs(tmp_path):
     ckpt.write_bytes(b'')
     with pytest.raises(MissingInputError, match='config file not found'):
         main([str(tmp_path / 'nope.py'), str(ckpt)])
-
-
-def test_benchmark_smoke(tmp_path):
-    """Tiny run of tools/analysis/benchmark.py on one pair: the tables and the plot appear."""
-    pytest.importorskip('onnxruntime')
-    from tools.analysis.benchmark import main
-    res = main(['--models', 'm0', 'mnv3-s-050', '--rounds', '2', '--iters', '1', '--warmup', '1',
-                '--shape', '96', '96', '--train-steps', '1', '--train-batch', '2',
-                '--train-models', 'm0', '--out-dir', str(tmp_path)])
-    assert set(res['median']) == {('m0', 'eager'), ('m0', 'eager deploy'), ('m0', 'ort'),
-                                  ('m0', 'ort deploy'), ('mnv3-s-050', 'eager'),
-                                  ('mnv3-s-050', 'ort')}
-    assert all(v > 0 for v in res['median'].values()) and res['train']['m0'] > 0
-    text = (tmp_path / 'benchmark.md').read_text()
-    assert '| MicroNet-M0 / MobileNetV3-Small x0.5 |' in text and 'images/s' in text
-    png = tmp_path / 'latency_vs_top1.png'
-    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_profile_ops_smoke(capsys):

@@ -194,17 +194,17 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
 
         for r in want:
             if r == 'eager':
-                out[(name, r)] = lambda m=model: m(x, None, mode='tensor')
+                out[(name, r)] = lambda m=model, x=x: m(x, None, mode='tensor')
             elif r == 'eager deploy':
-                out[(name, r)] = lambda m=_deployed(model, 'pytorch'): m(x, None, mode='tensor')
+                out[(name, r)] = lambda m=_deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
             elif r.startswith('ort'):
                 from tools.deployment.export_onnx import ort_session
                 sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
-                out[(name, r)] = lambda s=sess: s.run(None, {'input': xn})
+                out[(name, r)] = lambda s=sess, xn=xn: s.run(None, {'input': xn})
             else:
                 form = {'ov': 'plain', 'ov deploy': 'onnxruntime', 'ov fused': 'openvino'}[r]
                 req = openvino_request(onnx(form))
-                out[(name, r)] = lambda q=req: q.infer({0: xn})
+                out[(name, r)] = lambda q=req, xn=xn: q.infer({0: xn})
     return out
 
 
