@@ -10,18 +10,26 @@ standard-op deploy form), ``deploy FusedShiftMax`` (one ``micronet::shift_max_dy
 layer), ``fused module`` (:class:`DynamicShiftMax` with the fused path on: hyper-function in
 torch ops, Eq. 4 in C++), and ``fusion only`` (``micronet::shift_max`` with precomputed
 coefficients: the kernel alone). ``--train`` adds forward + backward of the same layers.
+
+``--train-models m2 mnv3-s-075`` adds whole training steps (``benchmark.train_throughput``:
+forward + backward + SGD, one thread) with and without the fused operator: images/s and the
+peak memory of the step, each configuration in a fresh process (peak RSS over the steps minus
+RSS before the model is built, glibc's mmap threshold fixed so that freed activations leave
+RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import os
 import os.path as osp
 import statistics
+import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
@@ -41,20 +49,6 @@ def layer_inputs(arch: str, shape: Sequence[int], batch: int
     for h in hooks:
         h.remove()
     return found
-
-
-def measure(fns: dict[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, float]:
-    """Median over interleaved rounds of ms per call."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            times[key].append((time.perf_counter() - t) / iters * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
@@ -84,13 +78,59 @@ def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
         xs = [(m, x.clone().requires_grad_()) for m, x in layers]
 
         def step(flag):
-            def go():
-                with fused_shift_max.use_fused(flag):
+            def go():  # benchmark.measure runs under no_grad
+                with torch.enable_grad(), fused_shift_max.use_fused(flag):
                     for m, x in xs:
                         m(x).sum().backward()
             return go
         fns.update({'train reference': step(False), 'train fused': step(True)})
     return fns
+
+
+_TRAIN_CHILD = """
+import json, resource, sys
+import torch
+sys.path.insert(0, {root!r})
+import micronet_mm.models, mmpretrain.models  # imported before the baseline RSS
+from micronet_mm.ops import fused_shift_max
+from tools.analysis.benchmark import train_throughput
+torch.set_num_threads(1)
+assert not {fused} or fused_shift_max.available(), 'fused operator not built'
+page = resource.getpagesize()
+before = int(open('/proc/self/statm').read().split()[1]) * page
+with fused_shift_max.use_fused({fused}):
+    calls = fused_shift_max.calls()
+    ips = train_throughput({name!r}, {batch}, {steps}, {shape!r})
+    calls = fused_shift_max.calls() - calls
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(dict(images_per_s=ips, peak_mib=(peak - before) / 2**20, fused_calls=calls)))
+"""
+
+
+def train_step_stats(name: str, *, fused: bool, batch: int = 64, steps: int = 2,
+                     shape: Sequence[int] = (224, 224)) -> dict[str, float]:
+    """A training step of the ImageNet classifier ``name`` (a ``benchmark.py`` model key), run
+    in a fresh process with one thread.
+
+    Args:
+        name: e.g. ``'m2'`` or ``'mnv3-s-075'``.
+        fused: use the fused Shift-Max operator (else the reference code).
+        batch: images per step.
+        steps: timed steps (after one untimed step).
+        shape: input height and width.
+
+    Returns:
+        ``images_per_s``, ``peak_mib`` (peak RSS of the steps above the RSS before the model
+        was built: weights, gradients, optimizer state, batch and activations) and
+        ``fused_calls`` (fused Shift-Max calls made, 0 for the reference code).
+    """
+    code = _TRAIN_CHILD.format(root=ROOT, fused=fused, name=name, batch=batch, steps=steps,
+                               shape=tuple(shape))
+    env = dict(os.environ, OMP_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'training step of {name} failed: {out.stderr.strip()[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -101,14 +141,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--train', action='store_true', help='also forward + backward')
+    parser.add_argument('--train-models', nargs='*', default=[],
+                        help='benchmark.py model keys for whole training steps, e.g. m2 mnv3-s-075')
+    parser.add_argument('--train-batch', type=int, default=64)
+    parser.add_argument('--train-steps', type=int, default=2)
+    parser.add_argument('--train-rounds', type=int, default=2,
+                        help='alternating rounds of the training configurations')
     args = parser.parse_args(argv)
     from micronet_mm.errors import UserError
     from micronet_mm.ops import fused_shift_max
+    from tools.analysis.benchmark import measure
     if not fused_shift_max.available():
         raise UserError('the fused Shift-Max operator is not built; run: bash tools/setup_env.sh')
     torch.set_num_threads(1)
     layers = layer_inputs(args.arch, args.shape, args.batch)
-    med = measure(runners(layers, args.train), args.rounds, args.iters)
+    times = measure(runners(layers, args.train), args.rounds, args.iters, warmup=1)
+    med = {k: statistics.median(v) for k, v in times.items()}
     base = med['reference']
     print(f'{args.arch}: {len(layers)} Dynamic Shift-Max layers, batch {args.batch}, '
           f'{args.shape[0]}x{args.shape[1]}, 1 thread; ms per pass over all layers')
@@ -117,6 +165,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         ref = med['train reference'] if key.startswith('train') else base
         fast = '-' if key.startswith('train') else f"{ms / med['deploy FastShiftMax']:.2f}"
         print(f'| {key} | {ms:.3f} | {ms / ref:.2f} | {fast} |')
+    if args.train_models:
+        train = {}
+        configs = [(n, f) for n in args.train_models
+                   for f in ((True, False) if n.startswith('m') and n[1:].isdigit() else (False,))]
+        for _ in range(args.train_rounds):  # alternate, so that load changes hit all alike
+            for name, fused in configs:
+                res = train_step_stats(name, fused=fused, batch=args.train_batch,
+                                       steps=args.train_steps, shape=args.shape)
+                train.setdefault((name, fused), []).append(res)
+        print(f'\nTraining step (forward + backward + SGD), batch {args.train_batch}, '
+              f'{args.shape[0]}x{args.shape[1]}, 1 thread, {args.train_steps} steps, median of '
+              f'{args.train_rounds} rounds')
+        print('| model | Shift-Max | images/s | peak MiB | fused calls |\n'
+              '| --- | --- | --- | --- | --- |')
+        for (name, fused), runs in train.items():
+            ips = statistics.median(r['images_per_s'] for r in runs)
+            mib = statistics.median(r['peak_mib'] for r in runs)
+            kind = 'fused' if fused else ('reference' if name[1:].isdigit() else '-')
+            print(f'| {name} | {kind} | {ips:.1f} | {mib:.0f} | {runs[0]["fused_calls"]} |')
+            med[f'train {name} {kind} images/s'] = ips
+            med[f'train {name} {kind} peak MiB'] = mib
     return med
 
 

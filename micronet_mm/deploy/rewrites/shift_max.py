@@ -19,7 +19,21 @@ def static_coefficients(dsm: DynamicShiftMax) -> torch.Tensor:
     return (static.view(1, -1, dsm.channels) + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1)
 
 
-class FastShiftMax(nn.Module):
+class DeployShiftMax(nn.Module):
+    """What every deploy form of :class:`DynamicShiftMax` keeps: the sizes and the shift index
+    ``(J, C)`` (which :func:`conjugate_shift_max` rewrites)."""
+
+    def __init__(self, dsm: DynamicShiftMax) -> None:
+        super().__init__()
+        self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
+                                                             dsm.num_fusions)
+        self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}'
+
+
+class FastShiftMax(DeployShiftMax):
     """:class:`DynamicShiftMax` with the fewest operators (same arithmetic as Eq. 4).
 
     ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
@@ -33,10 +47,7 @@ class FastShiftMax(nn.Module):
     """
 
     def __init__(self, dsm: DynamicShiftMax) -> None:
-        super().__init__()
-        self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
-                                                             dsm.num_fusions)
-        self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
+        super().__init__(dsm)
         # a = (relu6(z + 3) / 6 - 0.5) · 2·act_max + init = clamp(s·(z + 3), 0, 6·s) + offset
         # with s = act_max / 3 > 0 folded into fc2's weight and bias
         scale = dsm.act_max / 3
@@ -94,11 +105,8 @@ class FastShiftMax(nn.Module):
             y = fused if y is None else torch.maximum(y, fused)
         return y  # (N, C, H, W)
 
-    def extra_repr(self) -> str:
-        return f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}'
 
-
-class FusedShiftMax(nn.Module):
+class FusedShiftMax(DeployShiftMax):
     """:class:`DynamicShiftMax` as ONE call of the fused C++ operator
     (:mod:`micronet_mm.ops.fused_shift_max`): ``micronet::shift_max_dynamic`` runs pooling,
     fc1, ReLU, fc2, hard sigmoid, rescaling and Eq. 4 together; a static Shift-Max is one
@@ -110,11 +118,8 @@ class FusedShiftMax(nn.Module):
     """
 
     def __init__(self, dsm: DynamicShiftMax) -> None:
-        super().__init__()
-        self.channels, self.num_shifts, self.num_fusions = (dsm.channels, dsm.num_shifts,
-                                                             dsm.num_fusions)
+        super().__init__(dsm)
         self.act_max = dsm.act_max
-        self.register_buffer('index', dsm.index.clone(), persistent=False)  # (J, C)
         self.register_buffer('init', dsm.init.view(self.num_fusions, self.num_shifts).clone(),
                              persistent=False)  # (K, J)
         if dsm.fc is None:
@@ -132,8 +137,7 @@ class FusedShiftMax(nn.Module):
             self.act_max, self.index)  # (N, C, H, W)
 
     def extra_repr(self) -> str:
-        return (f'channels={self.channels}, J={self.num_shifts}, K={self.num_fusions}, '
-                f'dynamic={self.fc1 is not None}')
+        return super().extra_repr() + f', dynamic={self.fc1 is not None}'
 
 
 def pytorch_shift_max(dsm: DynamicShiftMax) -> nn.Module:
@@ -145,7 +149,7 @@ def pytorch_shift_max(dsm: DynamicShiftMax) -> nn.Module:
     return FastShiftMax(dsm)
 
 
-def conjugate_shift_max(act: FastShiftMax | FusedShiftMax, perm: torch.Tensor) -> None:
+def conjugate_shift_max(act: DeployShiftMax, perm: torch.Tensor) -> None:
     """Rewrite ``act`` so that ``act(v[:, perm]) == act'(v)[:, perm]`` (Shift-Max is covariant
     under channel permutations: shift index, hyper-function input columns and output rows)."""
     c = act.channels

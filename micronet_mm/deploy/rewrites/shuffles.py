@@ -9,7 +9,7 @@ from micronet_mm.ops import LiteCombination, MicroBlockA, MicroBlockC, MicroFact
 from ..common import ChannelPermute, as_permutation, compose, permute
 from .depthwise import FactorizedDepthwise, MergedDepthwise, conjugate_depthwise
 from .pointwise import FusedPointwise
-from .shift_max import FastShiftMax, FusedShiftMax, conjugate_shift_max
+from .shift_max import DeployShiftMax, conjugate_shift_max
 
 
 def _width(module: nn.Module) -> int:
@@ -32,14 +32,13 @@ def _sink_shuffle1(block: nn.Module) -> None:
     dw, act, p1 = block.depthwise, block.act2, block.shuffle1
     per_channel = ((isinstance(dw, MergedDepthwise) and dw.groups == dw.weight.shape[0])
                    or isinstance(dw, FactorizedDepthwise))
-    shift_max = (FastShiftMax, FusedShiftMax)
     if not (isinstance(p1, ChannelPermute) and per_channel
-            and isinstance(act, (*shift_max, nn.ReLU6))
+            and isinstance(act, (DeployShiftMax, nn.ReLU6))
             and isinstance(block.shuffle2, (ChannelPermute, nn.Identity))):
         return
     perm = p1.index
     conjugate_depthwise(dw, perm)
-    if isinstance(act, shift_max):
+    if isinstance(act, DeployShiftMax):
         conjugate_shift_max(act, perm)
     if isinstance(block.shuffle2, ChannelPermute):
         perm = perm[block.shuffle2.index]
