@@ -15,7 +15,7 @@ def test_benchmark_smoke(tmp_path):
                 '--shape', '96', '96', '--dense', 'pose-m0', 'pose-mnv2', 'seg-v1-m0',
                 '--dense-scale', '0.25', '--dense-rounds', '1', '--dense-iters',
                 '1', '--train-steps', '1', '--train-batch', '2', '--train-models', 'm0',
-                'mnv3-s-050', '--out-dir', str(tmp_path)])
+                '--out-dir', str(tmp_path)])
     # (LR-ASPP's fixed 49x49 pooling needs the full 512x1024 input: built in the next test)
     micronet, baselines = ('m0', 'pose-m0', 'seg-v1-m0'), ('mnv3-s-050', 'pose-mnv2')
     assert set(res['median']) == ({(n, r) for n in micronet for r in RUNTIMES}
@@ -24,7 +24,7 @@ def test_benchmark_smoke(tmp_path):
     assert 1e9 < res['peak'] < 1e13  # MAC/s of one core
     assert res['madds']['mnv3-s-050'] > res['madds']['m0'] > 0
     variants = ['reference', 'fused'] if fused_shift_max.available() else ['reference']
-    assert set(res['train']) == {('m0', v) for v in variants} | {('mnv3-s-050', 'reference')}
+    assert set(res['train']) == {('m0', v) for v in variants}
     assert all(rate > 0 and mib >= 0 for rate, mib in res['train'].values())
     text = (tmp_path / 'benchmark.md').read_text()
     for row in ('| MicroNet-M0 / MobileNetV3-Small x0.5 |',

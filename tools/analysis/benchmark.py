@@ -27,10 +27,10 @@ per-call mean and the interquartile range. Runtimes:
 Arithmetic bound: the model's multiply-adds (``micronet_mm.analysis.count_complexity``, the
 papers' convention) divided by the peak of one thread, measured in the same interleaved rounds
 as the models: a 512x512x512 float32 ``torch.mm``. Training: images/s of forward + backward +
-SGD step at batch 64 (one thread, 224x224), and the peak memory of those steps (the growth of
-the process's peak resident set over its size before the first step: ``VmHWM`` after a
-``clear_refs`` reset and ``malloc_trim``), with the fused operator off (``reference``) and on
-(``fused``) where it is built.
+SGD step at batch 64 (one thread, 224x224) and the peak memory of those steps (peak RSS above
+the RSS before the model was built), each in a fresh process
+(``tools/analysis/bench_shift_max.train_step_stats``), with the fused Shift-Max operator off
+(``reference``) and on (``fused``) where it is built.
 
 Writes ``DIR/benchmark.md`` (the tables) and ``DIR/latency_vs_top1.png`` (published ImageNet
 top-1 against measured latency).
@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import ctypes
 import os
 import os.path as osp
 import statistics
@@ -239,35 +238,14 @@ def madds(name: str, shape) -> int:
                             forward=lambda x: model(x, None, mode='tensor')).madds
 
 
-def _rss_kib(field: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
-def _reset_peak_rss() -> int:
-    """Return freed heap to the system and reset the peak resident set to the current one
-    (Linux ``clear_refs``); returns the current resident set in KiB."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-    return _rss_kib('VmRSS')
-
-
 def fused_variants() -> list[str]:
     """``['reference', 'fused']`` when the fused Shift-Max operator is built, else the first."""
     from micronet_mm.ops import fused_shift_max
     return ['reference', 'fused'] if fused_shift_max.available() else ['reference']
 
 
-def train_throughput(name: str, batch: int, steps: int, shape, fused: bool = True
-                     ) -> tuple[float, float]:
-    """Images/s of forward + backward + SGD step (one warm-up step untimed) and the peak memory
-    of the steps in MiB (growth of the peak resident set), fused Shift-Max on or off."""
-    from micronet_mm.ops.fused_shift_max import use_fused
+def train_throughput(name: str, batch: int, steps: int, shape) -> float:
+    """Images/s of forward + backward + SGD step (one warm-up step untimed)."""
     model = build(name).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, *shape)
@@ -279,14 +257,11 @@ def train_throughput(name: str, batch: int, steps: int, shape, fused: bool = Tru
         loss_fn(model(x, mode='tensor'), y).backward()
         opt.step()
 
-    with use_fused(fused):
-        base = _reset_peak_rss()
+    step()
+    t = time.perf_counter()
+    for _ in range(steps):
         step()
-        t = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rate = batch * steps / (time.perf_counter() - t)
-    return rate, (_rss_kib('VmHWM') - base) / 1024
+    return batch * steps / (time.perf_counter() - t)
 
 
 def stats(values):
@@ -394,10 +369,12 @@ def main(argv=None) -> dict:
     table, med = latency_table(times, names)
     counts = {n: madds(n, shapes[n]) for n in names}
     train = {}
+    from tools.analysis.bench_shift_max import train_step_stats  # a fresh process per step
     for name in args.train_models if args.train_steps > 0 else []:
         for variant in fused_variants() if is_micronet(name) else ['reference']:
-            train[(name, variant)] = train_throughput(name, args.train_batch, args.train_steps,
-                                                      shape, fused=variant == 'fused')
+            res = train_step_stats(name, fused=variant == 'fused', batch=args.train_batch,
+                                   steps=args.train_steps, shape=shape)
+            train[(name, variant)] = (res['images_per_s'], res['peak_mib'])
     header = (f'Latency: batch 1, {shape[0]}x{shape[1]} (dense models: their input), 1 thread, '
               f'median of {args.rounds} interleaved rounds x {args.iters} calls (dense: '
               f'{args.dense_rounds} x {args.dense_iters}; IQR in brackets); {versions()}')
@@ -409,8 +386,9 @@ def main(argv=None) -> dict:
              bound_table(med, names, counts, peak)]
     if train:
         parts += ['', f'Training (forward + backward + SGD, batch {args.train_batch}, 1 thread, '
-                  f'{args.train_steps} steps; peak memory: growth of the peak resident set '
-                  f'over the steps):', '', '| model | Shift-Max | images/s | peak MiB |',
+                  f'{args.train_steps} steps, each in a fresh process; peak memory: peak RSS '
+                  'above the RSS before the model was built):', '',
+                  '| model | Shift-Max | images/s | peak MiB |',
                   '| --- | --- | --- | --- |']
         parts += [f'| {NAMES[n]} | {v if is_micronet(n) else "-"} | {r:.1f} | {m:.0f} |'
                   for (n, v), (r, m) in train.items()]
