@@ -51,21 +51,16 @@ def library_path() -> str:
     for name in SOURCES:
         with open(osp.join(CSRC, name), 'rb') as f:
             digest.update(name.encode() + b'\0' + f.read())
-    cache = osp.expanduser(os.environ.get('MICRONET_CACHE', '~/.cache/micronet_mm'))
+    from micronet_mm.csrc.build import cache_dir  # the PyTorch operator's cache
     version = '-'.join(openvino.__version__.split('-')[:2])  # 2026.4.1-22982
     key = f'{digest.hexdigest()[:16]}-openvino{version}'
-    return osp.join(cache, 'openvino', key, LIBRARY_NAME)
+    return osp.join(cache_dir(), 'openvino', key, LIBRARY_NAME)
 
 
 def build_extension(force: bool = False) -> tuple[str, float | None]:
-    """Compile the extension into the cache unless it is there.
-
-    Args:
-        force: rebuild even when the cached library exists.
-
-    Returns:
-        The library's path, and the build time in seconds (``None`` when it was cached).
-    """
+    """Compile the extension with cmake into the cache unless it is there (``force``: rebuild
+    anyway); returns its path and the build time in seconds (``None`` when cached), as
+    ``micronet_mm.csrc.build.build`` does for the PyTorch operator."""
     import openvino
     path = library_path()
     if osp.isfile(path) and not force:
