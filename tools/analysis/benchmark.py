@@ -359,6 +359,15 @@ def main(argv=None) -> dict:
     shapes.update({n: tuple(int(s * args.dense_scale) // 32 * 32 for s in DENSE[n][2])
                    for n in args.dense})
     os.makedirs(args.out_dir, exist_ok=True)
+    # training first, while this process is small: a child's peak RSS (ru_maxrss) starts from
+    # the size of the process it was forked from
+    train = {}
+    from tools.analysis.bench_shift_max import train_step_stats  # a fresh process per step
+    for name in args.train_models if args.train_steps > 0 else []:
+        for variant in fused_variants() if is_micronet(name) else ['reference']:
+            res = train_step_stats(name, fused=variant == 'fused', batch=args.train_batch,
+                                   steps=args.train_steps, shape=shape)
+            train[(name, variant)] = (res['images_per_s'], res['peak_mib'])
     with tempfile.TemporaryDirectory() as tmp:
         fns = {**peak_runner(), **runners(args.models, shapes, args.runtimes, tmp)}
         times = measure(fns, args.rounds, args.iters, args.warmup)
@@ -368,13 +377,6 @@ def main(argv=None) -> dict:
     names = args.models + args.dense
     table, med = latency_table(times, names)
     counts = {n: madds(n, shapes[n]) for n in names}
-    train = {}
-    from tools.analysis.bench_shift_max import train_step_stats  # a fresh process per step
-    for name in args.train_models if args.train_steps > 0 else []:
-        for variant in fused_variants() if is_micronet(name) else ['reference']:
-            res = train_step_stats(name, fused=variant == 'fused', batch=args.train_batch,
-                                   steps=args.train_steps, shape=shape)
-            train[(name, variant)] = (res['images_per_s'], res['peak_mib'])
     header = (f'Latency: batch 1, {shape[0]}x{shape[1]} (dense models: their input), 1 thread, '
               f'median of {args.rounds} interleaved rounds x {args.iters} calls (dense: '
               f'{args.dense_rounds} x {args.dense_iters}; IQR in brackets); {versions()}')
