@@ -180,6 +180,10 @@ def test_profile_ops_smoke(capsys):
     main(['m0', '--runs', '2'])
     out = capsys.readouterr().out
     assert '## ORT m0-deploy:' in out and '## ORT mnv3-s-050:' in out
+    # OpenVINO per-node profiles: both M0 deploy exports and the baseline; the native
+    # Shift-Max nodes run as ``Reference`` nodes
+    assert out.count('| node type | ms/run | share | nodes |') == 3
+    assert '## OpenVINO m0 openvino deploy export' in out and '| Reference |' in out
     assert out.count('| op type | ms/run | share | nodes |') == 2
     assert out.count('| role | ms/run | share | nodes |') == 1
     assert '| Shift-Max fusions' in out and '## torch.profiler, m0 deploy eager' in out

@@ -274,4 +274,5 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == '__main__':
-    main()
+    from micronet_mm.errors import run_cli
+    run_cli(main)
