@@ -39,8 +39,9 @@ def table_settings() -> dict[tuple[int, int, int], int]:
 
 
 TABLE = table_settings()
-# J = 1 (dynamic ReLU) and J = 3 do not occur in the tables; the operator takes them too
-CASES = sorted(TABLE.items()) + [((1, 2, 4), 8), ((1, 1, 1), 5), ((3, 2, 3), 9)]
+# J = 1 (dynamic ReLU) and J = 3 do not occur in the tables; the operator takes them too. One
+# group without inner shift makes the shift the identity (both shifts read one plane)
+CASES = sorted(TABLE.items()) + [((1, 2, 4), 8), ((1, 1, 1), 5), ((3, 2, 3), 9), ((2, 2, 1), 6)]
 IDS = [f'J{j}-K{k}-G{g}-C{c}' for (j, k, g), c in CASES]
 
 
