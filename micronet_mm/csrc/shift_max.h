@@ -28,6 +28,10 @@
 //       -> fc2 (w2: K*J*C x S, b2: K*J*C) -> hard sigmoid relu6(z + 3) / 6
 //       -> (h - 0.5) * 2 * act_max + init[k * J + j]; fc2's rows are laid out [k][j][c], as the
 //       reference checkpoints
+//   shift_max_fuse_forward_range(x, coef, y, s, begin, end, index)   output planes [begin, end)
+//       of the N * C planes; shift_max_fuse_backward_range(..., n_begin, n_end, index) and
+//       shift_max_coefficients_range(..., n_begin, n_end): samples [n_begin, n_end)
+//   At most 8 shifts and 8 fusions (detail::kMaxJ, kMaxK); the caller checks.
 #pragma once
 
 #include <cstdint>
