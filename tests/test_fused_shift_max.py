@@ -325,3 +325,17 @@ def test_header_shift_arithmetic(header_lib, setting, channels):
         ref_gx, ref_gc = torch.ops.micronet.shift_max_backward(gy, x, coef, m.index)
         assert torch.allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
         assert torch.allclose(gc, ref_gc, rtol=1e-12, atol=1e-12)
+
+
+def test_bench_shift_max_smoke(capsys):
+    """tools/analysis/bench_shift_max.py (the README's Shift-Max tables) on a tiny input: every
+    form and the whole-classifier rows are measured (training steps in subprocesses are left to
+    the real run)."""
+    from tools.analysis.bench_shift_max import main
+    med = main(['--arch', 'm0', '--shape', '32', '32', '--rounds', '1', '--iters', '1',
+                '--train', '--latency'])
+    assert {'reference', 'deploy FastShiftMax', 'deploy FusedShiftMax', 'fused module',
+            'fusion only', 'train reference', 'train fused', 'm2 deploy FusedShiftMax ms',
+            'mnv3-s-050 eager ms'} <= set(med)
+    assert all(v > 0 for v in med.values())
+    assert '| deploy FusedShiftMax |' in capsys.readouterr().out

@@ -93,8 +93,8 @@ MICRONET_SIMD_CLONES void forward_plane_small(const T* const* xs, const T (*a)[k
 
 // The K fusions of pixels [p0, p0 + L) into f[k][0..L), in the forward's order of operations.
 template <typename T>
-MICRONET_SIMD_CLONES void fusions(const T* const* xs, const T (*a)[kMaxJ], int64_t J, int64_t K, int64_t p0,
-             int64_t L, T (*f)[kChunk]) {
+MICRONET_SIMD_CLONES void fusions(const T* const* xs, const T (*a)[kMaxJ], int64_t J,
+                                  int64_t K, int64_t p0, int64_t L, T (*f)[kChunk]) {
   for (int64_t k = 0; k < K; ++k) {
     T* __restrict row = f[k];
     const T* __restrict x0 = xs[0] + p0;
