@@ -1,7 +1,7 @@
 """Export a MicroNet classifier, pose model or segmentor to ONNX and check it against PyTorch
 with ONNX Runtime.
 
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--shape H W]
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--force] [--shape H W]
         [--deploy] [--opset N] [--atol A] [--rtol R] [--cfg-options k=v ...]
 
 The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: logits
@@ -23,7 +23,6 @@ varies with the model and whose float32 rounding grows with it.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -34,6 +33,8 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
+from micronet_mm.errors import UserError, run_cli  # noqa: E402
+from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
@@ -50,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'pretrain/micronet-m0_8xb64_in1k.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, plus '
-                        '"-deploy" with --deploy)')
+                        '"-deploy" with --deploy); never the checkpoint itself')
+    parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
                         'default 224x224 (classifier), the codec input size (pose), the crop '
@@ -130,7 +132,7 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
 
     Args:
         model: classifier, pose model or segmentor, eval mode (left in eval mode).
-        out: the ``.onnx`` file to write.
+        out: the ``.onnx`` file to write (atomically: a temp file, then renamed).
         shape: input ``(H, W)``, fixed in the graph.
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
@@ -139,9 +141,8 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(wrapper, (dummy,), out, input_names=['input'],
+    with torch.no_grad(), atomic_write(out) as tmp:
+        torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
     model.eval()  # the exporter restores the wrapper's mode
@@ -185,12 +186,26 @@ def check(model: torch.nn.Module, onnx_file: str, shape: tuple[int, int],
     return worst, scale
 
 
+def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool) -> str:
+    """The ONNX file to write: ``out``, or ``CHECKPOINT`` with ``.onnx`` (``-deploy.onnx``).
+
+    Raises:
+        UserError: the output would be the checkpoint itself (whatever ``force``), or it
+            exists and ``force`` is false.
+    """
+    out = out or osp.splitext(checkpoint)[0] + ('-deploy' if deploy else '') + '.onnx'
+    if osp.exists(checkpoint) and osp.exists(out) and osp.samefile(out, checkpoint):
+        raise UserError(f'the output {out} is the checkpoint itself; not overwriting it. '
+                        'Give another file with --out.')
+    refuse_overwrite(out, force)
+    return out
+
+
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
+    out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force)
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     shape = tuple(args.shape) if args.shape else default_shape
-    out = args.out or (osp.splitext(args.checkpoint)[0] + ('-deploy' if args.deploy else '')
-                       + '.onnx')
     reference = model
     if args.deploy:
         import copy
@@ -214,4 +229,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)
