@@ -1,6 +1,7 @@
 """Draw MicroNet keypoints on an image with mmpose's visualizer.
 
-    python demo/pose_demo.py IMAGE CONFIG [CHECKPOINT] [--box X0 Y0 X1 Y1 ...] [--out-file F]
+    python demo/pose_demo.py IMAGE CONFIG [CHECKPOINT] [--box X0 Y0 X1 Y1 ...]
+                              [--out-file F [--force]]
 
 IMAGE is a file, or ``skimage:<name>`` for a photograph that scikit-image ships (for example
 ``skimage:astronaut``). Without ``--box`` the whole image is taken as one person. Without a
@@ -18,6 +19,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from micronet_mm.apis import draw_poses, estimate_poses, init_pose_model  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import refuse_overwrite  # noqa: E402
 
 
 def read_image(spec: str) -> str | np.ndarray:
@@ -39,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?', default=None)
     parser.add_argument('--box', type=float, nargs=4, action='append', metavar=('X0', 'Y0',
                         'X1', 'Y1'), help='person box in pixels (repeat for more persons)')
-    parser.add_argument('--out-file', default='pose_demo.jpg')
+    parser.add_argument('--out-file', default='pose_demo.jpg', help='the drawn image')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out-file')
     parser.add_argument('--kpt-thr', type=float, default=0.0, help='hide keypoints below it')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
@@ -47,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
     args = parse_args(argv)
+    refuse_overwrite(args.out_file, args.force)
     image = read_image(args.image)
     model = init_pose_model(args.config, args.checkpoint, device=args.device)
     result = estimate_poses(model, image, boxes=args.box)
@@ -61,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,6 +1,6 @@
 """Segment one image with a MicroNet + MR-ASPP model and write the colour overlay as PNG.
 
-    python demo/seg_demo.py IMAGE CONFIG CHECKPOINT [--out overlay.png] [--opacity 0.5]
+    python demo/seg_demo.py IMAGE CONFIG CHECKPOINT [--out overlay.png [--force]] [--opacity 0.5]
                             [--device cpu] [--slide H W]
 
 The overlay uses mmseg's ``SegLocalVisualizer`` with the Cityscapes classes and palette. The
@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from micronet_mm.apis import init_segmentor, load_rgb_image, segment  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='mmseg config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', default='seg_overlay.png', help='output PNG (overlay)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out (and its _classes.png)')
     parser.add_argument('--opacity', type=float, default=0.5, help='opacity of the colours')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--slide', type=int, nargs=2, metavar=('H', 'W'),
@@ -49,16 +53,21 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
         raise SystemExit(f'--opacity must lie in [0, 1], got {args.opacity}')
+    classes_file = osp.splitext(args.out)[0] + '_classes.png'
+    for path in (args.out, classes_file):
+        refuse_overwrite(path, args.force)
     image = load_rgb_image(args.image)
     model = init_segmentor(args.config, args.checkpoint, device=args.device,
                            slide=tuple(args.slide) if args.slide else None)
     classes, sample = segment(model, image, return_sample=True)
-    overlay(image, sample, args.out, args.opacity)
-    Image.fromarray(classes.astype(np.uint8)).save(osp.splitext(args.out)[0] + '_classes.png')
+    with atomic_write(args.out) as tmp:
+        overlay(image, sample, tmp, args.opacity)
+    with atomic_write(classes_file) as tmp:
+        Image.fromarray(classes.astype(np.uint8)).save(tmp)
     print(f'wrote {args.out}: classes present: '
           f'{[model.dataset_meta["classes"][c] for c in np.unique(classes)]}')
     return args.out
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -8,6 +8,7 @@ import torch
 
 from conftest import ARCHS, ROOT
 from micronet_mm.converters import ConversionError, convert_checkpoint
+from micronet_mm.errors import UserError
 from reference_state import make_input, make_state
 
 FIXTURE = json.load(open(osp.join(ROOT, 'tests', 'data', 'official_reference.json')))
@@ -58,7 +59,7 @@ def test_converter_does_not_overwrite(tmp_path):
     torch.save(official_state('m0'), src)
     dst.write_text('precious')
     from tools.model_converters.micronet_official_to_mmpretrain import main
-    with pytest.raises(SystemExit, match='not overwriting'):
+    with pytest.raises(UserError, match='not overwriting'):
         main([str(src), str(dst)])
     assert dst.read_text() == 'precious'
 

@@ -280,13 +280,10 @@ def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0, run=None)
       N(0, 1), variance · U(0.5, 1.5)): random statistics that still keep the activations O(1).
       Statistics drawn independently of the data (``randomize_bn`` alone) leave the deep
       dense models' outputs nearly independent of the image (a comparison would test little);
-      statistics from a train-mode pass, then perturbed, compound to activations of 1e5;
-    * every spatial attention (pose head) gets its 1x1 convolution scaled so that its logits
-      have standard deviation ``tau``: neither uniform nor one-hot. At PyTorch's init the
-      softmax is so peaked that float32 rounding of the original model alone moves the
-      heatmaps by 1e-3 relative.
+      statistics from a train-mode pass, then perturbed, compound to activations of 1e5.
+      This includes the BN on each spatial attention's logit (pose head, MR-ASPP), so its
+      softmax is neither uniform nor one-hot.
     """
-    from micronet_mm.ops import SpatialAttention
     g = torch.Generator().manual_seed(seed)
 
     def set_bn(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
@@ -296,14 +293,8 @@ def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0, run=None)
         bn.running_mean.copy_(mean + 0.1 * var.sqrt() * torch.randn(n, generator=g))
         bn.running_var.copy_(var * (torch.rand(n, generator=g) + 0.5))
 
-    def set_attention(sa: SpatialAttention, args: tuple) -> None:
-        sa.conv.bias.data.zero_()
-        sa.conv.weight.data /= sa.conv(args[0]).std() / sa.tau
-
     hooks = [m.register_forward_pre_hook(set_bn) for m in model.modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    hooks += [m.register_forward_pre_hook(set_attention) for m in model.modules()
-              if isinstance(m, SpatialAttention)]
     model.eval()
     # the reference Shift-Max code: random deep models amplify rounding ~1e7 (v1-m3's last stage),
     # so statistics set from the fused operator's output differ visibly in float64 comparisons
@@ -359,11 +350,11 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm > 0
     head = deploy.head if '/pose/' in path else deploy.decode_head
     assert any(isinstance(m, FusedPointwise) for m in head.modules())
-    # the pose head's spatial attention is kept, one per activation slot
+    # the spatial attentions are kept (pose head: one per activation slot; MR-ASPP: one)
     n_sa = sum(isinstance(m, SpatialAttention) for m in orig)
-    assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa
-    assert (n_sa > 0) == ('/pose/' in path)
-    assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in head.modules()) >= n_sa
+    assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa > 0
+    if '/pose/' in path:
+        assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in head.modules()) >= n_sa
 
 
 POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'

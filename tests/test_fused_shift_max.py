@@ -39,8 +39,9 @@ def table_settings() -> dict[tuple[int, int, int], int]:
 
 
 TABLE = table_settings()
-# J = 1 (dynamic ReLU) and J = 3 do not occur in the tables; the operator takes them too
-CASES = sorted(TABLE.items()) + [((1, 2, 4), 8), ((1, 1, 1), 5), ((3, 2, 3), 9)]
+# J = 1 (dynamic ReLU) and J = 3 do not occur in the tables; the operator takes them too. One
+# group without inner shift makes the shift the identity (both shifts read one plane)
+CASES = sorted(TABLE.items()) + [((1, 2, 4), 8), ((1, 1, 1), 5), ((3, 2, 3), 9), ((2, 2, 1), 6)]
 IDS = [f'J{j}-K{k}-G{g}-C{c}' for (j, k, g), c in CASES]
 
 
@@ -267,3 +268,74 @@ def test_export_and_aot_inductor_deploy(tmp_path):
         path = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / 'm.pt2'))
         compiled = torch._inductor.aoti_load_package(path)
         assert rel_err(compiled(x), ref) < 1e-6
+
+
+SHIM = r'''
+#include "shift_max.h"
+extern "C" {
+void forward(const double* x, const double* coef, double* y, int64_t N, int64_t C, int64_t H,
+             int64_t W, int64_t G, int64_t J, int64_t K, int inner) {
+  micronet::shift_max_fuse_forward(x, coef, y, {N, C, H, W, G, J, K, inner != 0});
+}
+void backward(const double* x, const double* coef, const double* gy, double* gx, double* gc,
+              int64_t N, int64_t C, int64_t H, int64_t W, int64_t G, int64_t J, int64_t K,
+              int inner) {
+  micronet::shift_max_fuse_backward(x, coef, gy, gx, gc, {N, C, H, W, G, J, K, inner != 0});
+}
+}
+'''
+
+
+@pytest.fixture(scope='module')
+def header_lib(tmp_path_factory):
+    """The header compiled alone (no torch) behind a C shim, loaded with ctypes."""
+    import ctypes
+    tmp = tmp_path_factory.mktemp('header')
+    (tmp / 'shim.cpp').write_text(SHIM)
+    subprocess.run(['c++', '-std=c++17', '-O2', '-fopenmp-simd', '-shared', '-fPIC',
+                    f'-I{ROOT}/micronet_mm/csrc', str(tmp / 'shim.cpp'), '-o',
+                    str(tmp / 'shim.so')], check=True)
+    return ctypes.CDLL(str(tmp / 'shim.so'))
+
+
+@pytest.mark.parametrize('setting, channels', [((2, 2, 12), 48), ((2, 1, 4), 12), ((2, 2, 1), 6),
+                                                ((3, 2, 3), 9), ((1, 2, 4), 8)],
+                         ids=['J2-K2-G12', 'J2-K1-G4', 'J2-K2-G1', 'J3-K2-G3', 'J1-K2-G4'])
+def test_header_shift_arithmetic(header_lib, setting, channels):
+    """The header without torch, as the OpenVINO extension uses it: the shift computed from
+    groups and inner_shift (no index table) gives what the torch operator gives from
+    ``DynamicShiftMax.index``, forward and backward, both shift conventions."""
+    import ctypes
+    assert fused_shift_max.available()  # the torch operator to compare with
+    lib = header_lib
+    j, k, g = setting
+    n, h, w = 2, 3, 5
+    ptr = ctypes.POINTER(ctypes.c_double)
+    for inner in (True, False):
+        m = make_dsm(channels, j, k, g, dynamic=True, inner_shift=inner)
+        x = torch.randn(n, channels, h, w, dtype=torch.float64)
+        coef = torch.randn(n, k, j, channels, dtype=torch.float64)
+        gy = torch.randn(n, channels, h, w, dtype=torch.float64)
+        y, gx, gc = torch.empty_like(x), torch.empty_like(x), torch.empty_like(coef)
+        sizes = [ctypes.c_int64(v) for v in (n, channels, h, w, g, j, k)] + [ctypes.c_int(inner)]
+        p = [t.data_ptr() for t in (x, coef, y, gy, gx, gc)]
+        lib.forward(*[ctypes.cast(v, ptr) for v in p[:3]], *sizes)
+        lib.backward(*[ctypes.cast(v, ptr) for v in (p[0], p[1], p[3], p[4], p[5])], *sizes)
+        assert torch.equal(y, torch.ops.micronet.shift_max(x, coef, m.index))
+        ref_gx, ref_gc = torch.ops.micronet.shift_max_backward(gy, x, coef, m.index)
+        assert torch.allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(gc, ref_gc, rtol=1e-12, atol=1e-12)
+
+
+def test_bench_shift_max_smoke(capsys):
+    """tools/analysis/bench_shift_max.py (the README's Shift-Max tables) on a tiny input: every
+    form and the whole-classifier rows are measured (training steps in subprocesses are left to
+    the real run)."""
+    from tools.analysis.bench_shift_max import main
+    med = main(['--arch', 'm0', '--shape', '32', '32', '--rounds', '1', '--iters', '1',
+                '--train', '--latency'])
+    assert {'reference', 'deploy FastShiftMax', 'deploy FusedShiftMax', 'fused module',
+            'fusion only', 'train reference', 'train fused', 'm2 deploy FusedShiftMax ms',
+            'mnv3-s-050 eager ms'} <= set(med)
+    assert all(v > 0 for v in med.values())
+    assert '| deploy FusedShiftMax |' in capsys.readouterr().out

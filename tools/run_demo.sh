@@ -5,19 +5,23 @@
 # and draw the predictions as PNG.
 #   bash tools/run_demo.sh        # detection (the main job)
 #   bash tools/run_demo.sh cls    # classification demo (MicroNet-M0 on demo shapes)
+# Each run trains into a fresh folder work_dirs/demo-det/<timestamp>/ (demo-shapes/ for cls):
+# tools/train.py refuses a work dir that already holds checkpoints, and a second run must not
+# overwrite the first one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
 PY=.venv/bin/python
 $PY tools/data/make_demo_data.py
+STAMP="$(date +%Y%m%d_%H%M%S)"
 if [[ "${1:-det}" == "cls" ]]; then
   CFG=configs/pretrain/micronet-m0_1xb32_demo-shapes.py
-  WORK=work_dirs/demo-shapes
+  WORK="work_dirs/demo-shapes/$STAMP"
   $PY tools/train.py "$CFG" --work-dir "$WORK"
   $PY tools/test.py "$CFG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK"
 else
   CFG=configs/det/retinanet_micronet_m3_demo-shapes.py
-  WORK=work_dirs/demo-det
+  WORK="work_dirs/demo-det/$STAMP"
   $PY tools/train.py "$CFG" --work-dir "$WORK"
   $PY tools/test.py "$CFG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK" \
     --show-dir "$PWD/$WORK/vis"

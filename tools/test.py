@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with a micronet_mm config (any toolbox, by the config's default_scope).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl [--force]]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 """
 from __future__ import annotations
@@ -14,6 +14,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import refuse_overwrite  # noqa: E402
+from micronet_mm.hooks import AtomicDumpResults  # noqa: E402,F401  (registers it)
 from micronet_mm.tools_common import (MissingInputError, add_launcher_args,  # noqa: E402
                                       check_paths, clear_data_errors, default_work_dir,
                                       load_config)
@@ -25,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out file')
     parser.add_argument('--show-dir', help='write drawn predictions into this directory '
                         '(relative paths are inside the run\'s timestamped log dir)')
     add_launcher_args(parser)
@@ -34,21 +38,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def enable_drawing(cfg, show_dir: str) -> None:
-    """Switch on the toolbox's visualization hook so that it writes images to ``show_dir``."""
+    """Switch on the toolbox's visualization hook so that it draws every test image into
+    ``show_dir``. Each toolbox names it differently:
+
+    - mmdet ``DetVisualizationHook``: ``draw``, ``test_out_dir`` (relative: inside the run's
+      timestamped log dir), ``interval`` (also counted in testing, so 1);
+    - mmseg ``SegVisualizationHook`` has no output-dir argument; in testing it draws every image
+      and its visualizer's backends save them, so ``visualizer.save_dir`` is set, as mmseg's
+      own tools/test.py does (images in ``show_dir/vis_data/vis_image``);
+    - mmpose ``PoseVisualizationHook``: ``enable``, ``out_dir``;
+    - mmpretrain ``VisualizationHook``: ``enable``, ``out_dir``, and ``interval`` counts test
+      samples (default 5000: one image), so 1.
+    """
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise KeyError('this config has no visualization hook; --show-dir is unavailable')
     scope = cfg.get('default_scope')
-    if scope in ('mmdet', 'mmseg'):
-        hook.draw = True
-        hook.test_out_dir = show_dir
-        hook.interval = 1
+    if scope == 'mmdet':
+        hook.update(draw=True, test_out_dir=show_dir, interval=1)
+    elif scope == 'mmseg':
+        hook.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = show_dir
     elif scope == 'mmpose':
-        hook.enable = True
-        hook.out_dir = show_dir
+        hook.update(enable=True, out_dir=show_dir)
     else:  # mmpretrain
-        hook.enable = True
-        hook.out_dir = show_dir
+        hook.update(enable=True, out_dir=show_dir, interval=1)
     hook.show = False
 
 
@@ -56,6 +70,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise MissingInputError(f'checkpoint not found: {args.checkpoint}')
+    if args.out:
+        refuse_overwrite(args.out, args.force)
     cfg = load_config(args.config, args.cfg_options)
     check_paths(cfg, train=False)
     cfg.launcher = args.launcher
@@ -66,7 +82,7 @@ def main(argv=None) -> dict:
     if args.out:
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
-        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+        cfg.test_evaluator.append(dict(type='AtomicDumpResults', out_file_path=args.out))
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
@@ -78,4 +94,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,8 +1,13 @@
 """Train a micronet_mm config with mmengine's Runner (any toolbox: the config's default_scope
 decides whether mmpretrain, mmdet, mmpose or mmseg builds it).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                                 [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --force] [--amp]
+                                 [--auto-scale-lr] [--cfg-options k=v ...]
+                                 [--launcher {none,pytorch,slurm,mpi}]
+
+A work dir that already holds checkpoints is refused unless --resume (continue that run) or
+--force (overwrite its checkpoints) is given. Training resumes bit-identically: see
+micronet_mm/resume.py.
 """
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import refuse_used_work_dir  # noqa: E402
+from micronet_mm.resume import prepare_resumable  # noqa: E402
 from micronet_mm.tools_common import (add_launcher_args, check_paths,  # noqa: E402
                                       clear_data_errors, default_work_dir, load_config)
 
@@ -26,6 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint in the work dir '
                         'when no path is given')
+    parser.add_argument('--force', action='store_true',
+                        help='train into a work dir that already holds checkpoints, '
+                        'overwriting them')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
@@ -66,6 +77,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
     check_paths(cfg, train=True)
+    refuse_used_work_dir(cfg.work_dir, resume=args.resume is not None, force=args.force)
+    prepare_resumable(cfg)  # after check_paths: its messages name the user's config keys
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
@@ -74,4 +87,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

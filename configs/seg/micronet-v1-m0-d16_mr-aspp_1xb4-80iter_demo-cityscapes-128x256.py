@@ -1,6 +1,6 @@
 # Demo: v1 MicroNet-M0 + MR-ASPP on the embedded synthetic street scenes (Cityscapes layout,
 # 128x256 images, made by micronet_mm/datasets/demo_cityscapes.py). Trains on 2 CPU cores in
-# about two minutes (80 iterations of 4 images; 70.5 mIoU); tools/test.py then reports mIoU on the
+# about two minutes (80 iterations of 4 images; 71.5 mIoU); tools/test.py then reports mIoU on the
 # held-out split.
 _base_ = ['./micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py']
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from ..fileio import atomic_write
+
 ArrayLike = np.ndarray | list | tuple
 
 
@@ -172,5 +174,8 @@ def draw_poses(model: nn.Module, image: str | np.ndarray, result: PoseResult,
             'pose', rgb, data_sample=merge_data_samples(result.data_samples), draw_gt=False,
             draw_bbox=True, draw_heatmap=False, show=False, kpt_thr=kpt_thr)
     if out_file is not None:
-        mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file, auto_mkdir=True)
+        with atomic_write(out_file) as tmp:  # folders are made
+            if not mmcv.imwrite(mmcv.rgb2bgr(drawn), tmp):
+                raise ValueError(f'cannot write {out_file}: OpenCV does not know the format '
+                                 'of its extension (use .jpg or .png)')
     return drawn

@@ -28,6 +28,10 @@
 //       -> fc2 (w2: K*J*C x S, b2: K*J*C) -> hard sigmoid relu6(z + 3) / 6
 //       -> (h - 0.5) * 2 * act_max + init[k * J + j]; fc2's rows are laid out [k][j][c], as the
 //       reference checkpoints
+//   shift_max_fuse_forward_range(x, coef, y, s, begin, end, index)   output planes [begin, end)
+//       of the N * C planes; shift_max_fuse_backward_range(..., n_begin, n_end, index) and
+//       shift_max_coefficients_range(..., n_begin, n_end): samples [n_begin, n_end)
+//   At most 8 shifts and 8 fusions (detail::kMaxJ, kMaxK); the caller checks.
 #pragma once
 
 #include <cstdint>
@@ -89,8 +93,8 @@ MICRONET_SIMD_CLONES void forward_plane_small(const T* const* xs, const T (*a)[k
 
 // The K fusions of pixels [p0, p0 + L) into f[k][0..L), in the forward's order of operations.
 template <typename T>
-MICRONET_SIMD_CLONES void fusions(const T* const* xs, const T (*a)[kMaxJ], int64_t J, int64_t K, int64_t p0,
-             int64_t L, T (*f)[kChunk]) {
+MICRONET_SIMD_CLONES void fusions(const T* const* xs, const T (*a)[kMaxJ], int64_t J,
+                                  int64_t K, int64_t p0, int64_t L, T (*f)[kChunk]) {
   for (int64_t k = 0; k < K; ++k) {
     T* __restrict row = f[k];
     const T* __restrict x0 = xs[0] + p0;
@@ -178,6 +182,51 @@ MICRONET_SIMD_CLONES void backward_plane(const T* const* xs, T* const* gxs,
   }
 }
 
+// backward_plane for J <= 2 and K <= 2 known at compile time: one pass over the pixels, in
+// blocks whose partial sums of gcoef are added in double. gxs[0] and gxs[1] may be one plane
+// (one group without inner shift: the shift is the identity), so they are not __restrict.
+template <typename T, int J, int K>
+MICRONET_SIMD_CLONES void backward_plane_small(const T* const* xs, T* const* gxs,
+                                               const T (*a)[kMaxJ], const T* __restrict g,
+                                               int64_t P, double (*ga)[kMaxJ]) {
+  constexpr int64_t kBlock = 256;
+  const T* __restrict x0 = xs[0];
+  const T* __restrict x1 = xs[J > 1 ? 1 : 0];
+  T* gx0 = gxs[0];
+  T* gx1 = gxs[J > 1 ? 1 : 0];
+  const T a00 = a[0][0], a01 = J > 1 ? a[0][1] : T(0);
+  const T a10 = K > 1 ? a[1][0] : T(0), a11 = J > 1 && K > 1 ? a[1][1] : T(0);
+  for (int64_t b0 = 0; b0 < P; b0 += kBlock) {
+    const int64_t b1 = P - b0 < kBlock ? P : b0 + kBlock;
+    T s00 = T(0), s01 = T(0), s10 = T(0), s11 = T(0);
+#pragma omp simd reduction(+ : s00, s01, s10, s11)
+    for (int64_t p = b0; p < b1; ++p) {
+      T f0 = a00 * x0[p];
+      if constexpr (J > 1) f0 += a01 * x1[p];
+      T g0 = g[p], g1 = T(0);
+      if constexpr (K > 1) {
+        T f1 = a10 * x0[p];
+        if constexpr (J > 1) f1 += a11 * x1[p];
+        const T half = g[p] * T(0.5);  // a tie shares the gradient evenly, as torch.amax
+        g0 = f0 > f1 ? g[p] : (f0 == f1 ? half : T(0));
+        g1 = f1 > f0 ? g[p] : (f0 == f1 ? half : T(0));
+        s10 += g1 * x0[p];
+        if constexpr (J > 1) s11 += g1 * x1[p];
+      }
+      s00 += g0 * x0[p];
+      if constexpr (J > 1) s01 += g0 * x1[p];
+      gx0[p] += K > 1 ? a00 * g0 + a10 * g1 : a00 * g0;
+      if constexpr (J > 1) gx1[p] += K > 1 ? a01 * g0 + a11 * g1 : a01 * g0;
+    }
+    ga[0][0] += s00;
+    if constexpr (J > 1) ga[0][1] += s01;
+    if constexpr (K > 1) {
+      ga[1][0] += s10;
+      if constexpr (J > 1) ga[1][1] += s11;
+    }
+  }
+}
+
 // Samples [n_begin, n_end): gx of these samples is overwritten, gcoef too.
 template <typename T>
 void backward_range(const T* x, const T* coef, const T* gy, T* gx, T* gcoef,
@@ -198,7 +247,12 @@ void backward_range(const T* x, const T* coef, const T* gy, T* gx, T* gcoef,
       }
       for (int64_t k = 0; k < K; ++k)
         for (int64_t j = 0; j < J; ++j) a[k][j] = coef[((n * K + k) * J + j) * C + i];
-      backward_plane(xs, gxs, a, J, K, gy + (n * C + i) * P, P, ga);
+      const T* g = gy + (n * C + i) * P;
+      if (J == 2 && K == 2) backward_plane_small<T, 2, 2>(xs, gxs, a, g, P, ga);
+      else if (J == 2 && K == 1) backward_plane_small<T, 2, 1>(xs, gxs, a, g, P, ga);
+      else if (J == 1 && K == 2) backward_plane_small<T, 1, 2>(xs, gxs, a, g, P, ga);
+      else if (J == 1 && K == 1) backward_plane_small<T, 1, 1>(xs, gxs, a, g, P, ga);
+      else backward_plane(xs, gxs, a, J, K, g, P, ga);
       for (int64_t k = 0; k < K; ++k)
         for (int64_t j = 0; j < J; ++j) gcoef[((n * K + k) * J + j) * C + i] = T(ga[k][j]);
     }

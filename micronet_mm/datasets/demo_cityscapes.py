@@ -64,7 +64,8 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE
 
 
 def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes', *,
-                           counts: tuple[int, int] = (48, 12), seed: int = 0) -> str:
+                           counts: tuple[int, int] = (48, 12), seed: int = 0,
+                           force: bool = False) -> str:
     """Write the dataset under ``root`` unless this version is there; never over other data."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
@@ -78,7 +79,7 @@ def ensure_demo_cityscapes(root: str = 'data/demo_cityscapes', *,
                 stem = f'demo_{i:06d}_000019'
                 Image.fromarray(image).save(osp.join(img_dir, f'{stem}_leftImg8bit.png'))
                 Image.fromarray(label).save(osp.join(seg_dir, f'{stem}_gtFine_labelTrainIds.png'))
-    return write_once(root, VERSION, fill)
+    return write_once(root, VERSION, fill, force=force)
 
 
 if __name__ == '__main__':  # python -m micronet_mm.datasets.demo_cityscapes [ROOT]

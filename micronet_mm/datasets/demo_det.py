@@ -67,11 +67,12 @@ def _write_split(rng, root: str, split: str, n: int, size: int) -> None:
 
 
 def ensure_demo_det(root: str = 'data/demo_det', *, sizes: tuple[int, int] = (240, 60),
-                    image_size: int = 128, seed: int = 0) -> str:
+                    image_size: int = 128, seed: int = 0,
+                    force: bool = False) -> str:
     """Write the dataset under ``root`` unless this version is already there."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
         os.makedirs(osp.join(tmp, 'annotations'))
         for split, n in zip(('train', 'val'), sizes):
             _write_split(rng, tmp, split, n, image_size)
-    return write_once(root, VERSION, fill)
+    return write_once(root, VERSION, fill, force=force)

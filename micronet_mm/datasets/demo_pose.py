@@ -89,7 +89,8 @@ def draw_figure(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.nd
 
 
 def ensure_demo_pose(root: str = 'data/demo_pose', *, num_images: tuple[int, int] = (240, 48),
-                     size: int = 128, seed: int = 0) -> str:
+                     size: int = 128, seed: int = 0,
+                     force: bool = False) -> str:
     """Write the dataset under ``root`` unless this version is there; never over other data."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
@@ -118,4 +119,4 @@ def ensure_demo_pose(root: str = 'data/demo_pose', *, num_images: tuple[int, int
                 ann_id += 1
             with open(osp.join(tmp, 'annotations', f'{split}.json'), 'w') as f:
                 json.dump(dict(images=images, annotations=annotations, categories=[category]), f)
-    return write_once(root, VERSION, fill)
+    return write_once(root, VERSION, fill, force=force)

@@ -40,7 +40,7 @@ def draw_shape(rng: np.random.Generator, name: str, size: int) -> Image.Image:
 
 def ensure_demo_shapes(root: str = 'data/demo_shapes', *,
                        per_class: tuple[int, int] = (120, 40), size: int = 64,
-                       seed: int = 0) -> str:
+                       seed: int = 0, force: bool = False) -> str:
     """Write the dataset under ``root`` unless this version is already there."""
     def fill(tmp: str) -> None:
         rng = np.random.default_rng(seed)
@@ -50,4 +50,4 @@ def ensure_demo_shapes(root: str = 'data/demo_shapes', *,
                 os.makedirs(folder)
                 for i in range(n):
                     draw_shape(rng, name, size).save(osp.join(folder, f'{i:04d}.png'))
-    return write_once(root, VERSION, fill)
+    return write_once(root, VERSION, fill, force=force)

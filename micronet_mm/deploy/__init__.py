@@ -20,6 +20,10 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
 * Dynamic Shift-Max computes its fusions with explicit multiply-adds and one ``maximum``
   (``K`` fusions of ``J`` shifts), the shifted copy by ``index_select``: no stacked
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
+* ``backend='pytorch'`` with the fused C++ operator built
+  (:mod:`micronet_mm.ops.fused_shift_max`, ``tools/setup_env.sh``): each Dynamic Shift-Max is ONE
+  ``micronet::shift_max_dynamic`` call, hyper-function included (:class:`FusedShiftMax`), 0.3x
+  the time of :class:`FastShiftMax` over M2's layers (README, "Speed").
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
 
 ``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
@@ -39,9 +43,10 @@ where ONNX Runtime's CPU kernels differ, each measured (README, "Speed"):
 
 Dense-task heads: the MR-ASPP head's Micro-Factorized pointwise convolutions get their BN
 folded and their shuffle as one permutation; the pose head's Micro-Blocks convert as the
-backbone's, and the spatial attention after each of their activations (``ActSettings.
-spatial_attention``) stays as it is, so a slot ``Sequential(Shift-Max, SpatialAttention)`` is
-neither prescaled nor moved past a shuffle (exact, one rewrite fewer there).
+backbone's. A :class:`SpatialAttention` (around each pose-head activation, and once in MR-ASPP)
+keeps its form: its logit's conv + BN is folded and its Shift-Max converted, but a slot
+``SpatialAttention(Shift-Max)`` is neither prescaled nor moved past a shuffle (exact, one rewrite
+fewer there).
 
 Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that contains MicroNet
 parts (detectors, segmentors and pose models included): it rewrites every part it knows, in

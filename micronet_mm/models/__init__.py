@@ -2,7 +2,10 @@
 
 Configs load them with ``custom_imports = dict(imports=['micronet_mm.models'])``.
 """
+import importlib
+
 from micronet_mm.registry import TOOLBOXES, register_in
+from .auto_channels import refuse_unfilled_auto
 from .backbones import ARCH_SETTINGS, MicroNet
 from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
 from .detectors import MicroNetFasterRCNN, MicroNetRetinaNet
@@ -21,6 +24,8 @@ register_in(('mmseg',), MRASPPHead)
 register_in(('mmseg',), MicroNetEncoderDecoder)
 register_in(('mmpose',), MicroPoseHead)
 register_in(('mmpose',), MicroNetTopdownPoseEstimator)
+for _toolbox in TOOLBOXES:
+    refuse_unfilled_auto(importlib.import_module(f'{_toolbox}.registry').MODELS)
 
 __all__ = ['ARCH_SETTINGS', 'MRASPPHead', 'MicroNet', 'MicroNetClsHead', 'MicroNetEncoderDecoder',
            'MicroNetFasterRCNN', 'MicroNetImageClassifier', 'MicroNetRetinaNet',

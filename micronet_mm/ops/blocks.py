@@ -48,8 +48,9 @@ class ActSettings:
         num_fusions: K of Eq. 4 for slots in mode 2.
         dynamic: False gives static Shift-Max.
         inner_shift: shift inside groups too, as the reference code (see shift_max.py).
-        spatial_attention: follow every activation slot by the spatial attention of dynamic
-            ReLU (:class:`SpatialAttention`), as the pose head does; off in the backbones.
+        spatial_attention: scale every activation slot's output by the spatial attention of
+            dynamic ReLU, computed from the slot's input (:class:`SpatialAttention`), as the
+            pose head does; off in the backbones.
     """
     init_a: tuple[float, float] = (1.0, 1.0)
     init_b: tuple[float, float] = (0.0, 0.0)
@@ -80,12 +81,13 @@ class BlockSpec:
 
 def make_activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
                     output: bool = False) -> nn.Module:
-    """Activation slot: ReLU6 / Identity (mode 0), else Dynamic Shift-Max (K=1 or K); followed
-    by a :class:`SpatialAttention` when ``act.spatial_attention``."""
+    """Activation slot: ReLU6 / Identity (mode 0), else Dynamic Shift-Max (K=1 or K); inside a
+    :class:`SpatialAttention` (its map computed from the slot's input) when
+    ``act.spatial_attention``."""
     slot = _activation(mode, channels, groups, reduction, act, output=output)
     if not act.spatial_attention:
         return slot
-    return nn.Sequential(slot, SpatialAttention(channels))
+    return SpatialAttention(channels, slot)
 
 
 def _activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,

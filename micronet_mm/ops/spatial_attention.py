@@ -1,10 +1,21 @@
-"""Spatial attention of dynamic ReLU (Chen et al., ECCV 2020, Eq. 8; DY-ReLU-C), used "per layer"
-in the MicroNet pose head (arXiv v1 §6.1 and appendix §8.1).
+"""Spatial attention of dynamic ReLU (Chen et al., ECCV 2020, DY-ReLU-C), which the MicroNet pose
+head uses "per layer" (arXiv v1 §6.1 and appendix §8.1: "the spatial attention in [6]"); MR-ASPP
+applies the same map after its upsampling (mr_aspp_head.py).
 
-A 1x1 convolution gives one logit per position; a softmax over the positions with temperature
-``tau``, scaled by ``gamma = H·W / 3`` and clipped at 1, gives the attention
-``pi = min(gamma · softmax(z / tau), 1)`` that multiplies every channel at that position. With
-uniform logits ``pi = 1/3`` everywhere; peaked logits let a few positions pass unattenuated.
+We follow the code that the DY-ReLU authors released: ``DYReLU(..., use_spatial=True)`` in
+github.com/microsoft/DynamicHead, ``dyhead/dyrelu.py`` (commit 7d8c2fb; its authors are of the
+DY-ReLU and MicroNet papers). For an activation ``act`` with input ``x`` of size H x W:
+
+    z  = BN(conv1x1(x))                       one logit per position, from the activation's INPUT
+    pi = min(H·W · softmax_{H·W}(z), 3) / 3   per image; in [0, 1], 1/3 everywhere for uniform z
+    y  = act(x) · pi                          the same factor for every channel at a position
+
+DY-ReLU-C scales the coefficients of each linear piece by ``pi``; as ``pi >= 0`` that is the same
+as scaling the activation's output (``max_k(pi·a_k x + pi·b_k) = pi · max_k(a_k x + b_k)``), and
+likewise for Dynamic Shift-Max. The paper writes ``pi = min(gamma · softmax(z / tau), 1)`` with
+``gamma = H·W / 3``, ``tau = 10`` and no BN. The clipping is the same (``min(HW·s, 3) / 3 =
+min(HW/3·s, 1)``). The released code replaces the temperature by the BN on the one logit channel:
+the logits are standardised per batch and BN's learnt scale takes the part of ``1 / tau``.
 """
 from __future__ import annotations
 
@@ -13,28 +24,24 @@ from torch import nn
 
 
 class SpatialAttention(nn.Module):
-    """``x · min(gamma · softmax_{HW}(conv1x1(x) / tau), 1)``.
+    """``act(x) · min(H·W · softmax_{H·W}(BN(conv1x1(x))), 3) / 3`` (see the module docstring).
 
     Args:
-        channels: input channels C.
-        tau: softmax temperature (DY-ReLU uses 10).
-        gamma_scale: ``gamma = gamma_scale · H · W`` (DY-ReLU uses 1/3).
+        channels: channels C of ``x`` (the activation keeps them).
+        act: the activation whose output is attended; ``None`` attends ``x`` itself.
     """
 
-    def __init__(self, channels: int, *, tau: float = 10.0, gamma_scale: float = 1 / 3) -> None:
+    def __init__(self, channels: int, act: nn.Module | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, 1, 1)
-        self.tau, self.gamma_scale = tau, gamma_scale
+        self.act = nn.Identity() if act is None else act
+        # one Sequential(Conv2d, BN): deploy folds it into one convolution
+        self.logit = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.BatchNorm2d(1))
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention map ``pi`` of shape (N, 1, H, W), values in (0, 1]."""
+        """The map ``pi`` of shape (N, 1, H, W), values in [0, 1], from the input ``x``."""
         n, _, h, w = x.shape
-        logits = self.conv(x).flatten(1) / self.tau  # (N, H·W)
-        pi = (self.gamma_scale * h * w) * logits.softmax(dim=1)
-        return pi.clamp(max=1.0).view(n, 1, h, w)
+        weights = self.logit(x).flatten(1).softmax(dim=1)  # (N, H·W), each row sums to 1
+        return (weights * (h * w)).clamp(max=3.0).view(n, 1, h, w) / 3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # (N, C, H, W)
-
-    def extra_repr(self) -> str:
-        return f'tau={self.tau}, gamma_scale={self.gamma_scale:.4g}'
+        return self.act(x) * self.attention(x)  # (N, C, H, W)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import os
 import os.path as osp
@@ -115,17 +116,43 @@ def read_model(path: str):
         raise
 
 
-def save_ir(onnx_file: str, xml: str) -> None:
-    """Convert an ONNX file to OpenVINO IR ``xml`` (+ ``.bin``, float32 weights); when the model
-    has native Shift-Max nodes, copy the extension library next to it (``LIBRARY_NAME``)."""
+def save_ir(onnx_file: str, xml: str, force: bool = False) -> None:
+    """Convert an ONNX file to OpenVINO IR ``xml`` + its ``.bin`` (float32 weights, both written
+    under temp names, then renamed); when the model has native Shift-Max nodes, copy the
+    extension library next to them (``LIBRARY_NAME``).
+
+    Args:
+        onnx_file: the ONNX model.
+        xml: the IR to write (the caller has checked that it may be replaced).
+        force: replace an existing ``.bin`` or a different library of that name.
+    """
+    import filecmp
+
     import openvino as ov
+
+    from micronet_mm.fileio import refuse_overwrite
+    folder = osp.dirname(osp.abspath(xml))
+    stem = osp.splitext(xml)[0]
+    refuse_overwrite(stem + '.bin', force)
     model = read_model(onnx_file)
-    os.makedirs(osp.dirname(osp.abspath(xml)), exist_ok=True)
-    ov.save_model(model, xml, compress_to_fp16=False)
-    if any(op.get_type_name() == 'ShiftMax' for op in model.get_ops()):
-        dest = osp.join(osp.dirname(osp.abspath(xml)), LIBRARY_NAME)
-        shutil.copy2(extension_library(), dest + '.tmp')
-        os.replace(dest + '.tmp', dest)
+    native = any(op.get_type_name() == 'ShiftMax' for op in model.get_ops())
+    library = osp.join(folder, LIBRARY_NAME)
+    if native and osp.exists(library) and not filecmp.cmp(library, extension_library(),
+                                                          shallow=False):
+        refuse_overwrite(library, force)
+    os.makedirs(folder, exist_ok=True)
+    tmp = f'{stem}.tmp-{os.getpid()}'
+    try:
+        ov.save_model(model, tmp + '.xml', compress_to_fp16=False)
+        os.replace(tmp + '.bin', stem + '.bin')
+        os.replace(tmp + '.xml', xml)
+    finally:
+        for leftover in (tmp + '.xml', tmp + '.bin'):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+    if native:
+        shutil.copyfile(extension_library(), library + '.tmp')
+        os.replace(library + '.tmp', library)
 
 
 def compile_model(path_or_model, threads: int = 1, profile: bool = False):

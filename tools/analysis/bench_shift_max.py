@@ -16,6 +16,10 @@ forward + backward + SGD, one thread) with and without the fused operator: image
 peak memory of the step, each configuration in a fresh process (peak RSS over the steps minus
 RSS before the model is built, glibc's mmap threshold fixed so that freed activations leave
 RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
+
+``--latency`` adds whole classifiers, batch 1: M2 and M3 as built and in PyTorch deploy mode
+with ``FusedShiftMax`` or ``FastShiftMax``, against mmpretrain's MobileNetV3-Small x0.5 / x0.75,
+interleaved, with the ratios of the issue's targets.
 """
 from __future__ import annotations
 
@@ -133,6 +137,31 @@ def train_step_stats(name: str, *, fused: bool, batch: int = 64, steps: int = 2,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+LATENCY_PAIRS = (('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'))
+
+
+def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], object]]:
+    """Classifiers (benchmark.build) as built, deploy fused and deploy standard-op, batch 1."""
+    import copy
+
+    from micronet_mm.deploy import switch_to_deploy
+    from micronet_mm.ops import fused_shift_max
+    from tools.analysis.benchmark import build
+    x = torch.randn(1, 3, *shape)
+    fns = {}
+    for name, base in LATENCY_PAIRS:
+        model = build(name)
+        fns[(name, 'eager')] = lambda m=model: m(x, mode='tensor')
+        fused = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fns[(name, 'deploy FusedShiftMax')] = lambda m=fused: m(x, mode='tensor')
+        with fused_shift_max.use_fused(False):
+            fast = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fns[(name, 'deploy FastShiftMax')] = lambda m=fast: m(x, mode='tensor')
+        baseline = build(base)
+        fns[(base, 'eager')] = lambda m=baseline: m(x, mode='tensor')
+    return fns
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='m2')
@@ -141,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--train', action='store_true', help='also forward + backward')
+    parser.add_argument('--latency', action='store_true',
+                        help='also whole classifiers against MobileNetV3-Small')
     parser.add_argument('--train-models', nargs='*', default=[],
                         help='benchmark.py model keys for whole training steps, e.g. m2 mnv3-s-075')
     parser.add_argument('--train-batch', type=int, default=64)
@@ -165,6 +196,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         ref = med['train reference'] if key.startswith('train') else base
         fast = '-' if key.startswith('train') else f"{ms / med['deploy FastShiftMax']:.2f}"
         print(f'| {key} | {ms:.3f} | {ms / ref:.2f} | {fast} |')
+    if args.latency:
+        times = measure(latency_runners(args.shape), args.rounds, args.iters, warmup=3)
+        lat = {k: statistics.median(v) for k, v in times.items()}
+        print(f'\nWhole classifiers, batch 1, {args.shape[0]}x{args.shape[1]}, 1 thread '
+              f'(ms; ratio to the MobileNetV3-Small of similar accuracy, eager)')
+        print('| model | form | ms | ÷ MobileNetV3 |\n| --- | --- | --- | --- |')
+        for name, base in LATENCY_PAIRS:
+            for form in ('eager', 'deploy FastShiftMax', 'deploy FusedShiftMax'):
+                ms = lat[(name, form)]
+                print(f'| {name} | {form} | {ms:.2f} | {ms / lat[(base, "eager")]:.2f} |')
+                med[f'{name} {form} ms'] = ms
+            print(f'| {base} | eager | {lat[(base, "eager")]:.2f} | 1.00 |')
+            med[f'{base} eager ms'] = lat[(base, 'eager')]
     if args.train_models:
         train = {}
         configs = [(n, f) for n in args.train_models

@@ -1,7 +1,7 @@
 """Export a MicroNet classifier, pose model or segmentor to ONNX (or OpenVINO IR) and check it
 against PyTorch with ONNX Runtime (or OpenVINO).
 
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--shape H W]
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--force] [--shape H W]
         [--deploy] [--backend onnxruntime|openvino] [--opset N] [--atol A] [--rtol R]
         [--cfg-options k=v ...]
 
@@ -32,7 +32,6 @@ is the portable standard-operator ONNX file.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 from collections.abc import Callable
@@ -44,6 +43,8 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
+from micronet_mm.errors import UserError, run_cli  # noqa: E402
+from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
@@ -61,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'pretrain/micronet-m0_8xb64_in1k.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, or .xml '
-                        'for openvino, plus "-deploy" with --deploy)')
+                        'for openvino, plus "-deploy" with --deploy); never the checkpoint itself')
+    parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
                         'default 224x224 (classifier), the codec input size (pose), the crop '
@@ -146,7 +148,7 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
 
     Args:
         model: classifier, pose model or segmentor, eval mode (left in eval mode).
-        out: the ``.onnx`` file to write.
+        out: the ``.onnx`` file to write (atomically: a temp file, then renamed).
         shape: input ``(H, W)``, fixed in the graph.
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
@@ -157,13 +159,12 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), atomic_write(out) as tmp:
         # one call first: deploy modules cache what depends only on the input size (the merged
         # depthwise convolutions' bias maps), so the graph holds them as constants rather than
         # the subgraph computing them (OpenVINO 2026.4 got that subgraph wrong for the pose head)
         wrapper(dummy)
-        torch.onnx.export(wrapper, (dummy,), out, input_names=['input'],
+        torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
     model.eval()  # the exporter restores the wrapper's mode
@@ -220,11 +221,30 @@ def check(model: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray],
     return worst, scale
 
 
+def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool,
+                ext: str = '.onnx') -> str:
+    """The file to write: ``out``, or ``CHECKPOINT`` with ``ext`` (``-deploy`` + ``ext``).
+
+    Raises:
+        UserError: the output would be the checkpoint itself (whatever ``force``), or it
+            exists and ``force`` is false.
+    """
+    out = out or osp.splitext(checkpoint)[0] + ('-deploy' if deploy else '') + ext
+    if osp.exists(checkpoint) and osp.exists(out) and osp.samefile(out, checkpoint):
+        raise UserError(f'the output {out} is the checkpoint itself; not overwriting it. '
+                        'Give another file with --out.')
+    refuse_overwrite(out, force)
+    return out
+
+
 def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, backend: str,
-               opset: int = 17, output_name: str = 'logits'
+               opset: int = 17, output_name: str = 'logits', force: bool = False
                ) -> Callable[[np.ndarray], np.ndarray]:
     """Write ``model`` for ``backend`` to ``out`` (ONNX, or OpenVINO IR ``.xml``/``.bin`` plus
     the extension library when the model has native Shift-Max nodes) and open it there.
+
+    Args:
+        force: replace an existing ``.bin`` / extension library next to an IR.
 
     Returns:
         ``images -> output`` of the written file in that runtime.
@@ -237,25 +257,24 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = osp.join(tmp, 'model.onnx')
         export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1})
-        ovrt.save_ir(onnx_file, out)
+        ovrt.save_ir(onnx_file, out, force=force)
     compiled = ovrt.compile_model(out)
     return lambda x: compiled(x)[0]
 
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
+    out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
+                      ext='.onnx' if args.backend == 'onnxruntime' else '.xml')
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     shape = tuple(args.shape) if args.shape else default_shape
-    ext = '.onnx' if args.backend == 'onnxruntime' else '.xml'
-    out = args.out or (osp.splitext(args.checkpoint)[0] + ('-deploy' if args.deploy else '')
-                       + ext)
     reference = model
     if args.deploy:
         import copy
         from micronet_mm.deploy import switch_to_deploy
         model = switch_to_deploy(copy.deepcopy(model), backend=args.backend)
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
-                     output_name=OUTPUT_NAMES[task])
+                     output_name=OUTPUT_NAMES[task], force=args.force)
     print(f'wrote {out} ({task}, input (batch, 3, {shape[0]}, {shape[1]}), output '
           f'{OUTPUT_NAMES[task]}, {"deploy" if args.deploy else "as trained"}, '
           f'{args.backend})')
@@ -274,5 +293,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == '__main__':
-    from micronet_mm.errors import run_cli
     run_cli(main)

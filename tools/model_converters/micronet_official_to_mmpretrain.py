@@ -10,7 +10,6 @@ unless --force is given.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -19,6 +18,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 
 from micronet_mm.converters import ConversionError, convert_checkpoint  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 
 
 def load_official(path: str):
@@ -32,6 +33,23 @@ def load_official(path: str):
                               f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
 
 
+def save_converted(state: dict, meta: dict, dst: str, *, force: bool) -> None:
+    """Write ``{'state_dict': state, 'meta': meta}`` to ``dst`` atomically.
+
+    Args:
+        state: the converted state dict.
+        meta: what to record about the conversion (arch, source file, ...).
+        dst: the output checkpoint; an existing file is replaced only with ``force``.
+        force: replace an existing ``dst``.
+
+    Raises:
+        UserError: ``dst`` is a directory, or exists and ``force`` is false.
+    """
+    refuse_overwrite(dst, force)
+    with atomic_write(dst) as tmp:
+        torch.save({'state_dict': state, 'meta': meta}, tmp)
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='official checkpoint (.pth / .pth.tar)')
@@ -39,19 +57,16 @@ def main(argv=None) -> str:
     parser.add_argument('--arch', choices=['m0', 'm1', 'm2', 'm3'], help='default: detect')
     parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
     args = parser.parse_args(argv)
-    if osp.exists(args.dst) and not args.force:
-        raise SystemExit(f'{args.dst} exists; not overwriting it (use --force)')
+    refuse_overwrite(args.dst, args.force)  # before the work
     try:
         arch, state = convert_checkpoint(load_official(args.src), args.arch)
     except ConversionError as e:
         raise SystemExit(f'conversion failed: {e}') from None
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save({'state_dict': state, 'meta': {'arch': arch, 'converted_from': args.src}}, tmp)
-    os.replace(tmp, args.dst)
+    save_converted(state, {'arch': arch, 'converted_from': args.src}, args.dst,
+                   force=args.force)
     print(f'converted {args.src} (MicroNet-{arch.upper()}, {len(state)} tensors) -> {args.dst}')
     return arch
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -29,6 +29,16 @@ paper's row i is the depthwise convolution (kernel k) and the compression to C/R
 i+1. For a Micro-A row followed by another A, C is the depthwise output instead. Checked on
 every row of the official M1 and M2 (widths, kernels, groups and strides all agree).
 
+Resolution labels (every table: ICCV Table 1, v1 Table 1, v1 Table 10). A table prints each
+output resolution once, for the group of rows that run at it, beside the group's middle row; a
+paper row's resolution is its depthwise output, i.e. the stride after our row of the same
+number. With an even number of rows the label falls between the two middle rows, and the
+extracted text puts it on the upper one in the v1 paper (v1 M3: 14x14, 7x7; Table 10's head:
+64x48) and on the lower one in the ICCV paper (M2, M3: 28x28). The labels can be checked only on
+the longest column of a table, whose rows fill the extracted lines one by one: the official
+M3, v1 M3 ('v1-m3') and pose M3 ('pose-m3'). The first two agree with their labels. pose-m3
+does not, by choice: see its table.
+
 The 'v1-*' tables are the four models of the arXiv v1 paper (2011.12289, Table 1; 6M / 12M /
 21M / 44M MAdds), used as segmentation backbones in its §6.2. They are NOT the ImageNet M0-M3
 above: v1 M0 and v1 M1 have the budgets of the official M1 and M2. See the notes at the end.
@@ -204,9 +214,9 @@ ARCH_SETTINGS.update({
 # come within 3% of the paper's totals: the activation columns ``dsm`` (as the ImageNet M0-M2;
 # K=2 also in the head's last slot) and the squeeze ratios ``r`` (1 in the early rows and 2 in
 # the later ones as the ImageNet models; 4 in pose-m2's stride-16 rows; per row in the heads); and
-# pose-m3's step to stride 16 at its 11th row (at the 9th, as the labels suggest, it has 9% fewer
-# MAdds). Measured vs paper: pose-m0 78.7M/0.980M (77.7M/1.0M), pose-m1 118.7M/1.792M
-# (116.8M/1.8M), pose-m2 161.7M/2.260M (163.2M/2.2M), pose-m3 264.2M/4.012M (263.2M/4.0M).
+# pose-m3's step to stride 16 at its 11th row (see there). Measured vs paper: pose-m0
+# 78.68M/0.980M (77.7M/1.0M), pose-m1 118.65M/1.792M (116.8M/1.8M), pose-m2 161.65M/2.260M
+# (163.2M/2.2M), pose-m3 264.22M/4.012M (263.2M/4.0M).
 POSE_ACT = ActSettings(init_a=(1.0, 1.0), init_b=(0.0, 0.0))
 ARCH_SETTINGS.update({
     # pose M0: 77.7M MAdds, 1.0M params with its head (arXiv v1 Table 10, first column)
@@ -254,7 +264,17 @@ ARCH_SETTINGS.update({
             ('C', 5, 1, (1, 6), 120, (12, 12), (10, 10), (2, 2, 1), 4),  # 16
             ('C', 7, 1, (1, 6), 144, (12, 12), (12, 12), (2, 2, 1), 4),  # 16
         ]),
-    # pose M3: 263.2M MAdds, 4.0M params with its head
+    # pose M3: 263.2M MAdds, 4.0M params with its head.
+    # Step to 16x12 (stride 2) at row 11, against the labels: they sit on rows 6 (32x24) and 12
+    # (16x12), the middle rows (upper middle for 6 rows) of the groups if the step is at row 9 or
+    # at row 10; at row 11 both are one row above the middle, and row 11 is the only stride-2
+    # Micro-C of our tables whose width does not change (144 -> 144). We keep row 11 because
+    # it alone meets the totals. Whole model at 256x192, these free choices:
+    #   step at row  9: 244.30M MAdds (-7.2%), 4.012M params
+    #   step at row 10: 252.81M MAdds (-3.9%), 4.012M params
+    #   step at row 11: 264.22M MAdds (+0.4%), 4.012M params (this table)
+    # No regular free choice brings row 10 within 3%: K=2 in every slot gives 254.60M (-3.3%,
+    # 4.08M params), squeeze ratio 8 in every backbone row 254.43M (-3.3%) but 5.63M params (+41%).
     'pose-m3': dict(
         stem=(4, 4),
         act=POSE_ACT,
@@ -267,9 +287,9 @@ ARCH_SETTINGS.update({
             ('C', 7, 1, (1, 4), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
             ('C', 7, 1, (1, 4), 64, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
             ('C', 5, 1, (1, 4), 96, (8, 8), (8, 8), (2, 2, 1), 1),  # 8
-            ('C', 5, 1, (1, 4), 96, (12, 12), (8, 8), (2, 2, 1), 2),  # 8
-            ('C', 5, 1, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 8
-            ('C', 5, 2, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
+            ('C', 5, 1, (1, 4), 96, (12, 12), (8, 8), (2, 2, 1), 2),  # 8   labels: step here,
+            ('C', 5, 1, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 8   or here
+            ('C', 5, 2, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 16  totals: here
             ('C', 5, 1, (1, 4), 144, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
             ('C', 7, 1, (1, 4), 192, (12, 12), (12, 12), (2, 2, 1), 2),  # 16
             ('C', 5, 1, (1, 4), 192, (16, 16), (12, 12), (2, 2, 1), 2),  # 16
@@ -283,8 +303,8 @@ ARCH_SETTINGS.update({
 # narrowest tensor. In the code's view below: a Micro-C at stride 16 (the depthwise and
 # compression of the paper's first head row, whose expansion is the backbone's last one), 'U', a
 # Micro-C at stride 8, 'U', then the expansion ('E') and the Micro-A whose depthwise does not
-# expand (exp (1, 1)) at stride 4. Every activation slot is followed by the spatial attention of
-# dynamic ReLU (ActSettings.spatial_attention).
+# expand (exp (1, 1)) at stride 4. Every activation slot's output is scaled by the spatial
+# attention of dynamic ReLU, computed from the slot's input (ActSettings.spatial_attention).
 POSE_HEAD_SETTINGS: dict[str, list[tuple]] = {
     'pose-m0': [
         # type k  s  exp     c   g_in      g_out     dsm      r

@@ -8,10 +8,25 @@ replace convolution". No code was released; this is our reading:
     x16 (stride 16) -> Micro-Factorized 1x1 (C16 -> channels), ReLU  ─┐
     x16 -> global average pool -> 1x1 conv (C16 -> channels), sigmoid ─┴─ product
         -> bilinear x2 (to the stride-8 size)
-        -> spatial attention: x * sigmoid(1x1 conv (channels -> 1))
+        -> spatial attention of dynamic ReLU: x · min(HW · softmax(BN(conv1x1(x))), 3) / 3
         -> concatenate with Micro-Factorized 1x1 (C8 -> skip_channels), ReLU, of x8 (stride 8)
         -> Micro-Factorized 1x1 (channels + skip_channels -> channels), ReLU
         -> dropout, 1x1 classifier (``conv_seg``)
+
+Each part the sentence leaves open, and why we chose it:
+
+* The pooled sigmoid gate stays. It is LR-ASPP's own second branch, global average pooling that
+  MobileNetV3 likens to a Squeeze-and-Excitation module: a gate per channel, not a spatial
+  attention. The paper says it follows LR-ASPP and names one change to it, the convolutions.
+* "Applies spatial attention" names a step that LR-ASPP does not have, after the upsampling and
+  before the merge, in that order. The one spatial attention the same paper uses elsewhere is
+  the one of dynamic ReLU (its ref. [6], "per layer" in the pose head, §6.1), so we apply that
+  one (:class:`SpatialAttention`, the DY-ReLU authors' code), on the upsampled map. An earlier
+  version used ``sigmoid(conv1x1(x))``, which neither paper describes.
+* ReLU, not Dynamic Shift-Max: LR-ASPP's branch is conv-BN-ReLU, and the paper replaces the
+  convolutions only ("lighter"); the pose head, by contrast, is described as Micro-Blocks, which
+  carry Dynamic Shift-Max. A Micro-Factorized pointwise convolution (``P Φ Q^T``) already links
+  every input channel to every output, so no Shift-Max is needed to connect its groups.
 
 Differences from mmseg's ``LRASPPHead``: the image-pooling branch is a global average pool, so any
 input size works (mmseg hard-codes a 49x49 window with stride (16, 20), which needs stride-16 maps
@@ -27,7 +42,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from torch import nn
 
-from micronet_mm.ops import MicroFactorizedPointwise, adaptive_groups
+from micronet_mm.ops import MicroFactorizedPointwise, SpatialAttention, adaptive_groups
 
 
 def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float) -> nn.Sequential:
@@ -72,7 +87,7 @@ class MRASPPHead(BaseDecodeHead):
         self.aspp = _mf_pointwise_relu(c16, channels, reduction)
         self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c16, channels, 1),
                                   nn.Sigmoid())
-        self.spatial = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+        self.spatial = SpatialAttention(channels)  # dynamic ReLU's, on the upsampled map
         self.skip = _mf_pointwise_relu(c8, skip_channels, reduction)
         self.fuse = _mf_pointwise_relu(channels + skip_channels, channels, reduction)
 
@@ -80,6 +95,6 @@ class MRASPPHead(BaseDecodeHead):
         x8, x16 = self._transform_inputs(inputs)  # (N, C8, H/8, W/8), (N, C16, H/16, W/16)
         x = self.aspp(x16) * self.gate(x16)  # (N, channels, H/16, W/16)
         x = resize(x, size=x8.shape[2:], mode='bilinear', align_corners=self.align_corners)
-        x = x * self.spatial(x)  # (N, channels, H/8, W/8), spatial attention
+        x = self.spatial(x)  # (N, channels, H/8, W/8), spatially attended
         x = self.fuse(torch.cat([x, self.skip(x8)], dim=1))  # (N, channels, H/8, W/8)
         return self.cls_seg(x)  # (N, num_classes, H/8, W/8)

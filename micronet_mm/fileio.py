@@ -1,0 +1,100 @@
+"""Writing files without losing the user's: refuse to replace what exists unless ``--force``,
+and write atomically (a unique temp name in the same folder, then ``os.replace``).
+
+Every tool of this project that writes a file goes through :func:`refuse_overwrite` (before any
+work is done) and :func:`atomic_write` (for the write itself). A reader, or a process killed in
+the middle, therefore sees either the old file or the complete new one, never half of it. A
+temp file is made with :func:`tempfile.mkstemp`, so an existing file of that name is never
+reused or replaced; it is removed when the write fails (a ``kill -9`` can leave one behind,
+named ``.<name>.<random>.partial<ext>``).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import os.path as osp
+import tempfile
+from collections.abc import Iterator
+
+from .errors import UserError
+
+
+def refuse_overwrite(path: str, force: bool, flag: str = '--force') -> None:
+    """Raise :class:`UserError` if ``path`` exists and ``force`` is false.
+
+    Args:
+        path: the output the tool is about to write.
+        force: the user asked to replace it.
+        flag: the option that gives ``force``, named in the message.
+
+    Raises:
+        UserError: ``path`` exists (and ``force`` is false), or it is a directory.
+    """
+    if osp.isdir(path):
+        raise UserError(f'{path} is a directory; give the path of a file to write')
+    if osp.lexists(path) and not force:
+        raise UserError(f'{path} exists; not overwriting it. Choose another output path, '
+                        f'or pass {flag} to replace it.')
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str) -> Iterator[str]:
+    """Yield a fresh temp path next to ``path``; on success move it onto ``path``.
+
+    The temp name keeps ``path``'s extension (writers that choose the format from it, such as
+    ``mmcv.imwrite`` or PIL, still work). Folders are made as needed. On any exception the
+    temp file is removed and ``path`` is left as it was.
+
+    Args:
+        path: the file to write.
+
+    Yields:
+        The temp file's path; write the content there (it exists, empty).
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = osp.splitext(osp.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=folder)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def refuse_used_work_dir(work_dir: str, *, resume: bool, force: bool) -> None:
+    """Refuse to train into a work dir that holds checkpoints, unless resuming or forced.
+
+    mmengine writes ``epoch_N.pth`` / ``iter_N.pth`` and ``last_checkpoint`` straight into the
+    work dir; a second run would replace the first run's files.
+
+    Args:
+        work_dir: the run's work dir.
+        resume: ``--resume`` was given (the run continues the checkpoints found there).
+        force: ``--force`` was given (the user accepts that they are replaced).
+
+    Raises:
+        UserError: the dir holds ``*.pth`` files or ``last_checkpoint``.
+    """
+    if resume or force or not osp.isdir(work_dir):
+        return
+    found = sorted(osp.basename(p) for p in glob.glob(osp.join(glob.escape(work_dir), '*.pth')))
+    if osp.exists(osp.join(work_dir, 'last_checkpoint')):
+        found.append('last_checkpoint')
+    if found:
+        shown = ', '.join(found[:3]) + (f' and {len(found) - 3} more' if len(found) > 3 else '')
+        raise UserError(f'work dir {work_dir} already holds checkpoints ({shown}). Pass '
+                        '--resume to continue that run, --force to overwrite them, or choose '
+                        'another --work-dir.')

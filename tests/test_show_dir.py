@@ -1,0 +1,43 @@
+"""``tools/test.py --show-dir`` draws every test image, for each toolbox's visualization hook
+(detection is covered by tests/test_detection.py's demo run)."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import ROOT
+
+N_IMAGES = 7  # a test split of 7 images: more than one, and no multiple of a batch size
+CASES = {
+    'seg': ('configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py',
+            'micronet_mm.datasets.demo_cityscapes', 'ensure_demo_cityscapes', 'demo_cityscapes'),
+    'cls': ('configs/pretrain/micronet-m0_1xb32_demo-shapes.py',
+            'micronet_mm.datasets.demo_shapes', 'ensure_demo_shapes', 'demo_shapes'),
+}
+
+
+def untrained_checkpoint(config: str, path) -> None:
+    from micronet_mm.tools_common import build_model
+    model = build_model(Config.fromfile(config))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+
+
+@pytest.mark.parametrize('task', sorted(CASES))
+def test_show_dir_draws_every_test_image(task, tmp_path):
+    import importlib
+
+    from tools.test import main
+    config, module, ensure, folder = CASES[task]
+    config = osp.join(ROOT, config)
+    getattr(importlib.import_module(module), ensure)(osp.join(ROOT, 'data', folder))
+    ckpt = tmp_path / 'untrained.pth'
+    untrained_checkpoint(config, ckpt)
+    show = tmp_path / 'vis'
+    main([config, str(ckpt), '--work-dir', str(tmp_path / 'work'), '--show-dir', str(show),
+          '--cfg-options', f'test_dataloader.dataset.indices={N_IMAGES}',
+          'test_dataloader.batch_size=2', 'test_dataloader.num_workers=0',
+          'test_dataloader.persistent_workers=False'])
+    pngs = glob.glob(str(show / '**' / '*.png'), recursive=True)
+    assert len(pngs) == N_IMAGES, pngs
