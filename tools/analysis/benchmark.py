@@ -144,12 +144,13 @@ def is_micronet(name: str) -> bool:
 
 
 def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool = False) -> str:
-    """``model``'s batch-1 ONNX export ``tmp/TAG.onnx`` (``native``: with the custom domain
-    ``micronet`` of the OpenVINO deploy model's Shift-Max nodes)."""
+    """``model``'s batch-1 ONNX export ``tmp/TAG.onnx`` (``native``: the OpenVINO deploy model,
+    with the custom domain ``micronet`` and constant bias maps, as ``export_onnx.py --backend
+    openvino`` writes it)."""
     from tools.deployment.export_onnx import export
     path = osp.join(tmp, f'{tag}.onnx')
     export(model, path, shape, dynamic_batch=False,
-           custom_opsets={'micronet': 1} if native else None)
+           custom_opsets={'micronet': 1} if native else None, constant_caches=native)
     return path
 
 

@@ -143,7 +143,7 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
            output_name: str = 'logits', dynamic_batch: bool = True,
-           custom_opsets: dict[str, int] | None = None) -> None:
+           custom_opsets: dict[str, int] | None = None, constant_caches: bool = False) -> None:
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
@@ -155,15 +155,17 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
         dynamic_batch: make the batch a dynamic axis; else the graph takes batch 1.
         custom_opsets: versions of custom operator domains (``{'micronet': 1}`` for the
             OpenVINO deploy model).
+        constant_caches: run the model once before tracing, so that what deploy modules
+            cache per input size (the merged depthwise convolutions' bias maps) is a constant
+            of the graph, not the subgraph computing it (OpenVINO 2026.4.1 computed that
+            subgraph wrongly for some inputs of the pose head; the ONNX Runtime export keeps it).
     """
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
     with torch.no_grad(), atomic_write(out) as tmp:
-        # one call first: deploy modules cache what depends only on the input size (the merged
-        # depthwise convolutions' bias maps), so the graph holds them as constants rather than
-        # the subgraph computing them (OpenVINO 2026.4 got that subgraph wrong for the pose head)
-        wrapper(dummy)
+        if constant_caches:
+            wrapper(dummy)
         torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
@@ -256,7 +258,8 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = osp.join(tmp, 'model.onnx')
-        export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1})
+        export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
+               constant_caches=True)
         ovrt.save_ir(onnx_file, out, force=force)
     compiled = ovrt.compile_model(out)
     return lambda x: compiled(x)[0]
