@@ -17,6 +17,10 @@ ReLU, FC to C·J·K outputs, hard sigmoid, rescaled to ``[-act_max, act_max]`` a
 initial value per (k, j) (``init_a`` for j = 0, ``init_b`` for j = 1), as in dynamic ReLU. Output
 ``C·J·K`` is laid out as ``[k][j][channel]``, the layout of the reference checkpoints.
 
+When the fused operator is built (:mod:`micronet_mm.ops.fused_shift_max`), the forward after
+the hyper-function runs as one C++ call with the same arithmetic; the code below is the
+reference it is tested against, and the fallback.
+
 Special cases: J = 1 is dynamic ReLU (each channel activated alone); K = 1 drops the max (a
 dynamic linear fusion); ``dynamic=False`` is the static Shift-Max of the ablations (Table 2):
 the coefficients are learned parameters that do not depend on the input.
@@ -28,6 +32,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import fused_shift_max
 
 
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
@@ -118,6 +124,8 @@ class DynamicShiftMax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.coefficients(x)  # (K, J, N, C, 1, 1)
+        if fused_shift_max.supports(x) and fused_shift_max.active():  # the same Eq. 4 in C++
+            return fused_shift_max.shift_max(x, a.flatten(3).permute(2, 0, 1, 3), self.index)
         shifted = torch.stack([x] + [x[:, idx] for idx in self.index[1:]])  # (J, N, C, H, W)
         fused = (a * shifted.unsqueeze(0)).sum(1)  # (K, N, C, H, W)
         return fused.amax(0)  # (N, C, H, W)

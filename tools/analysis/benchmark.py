@@ -1,18 +1,36 @@
-"""CPU latency of MicroNet M0-M3 (as trained and in deploy mode) against mmpretrain's
-MobileNetV3-Small x0.5 / x0.75 / x1.0, in PyTorch eager and ONNX Runtime, in one run; plus
-training throughput. Random weights (latency does not depend on them).
+"""CPU latency of MicroNet M0-M3 (as trained, deploy mode, and with the native Shift-Max
+operation) against mmpretrain's MobileNetV3-Small x0.5 / x0.75 / x1.0 in PyTorch eager, ONNX
+Runtime and OpenVINO, in one run; each latency as a multiple of the model's arithmetic bound;
+training throughput and peak memory with and without the fused Shift-Max operator; and the
+dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against mmseg's
+LR-ASPP MobileNetV3-Small 512x1024). Random weights (latency does not depend on them).
 
     python tools/analysis/benchmark.py [--rounds R] [--iters I] [--models m2 mnv3-s-050 ...]
-        [--train-steps S] [--out-dir DIR]
+        [--runtimes eager ort ov ...] [--dense pose-m0 pose-mnv2 ...] [--train-steps S]
+        [--out-dir DIR]
 
-Latency: one thread (``torch.set_num_threads(1)``; ONNX Runtime intra/inter-op threads 1),
-batch 1, 224x224. Every round times each (model, runtime) for ``--iters`` calls, in turn, so
-that load changes on a shared machine hit all alike; the table gives the median over rounds of
-the per-call mean and the interquartile range. ONNX Runtime (every model with the same session
-options: ORT_ENABLE_ALL graph optimisation, sequential execution, 1 intra-op and 1 inter-op
-thread, CPU provider) runs the plain export of the model
-as trained and the export of the deploy model (``backend='onnxruntime'``). Training throughput:
-images/s of forward + backward + SGD step at batch 64 (one thread, 224x224).
+Latency: one thread (``torch.set_num_threads(1)``; ONNX Runtime intra/inter-op threads 1;
+OpenVINO ``INFERENCE_NUM_THREADS=1``, one stream), batch 1, 224x224 (dense models: their input
+size). Every round times each (model, runtime) for ``--iters`` calls, in turn, so that load
+changes on a shared machine hit all alike; the tables give the median over rounds of the
+per-call mean and the interquartile range. Runtimes:
+
+* ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
+  (with the fused Shift-Max operator when it is built);
+* ``ort`` / ``ort deploy``: ONNX Runtime (ORT_ENABLE_ALL, sequential, 1 + 1 threads, CPU
+  provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
+* ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its
+  default on AMX CPUs is bf16) on the same two ONNX files; ``ov fused``: the
+  ``backend='openvino'`` deploy export, one native ``micronet::ShiftMax`` node per Dynamic
+  Shift-Max (the extension of ``micronet_mm/csrc/openvino``).
+
+Arithmetic bound: the model's multiply-adds (``micronet_mm.analysis.count_complexity``, the
+papers' convention) divided by the peak of one thread, measured in the same interleaved rounds
+as the models: a 512x512x512 float32 ``torch.mm``. Training: images/s of forward + backward +
+SGD step at batch 64 (one thread, 224x224) and the peak memory of those steps (peak RSS above
+the RSS before the model was built), each in a fresh process
+(``tools/analysis/bench_shift_max.train_step_stats``), with the fused Shift-Max operator off
+(``reference``) and on (``fused``) where it is built.
 
 Writes ``DIR/benchmark.md`` (the tables) and ``DIR/latency_vs_top1.png`` (published ImageNet
 top-1 against measured latency).
@@ -20,6 +38,7 @@ top-1 against measured latency).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import os.path as osp
@@ -37,36 +56,72 @@ TOP1 = {'m0': 46.6, 'm1': 51.4, 'm2': 59.4, 'm3': 62.5,
         'mnv3-s-050': 57.9, 'mnv3-s-075': 65.2, 'mnv3-s-100': 66.7}
 NAMES = {'m0': 'MicroNet-M0', 'm1': 'MicroNet-M1', 'm2': 'MicroNet-M2', 'm3': 'MicroNet-M3',
          'mnv3-s-050': 'MobileNetV3-Small x0.5', 'mnv3-s-075': 'MobileNetV3-Small x0.75',
-         'mnv3-s-100': 'MobileNetV3-Small x1.0'}
+         'mnv3-s-100': 'MobileNetV3-Small x1.0',
+         'pose-m0': 'MicroNet pose-m0 (256x192)', 'pose-mnv2': 'mmpose MobileNetV2 (256x192)',
+         'seg-v1-m0': 'MicroNet v1-m0 MR-ASPP (512x1024)',
+         'seg-lraspp': 'mmseg LR-ASPP MobileNetV3-S (512x1024)'}
 MNV3_ARCH = {'mnv3-s-050': ('small_050', 288), 'mnv3-s-075': ('small_075', 432),
              'mnv3-s-100': ('small', 576)}
 MICRONET_MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: dense models: (config, toolbox whose installed configs hold it (None: this repo), (H, W))
+DENSE = {
+    'pose-m0': ('configs/pose/td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py', None,
+                (256, 192)),
+    'pose-mnv2': ('body_2d_keypoint/topdown_heatmap/coco/td-hm_mobilenetv2_8xb64-210e_coco-'
+                  '256x192.py', 'mmpose', (256, 192)),
+    'seg-v1-m0': ('configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py',
+                  None, (512, 1024)),
+    'seg-lraspp': ('mobilenet_v3/mobilenet-v3-d8-scratch-s_lraspp_4xb4-320k_cityscapes-'
+                   '512x1024.py', 'mmseg', (512, 1024))}
 RATIOS = [('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'), ('m1', 'mnv3-s-050'),
-          ('m0', 'mnv3-s-050')]
+          ('m0', 'mnv3-s-050'), ('pose-m0', 'pose-mnv2'), ('seg-v1-m0', 'seg-lraspp')]
 DEFAULT_MODELS = list(TOP1)
+RUNTIMES = ('eager', 'eager deploy', 'ort', 'ort deploy', 'ov', 'ov deploy', 'ov fused')
+#: the runtime a MicroNet column is compared in (the baseline's column)
+BASE = {r: r.split()[0] for r in RUNTIMES}
+PEAK_N = 512  # the GEMM of the peak: (N x N) @ (N x N)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='MicroNet vs MobileNetV3-Small CPU benchmark')
     parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
+    parser.add_argument('--runtimes', nargs='+', default=list(RUNTIMES), choices=RUNTIMES)
     parser.add_argument('--rounds', type=int, default=15, help='interleaved rounds')
     parser.add_argument('--iters', type=int, default=20, help='calls per model per round')
     parser.add_argument('--warmup', type=int, default=10, help='untimed calls per model')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'))
+    parser.add_argument('--dense', nargs='*', default=list(DENSE), choices=list(DENSE),
+                        help='dense models (none: skip them)')
+    parser.add_argument('--dense-rounds', type=int, default=5)
+    parser.add_argument('--dense-iters', type=int, default=2)
+    parser.add_argument('--dense-scale', type=float, default=1.0,
+                        help='scale the dense input sizes (smoke tests)')
     parser.add_argument('--train-steps', type=int, default=3,
                         help='timed training steps per model (0: skip training)')
     parser.add_argument('--train-batch', type=int, default=64)
     parser.add_argument('--train-models', nargs='+', default=['m0', 'm1', 'm2', 'm3',
                                                               'mnv3-s-075'],
                         choices=DEFAULT_MODELS)
-    parser.add_argument('--no-onnx', action='store_true', help='PyTorch eager only')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     return parser.parse_args(argv)
 
 
 def build(name: str) -> torch.nn.Module:
-    """The ImageNet classifier (1000 classes) ``name``, eval mode, random weights."""
+    """The model ``name`` (an ImageNet classifier of ``TOP1`` or a dense model of ``DENSE``),
+    eval mode, random weights."""
     import micronet_mm.models  # noqa: F401
+    if name in DENSE:
+        from mmengine.config import Config
+
+        from micronet_mm.tools_common import build_model
+        path, toolbox, _ = DENSE[name]
+        if toolbox is not None:
+            import importlib
+            path = osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim',
+                            'configs', path)
+        cfg = Config.fromfile(osp.join(ROOT, path))
+        return build_model(cfg)
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -84,35 +139,80 @@ def build(name: str) -> torch.nn.Module:
         return MODELS.build(cfg).eval()
 
 
+def is_micronet(name: str) -> bool:
+    return name in MICRONET_MID or name in ('pose-m0', 'seg-v1-m0')
+
+
+def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool = False) -> str:
+    """``model``'s batch-1 ONNX export ``tmp/TAG.onnx`` (``native``: the OpenVINO deploy model,
+    with the custom domain ``micronet`` and constant bias maps, as ``export_onnx.py --backend
+    openvino`` writes it)."""
+    from tools.deployment.export_onnx import export
+    path = osp.join(tmp, f'{tag}.onnx')
+    export(model, path, shape, dynamic_batch=False,
+           custom_opsets={'micronet': 1} if native else None, constant_caches=native)
+    return path
+
+
 def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str, profile: bool = False):
     """Export ``model`` (batch 1) into ``tmp`` and open it with the project's ORT options
     (``profile``: ONNX Runtime's profiler on, writing ``tmp/TAG_*.json``)."""
-    from tools.deployment.export_onnx import export, ort_session
-    path = osp.join(tmp, f'{tag}.onnx')
-    export(model, path, shape, dynamic_batch=False)
+    from tools.deployment.export_onnx import ort_session
+    path = export_file(model, shape, tmp, tag)
     return ort_session(path, profile_prefix=osp.join(tmp, tag) if profile else None)
 
 
-def runners(names, shape, onnx: bool, tmp: str) -> dict:
-    """``{(model, runtime): callable}`` for every combination measured."""
+def openvino_request(path: str, profile: bool = False):
+    """An infer request of ``path`` compiled by ``micronet_mm.runtime.openvino`` (CPU, f32, one
+    thread, one stream)."""
+    from micronet_mm.runtime.openvino import compile_model
+    return compile_model(path, threads=1, profile=profile).create_infer_request()
+
+
+def _deployed(model: torch.nn.Module, backend: str) -> torch.nn.Module:
     from micronet_mm.deploy import switch_to_deploy
-    x = torch.randn(1, 3, *shape)
-    xn = x.numpy()
+    return switch_to_deploy(copy.deepcopy(model), backend)
+
+
+def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
+    """``{(model, runtime): callable}`` for every combination measured (deploy runtimes for
+    MicroNet only)."""
     out = {}
     for name in names:
-        model = build(name)
-        out[(name, 'eager')] = lambda m=model: m(x, mode='tensor')
-        if name in MICRONET_MID:
-            deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
-            out[(name, 'eager deploy')] = lambda m=deploy: m(x, mode='tensor')
-        if onnx:
-            sess = onnx_session(model, shape, tmp, name)
-            out[(name, 'ort')] = lambda s=sess: s.run(None, {'input': xn})
-            if name in MICRONET_MID:
-                dep = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
-                sess_d = onnx_session(dep, shape, tmp, name + '-deploy')
-                out[(name, 'ort deploy')] = lambda s=sess_d: s.run(None, {'input': xn})
+        model, shape = build(name), shapes[name]
+        x = torch.randn(1, 3, *shape)
+        xn = x.numpy()
+        want = [r for r in runtimes if is_micronet(name) or r in ('eager', 'ort', 'ov')]
+        files = {}  # ONNX file per form: plain, onnxruntime, openvino
+
+        def onnx(form):
+            if form not in files:
+                m = model if form == 'plain' else _deployed(model, form)
+                files[form] = export_file(m, shape, tmp, f'{name}-{form}',
+                                          native=form == 'openvino')
+            return files[form]
+
+        for r in want:
+            if r == 'eager':
+                out[(name, r)] = lambda m=model, x=x: m(x, None, mode='tensor')
+            elif r == 'eager deploy':
+                out[(name, r)] = lambda m=_deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
+            elif r.startswith('ort'):
+                from tools.deployment.export_onnx import ort_session
+                sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
+                out[(name, r)] = lambda s=sess, xn=xn: s.run(None, {'input': xn})
+            else:
+                form = {'ov': 'plain', 'ov deploy': 'onnxruntime', 'ov fused': 'openvino'}[r]
+                req = openvino_request(onnx(form))
+                out[(name, r)] = lambda q=req, xn=xn: q.infer({0: xn})
     return out
+
+
+def peak_runner() -> dict:
+    """``{('gemm', 'peak'): callable}``: the float32 GEMM whose rate is the arithmetic peak."""
+    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
+    c = torch.empty(PEAK_N, PEAK_N)
+    return {('gemm', 'peak'): lambda: torch.mm(a, b, out=c)}
 
 
 def measure(fns: dict, rounds: int, iters: int, warmup: int) -> dict:
@@ -129,6 +229,20 @@ def measure(fns: dict, rounds: int, iters: int, warmup: int) -> dict:
                     fn()
                 times[key].append((time.perf_counter() - t) / iters * 1e3)
     return times
+
+
+def madds(name: str, shape) -> int:
+    """Multiply-adds of one image (the papers' convention)."""
+    from micronet_mm.analysis import count_complexity
+    model = build(name)
+    return count_complexity(model, (1, 3, *shape),
+                            forward=lambda x: model(x, None, mode='tensor')).madds
+
+
+def fused_variants() -> list[str]:
+    """``['reference', 'fused']`` when the fused Shift-Max operator is built, else the first."""
+    from micronet_mm.ops import fused_shift_max
+    return ['reference', 'fused'] if fused_shift_max.available() else ['reference']
 
 
 def train_throughput(name: str, batch: int, steps: int, shape) -> float:
@@ -157,10 +271,9 @@ def stats(values):
 
 
 def latency_table(times: dict, names) -> tuple[str, dict]:
-    runtimes = ['eager', 'eager deploy', 'ort', 'ort deploy']
-    present = [r for r in runtimes if any((n, r) in times for n in names)]
+    present = [r for r in RUNTIMES if any((n, r) in times for n in names)]
     med = {k: stats(v)[0] for k, v in times.items()}
-    lines = ['| model (top-1) | ' + ' | '.join(f'{r} ms (IQR)' for r in present) + ' |',
+    lines = ['| model | ' + ' | '.join(f'{r} ms (IQR)' for r in present) + ' |',
              '| --- |' + ' --- |' * len(present)]
     for n in names:
         cells = []
@@ -170,23 +283,33 @@ def latency_table(times: dict, names) -> tuple[str, dict]:
                 cells.append(f'{m:.2f} ({lo:.2f}-{hi:.2f})')
             else:
                 cells.append('-')
-        lines.append(f'| {NAMES[n]} ({TOP1[n]}) | ' + ' | '.join(cells) + ' |')
+        top1 = f' ({TOP1[n]})' if n in TOP1 else ''
+        lines.append(f'| {NAMES[n]}{top1} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines), med
 
 
 def ratio_table(med: dict, names) -> str:
-    lines = ['| ratio | eager | eager deploy | ort | ort deploy |', '| --- | --- | --- | --- | --- |']
+    present = [r for r in RUNTIMES if any((n, r) in med for n in names)]
+    lines = ['| ratio | ' + ' | '.join(present) + ' |', '| --- |' + ' --- |' * len(present)]
     for a, b in RATIOS:
         if a not in names or b not in names:
             continue
-        cells = []
-        for r in ('eager', 'eager deploy', 'ort', 'ort deploy'):
-            base = 'ort' if r.startswith('ort') else 'eager'
-            if (a, r) in med and (b, base) in med:
-                cells.append(f'{med[(a, r)] / med[(b, base)]:.2f}x')
-            else:
-                cells.append('-')
+        cells = [f'{med[(a, r)] / med[(b, BASE[r])]:.2f}x'
+                 if (a, r) in med and (b, BASE[r]) in med else '-' for r in present]
         lines.append(f'| {NAMES[a]} / {NAMES[b]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def bound_table(med: dict, names, counts: dict, peak: float) -> str:
+    """Each latency as a multiple of ``MAdds / peak``."""
+    present = [r for r in RUNTIMES if any((n, r) in med for n in names)]
+    lines = ['| model | MAdds | bound ms | ' + ' | '.join(present) + ' |',
+             '| --- | --- | --- |' + ' --- |' * len(present)]
+    for n in names:
+        bound = counts[n] / peak * 1e3
+        cells = [f'{med[(n, r)] / bound:.1f}x' if (n, r) in med else '-' for r in present]
+        lines.append(f'| {NAMES[n]} | {counts[n] / 1e6:.1f}M | {bound:.3f} | '
+                     + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
@@ -194,22 +317,25 @@ def plot(med: dict, names, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, runtime in zip(axes, ('eager', 'ort')):
-        series = [('MicroNet as trained', [n for n in names if n in MICRONET_MID], runtime, 'o--'),
-                  ('MicroNet deploy', [n for n in names if n in MICRONET_MID],
-                   runtime + ' deploy', 's-'),
+    panels = [(r, label) for r, label in (('eager', 'PyTorch eager'), ('ort', 'ONNX Runtime'),
+                                          ('ov', 'OpenVINO f32'))
+              if any((n, r) in med for n in names)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for ax, (runtime, label) in zip(axes[0], panels):
+        micro = [n for n in names if n in MICRONET_MID]
+        series = [('MicroNet as trained', micro, runtime, 'o--'),
+                  ('MicroNet deploy', micro, runtime + ' deploy', 's-'),
+                  ('MicroNet native Shift-Max', micro, runtime + ' fused', 'D-'),
                   ('MobileNetV3-Small', [n for n in names if n in MNV3_ARCH], runtime, '^-')]
-        for label, ns, r, style in series:
+        for name, ns, r, style in series:
             pts = [(med[(n, r)], TOP1[n], n) for n in ns if (n, r) in med]
             if not pts:
                 continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
             for lat, acc, n in pts:
                 ax.annotate(n, (lat, acc), textcoords='offset points', xytext=(4, -10),
                             fontsize=7)
-        ax.set_xlabel(f'latency, ms ({"PyTorch eager" if runtime == "eager" else "ONNX Runtime"}'
-                      ', 1 thread, batch 1)')
+        ax.set_xlabel(f'latency, ms ({label}, 1 thread, batch 1)')
         ax.set_ylabel('published ImageNet top-1 (%)')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -218,41 +344,64 @@ def plot(med: dict, names, path: str) -> None:
     plt.close(fig)
 
 
+def versions() -> str:
+    out = f'torch {torch.__version__}'
+    for mod in ('onnxruntime', 'openvino'):
+        with contextlib.suppress(ImportError):
+            out += f', {mod} {__import__(mod).__version__}'
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)
     shape = tuple(args.shape)
+    shapes = {n: shape for n in args.models}
+    shapes.update({n: tuple(int(s * args.dense_scale) // 32 * 32 for s in DENSE[n][2])
+                   for n in args.dense})
     os.makedirs(args.out_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        fns = runners(args.models, shape, not args.no_onnx, tmp)
-        times = measure(fns, args.rounds, args.iters, args.warmup)
-    table, med = latency_table(times, args.models)
-    ratios = ratio_table(med, args.models)
+    # training first, while this process is small: a child's peak RSS (ru_maxrss) starts from
+    # the size of the process it was forked from
     train = {}
+    from tools.analysis.bench_shift_max import train_step_stats  # a fresh process per step
     for name in args.train_models if args.train_steps > 0 else []:
-        train[name] = train_throughput(name, args.train_batch, args.train_steps, shape)
-    header = (f'Latency: batch 1, {shape[0]}x{shape[1]}, 1 thread, median of {args.rounds} '
-              f'interleaved rounds x {args.iters} calls (IQR in brackets); torch '
-              f'{torch.__version__}')
-    try:
-        import onnxruntime
-        header += f', onnxruntime {onnxruntime.__version__}'
-    except ImportError:
-        pass
-    parts = [header, '', table, '', 'Ratios (deploy columns divide by the baseline as built):',
-             '', ratios]
+        for variant in fused_variants() if is_micronet(name) else ['reference']:
+            res = train_step_stats(name, fused=variant == 'fused', batch=args.train_batch,
+                                   steps=args.train_steps, shape=shape)
+            train[(name, variant)] = (res['images_per_s'], res['peak_mib'])
+    with tempfile.TemporaryDirectory() as tmp:
+        fns = {**peak_runner(), **runners(args.models, shapes, args.runtimes, tmp)}
+        times = measure(fns, args.rounds, args.iters, args.warmup)
+        dense = runners(args.dense, shapes, args.runtimes, tmp) if args.dense else {}
+        times.update(measure(dense, args.dense_rounds, args.dense_iters, 1) if dense else {})
+    peak = PEAK_N ** 3 / (stats(times.pop(('gemm', 'peak')))[0] / 1e3)  # MAC/s
+    names = args.models + args.dense
+    table, med = latency_table(times, names)
+    counts = {n: madds(n, shapes[n]) for n in names}
+    header = (f'Latency: batch 1, {shape[0]}x{shape[1]} (dense models: their input), 1 thread, '
+              f'median of {args.rounds} interleaved rounds x {args.iters} calls (dense: '
+              f'{args.dense_rounds} x {args.dense_iters}; IQR in brackets); {versions()}')
+    parts = [header, '', table, '',
+             'Ratios (each column divides by the baseline in the same runtime as built):', '',
+             ratio_table(med, names), '',
+             f'Latency / arithmetic bound (MAdds / peak; peak {peak / 1e9:.1f} GMAC/s from a '
+             f'{PEAK_N}^3 float32 torch.mm on one thread, measured in the same rounds):', '',
+             bound_table(med, names, counts, peak)]
     if train:
-        parts += ['', f'Training throughput (forward + backward + SGD, batch '
-                  f'{args.train_batch}, 1 thread, {args.train_steps} steps):', '',
-                  '| model | images/s |', '| --- | --- |']
-        parts += [f'| {NAMES[n]} | {v:.1f} |' for n, v in train.items()]
+        parts += ['', f'Training (forward + backward + SGD, batch {args.train_batch}, 1 thread, '
+                  f'{args.train_steps} steps, each in a fresh process; peak memory: peak RSS '
+                  'above the RSS before the model was built):', '',
+                  '| model | Shift-Max | images/s | peak MiB |',
+                  '| --- | --- | --- | --- |']
+        parts += [f'| {NAMES[n]} | {v if is_micronet(n) else "-"} | {r:.1f} | {m:.0f} |'
+                  for (n, v), (r, m) in train.items()]
     report = '\n'.join(parts)
     print(report)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(report + '\n')
     plot(med, args.models, osp.join(args.out_dir, 'latency_vs_top1.png'))
     print(f'wrote {args.out_dir}/benchmark.md and {args.out_dir}/latency_vs_top1.png')
-    return dict(times=times, median=med, train=train)
+    return dict(times=times, median=med, train=train, peak=peak, madds=counts)
 
 
 if __name__ == '__main__':

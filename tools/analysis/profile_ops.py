@@ -1,10 +1,14 @@
 """Where the CPU time goes: ONNX Runtime profile by op type (MicroNet deploy export vs
-MobileNetV3-Small x0.5) and torch.profiler of the deploy model in eager, one thread, batch 1.
+MobileNetV3-Small x0.5), OpenVINO per-node profile (``PERF_COUNT``) by node type of the deploy
+export, the native-Shift-Max export and MobileNetV3-Small x0.5, and torch.profiler of the deploy
+model in eager, one thread, batch 1.
 
     OMP_NUM_THREADS=1 python tools/analysis/profile_ops.py [m2] [--runs 200]
 
-The models, the export and the ONNX Runtime session options are those of
-tools/analysis/benchmark.py.
+The models, the exports, the ONNX Runtime session options and the OpenVINO compile options
+(CPU, f32, one thread, one stream) are those of tools/analysis/benchmark.py. OpenVINO's node
+types: ``Reorder`` nodes convert between the plugin's planar and blocked layouts, ``Subgraph``
+nodes are its fused elementwise chains, ``ShiftMax`` the native operation.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 
 from micronet_mm.deploy import switch_to_deploy  # noqa: E402
-from tools.analysis.benchmark import build, onnx_session  # noqa: E402
+from tools.analysis.benchmark import build, export_file, onnx_session, openvino_request  # noqa: E402,E501
 
 SHAPE = (224, 224)
 
@@ -77,6 +81,28 @@ def profile_ort(tag: str, model: torch.nn.Module, tmp: str, runs: int) -> None:
         print_table('role', events, role, total, runs)
 
 
+def profile_openvino(tag: str, path: str, runs: int) -> dict[str, tuple[float, int]]:
+    """Run ``path`` ``runs`` times in OpenVINO with per-node profiling and print its time by
+    node type; returns ``{node type: (ms per run, nodes)}``."""
+    from micronet_mm.runtime.openvino import profile_by_type
+    req = openvino_request(path, profile=True)
+    x = torch.randn(1, 3, *SHAPE).numpy()
+    total = collections.defaultdict(lambda: [0.0, 0])
+    for _ in range(runs):
+        req.infer({0: x})
+        for kind, (ms, count) in profile_by_type(req).items():
+            total[kind][0] += ms / runs
+            total[kind][1] = count
+    run_ms = sum(v[0] for v in total.values())
+    print(f'## OpenVINO {tag}: {run_ms:.2f} ms of node time per run, executed nodes '
+          f'{sum(v[1] for v in total.values())}')
+    print('| node type | ms/run | share | nodes |')
+    print('| --- | --- | --- | --- |')
+    for kind, (ms, count) in sorted(total.items(), key=lambda kv: -kv[1][0]):
+        print(f'| {kind} | {ms:.3f} | {100 * ms / run_ms:.0f}% | {count} |')
+    return {k: (v[0], v[1]) for k, v in total.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description='ONNX Runtime / torch.profiler op profile')
     parser.add_argument('name', nargs='?', default='m2', choices=['m0', 'm1', 'm2', 'm3'])
@@ -89,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         profile_ort(name + '-deploy', switch_to_deploy(copy.deepcopy(model), 'onnxruntime'), tmp,
                     args.runs)
         profile_ort('mnv3-s-050', build('mnv3-s-050'), tmp, args.runs)
+        for backend in ('onnxruntime', 'openvino'):
+            path = export_file(switch_to_deploy(copy.deepcopy(model), backend), SHAPE, tmp,
+                               f'{name}-{backend}', native=backend == 'openvino')
+            profile_openvino(f'{name} {backend} deploy export', path, args.runs)
+        profile_openvino('mnv3-s-050', export_file(build('mnv3-s-050'), SHAPE, tmp, 'mnv3'),
+                         args.runs)
     from torch.profiler import ProfilerActivity, profile
     deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
     x = torch.randn(1, 3, *SHAPE)

@@ -1,8 +1,9 @@
-"""Export a MicroNet classifier, pose model or segmentor to ONNX and check it against PyTorch
-with ONNX Runtime.
+"""Export a MicroNet classifier, pose model or segmentor to ONNX (or OpenVINO IR) and check it
+against PyTorch with ONNX Runtime (or OpenVINO).
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--force] [--shape H W]
-        [--deploy] [--opset N] [--atol A] [--rtol R] [--cfg-options k=v ...]
+        [--deploy] [--backend onnxruntime|openvino] [--opset N] [--atol A] [--rtol R]
+        [--cfg-options k=v ...]
 
 The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: logits
 ``(N, num_classes)``, default input 224x224), ``mmpose`` (top-down pose model: heatmaps
@@ -19,12 +20,21 @@ rewrite), and exits with status 1 when it is above the threshold ``max(atol, rto
 (``max|out|`` the largest PyTorch output). Defaults: ``--atol 1e-4`` and ``--rtol 0`` for the
 classifier (logits), ``--rtol 1e-4`` for pose heatmaps and segmentation logits, whose scale
 varies with the model and whose float32 rounding grows with it.
+
+``--backend openvino`` writes an OpenVINO IR (``FILE.xml`` + ``FILE.bin``) and checks it in
+OpenVINO on the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``), with the same thresholds. As
+trained, the IR has standard operators only. With ``--deploy`` every Dynamic Shift-Max is ONE
+native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``), and the extension
+library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
+``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
+is the portable standard-operator ONNX file.
 """
 from __future__ import annotations
 
 import argparse
 import os.path as osp
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -43,6 +53,7 @@ TASKS = {'mmpretrain': 'classifier', 'mmpose': 'pose', 'mmseg': 'segmentation'}
 OUTPUT_NAMES = {'classifier': 'logits', 'pose': 'heatmaps', 'segmentation': 'logits'}
 DEFAULT_RTOL = {'classifier': 0.0, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
+BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,22 +62,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='mmpretrain, mmpose or mmseg config, e.g. configs/'
                         'pretrain/micronet-m0_8xb64_in1k.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
-    parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, plus '
-                        '"-deploy" with --deploy); never the checkpoint itself')
+    parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, or .xml '
+                        'for openvino, plus "-deploy" with --deploy); never the checkpoint itself')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
                         'default 224x224 (classifier), the codec input size (pose), the crop '
                         'size or 512x1024 (segmentation)')
     parser.add_argument('--deploy', action='store_true',
-                        help='export the deploy-mode model (micronet_mm.deploy)')
+                        help='export the deploy-mode model (micronet_mm.deploy; for openvino '
+                        'with the native Shift-Max operation)')
+    parser.add_argument('--backend', choices=list(BACKENDS), default='onnxruntime',
+                        help='onnxruntime: standard-operator ONNX (default, portable); '
+                        'openvino: OpenVINO IR .xml/.bin, checked in OpenVINO')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL,
                         help='largest allowed |ONNX Runtime - PyTorch| of the outputs')
     parser.add_argument('--rtol', type=float, default=None,
                         help='or this fraction of the largest |output|, if larger (default 0 '
                         'for classifiers, 1e-4 for pose and segmentation)')
-    parser.add_argument('--no-check', action='store_true', help='skip the ONNX Runtime check')
+    parser.add_argument('--no-check', action='store_true', help='skip the runtime check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
 
@@ -128,7 +143,8 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 
 
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
-           output_name: str = 'logits', dynamic_batch: bool = True) -> None:
+           output_name: str = 'logits', dynamic_batch: bool = True,
+           custom_opsets: dict[str, int] | None = None, constant_caches: bool = False) -> None:
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
@@ -138,14 +154,22 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
         dynamic_batch: make the batch a dynamic axis; else the graph takes batch 1.
+        custom_opsets: versions of custom operator domains (``{'micronet': 1}`` for the
+            OpenVINO deploy model).
+        constant_caches: run the model once before tracing, so that what deploy modules
+            cache per input size (the merged depthwise convolutions' bias maps) is a constant
+            of the graph, not the subgraph computing it (OpenVINO 2026.4.1 computed that
+            subgraph wrongly for some inputs of the pose head; the ONNX Runtime export keeps it).
     """
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
     with torch.no_grad(), atomic_write(out) as tmp:
+        if constant_caches:
+            wrapper(dummy)
         torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
-                          opset_version=opset, dynamo=False)
+                          opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
     model.eval()  # the exporter restores the wrapper's mode
 
 
@@ -168,33 +192,47 @@ def ort_session(onnx_file: str, profile_prefix: str | None = None):
     return ort.InferenceSession(onnx_file, opts, providers=['CPUExecutionProvider'])
 
 
-def check(model: torch.nn.Module, onnx_file: str, shape: tuple[int, int],
-          batch_sizes=(1, 2), seed: int = 0) -> tuple[float, float]:
-    """Largest |ONNX Runtime - PyTorch| over random batches of the given sizes, and the largest
-    |PyTorch output|."""
+def ort_runner(onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``images -> first output`` of ``onnx_file`` in :func:`ort_session`."""
     sess = ort_session(onnx_file)
+    return lambda x: sess.run(None, {'input': x})[0]
+
+
+def check(model: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray],
+          shape: tuple[int, int], batch_sizes=(1, 2), seed: int = 0) -> tuple[float, float]:
+    """Largest |runtime - PyTorch| over random batches of the given sizes, and the largest
+    |PyTorch output|.
+
+    Args:
+        model: the PyTorch model, eval mode.
+        run: the exported model in its runtime, ``images (N, 3, H, W) -> output``.
+        shape: input ``(H, W)``.
+        batch_sizes: one random batch of each size.
+        seed: of the random batches.
+    """
     g = torch.Generator().manual_seed(seed)
     worst = scale = 0.0
     for n in batch_sizes:
         x = torch.randn(n, 3, *shape, generator=g)
         with torch.no_grad():
             ref = model(x, None, mode='tensor').numpy()
-        got = sess.run(None, {'input': x.numpy()})[0]
+        got = run(x.numpy())
         if got.shape != ref.shape:
-            raise RuntimeError(f'ONNX output shape {got.shape} != PyTorch {ref.shape}')
+            raise RuntimeError(f'exported output shape {got.shape} != PyTorch {ref.shape}')
         worst = max(worst, float(np.abs(got - ref).max()))
         scale = max(scale, float(np.abs(ref).max()))
     return worst, scale
 
 
-def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool) -> str:
-    """The ONNX file to write: ``out``, or ``CHECKPOINT`` with ``.onnx`` (``-deploy.onnx``).
+def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool,
+                ext: str = '.onnx') -> str:
+    """The file to write: ``out``, or ``CHECKPOINT`` with ``ext`` (``-deploy`` + ``ext``).
 
     Raises:
         UserError: the output would be the checkpoint itself (whatever ``force``), or it
             exists and ``force`` is false.
     """
-    out = out or osp.splitext(checkpoint)[0] + ('-deploy' if deploy else '') + '.onnx'
+    out = out or osp.splitext(checkpoint)[0] + ('-deploy' if deploy else '') + ext
     if osp.exists(checkpoint) and osp.exists(out) and osp.samefile(out, checkpoint):
         raise UserError(f'the output {out} is the checkpoint itself; not overwriting it. '
                         'Give another file with --out.')
@@ -202,26 +240,55 @@ def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool) 
     return out
 
 
+def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, backend: str,
+               opset: int = 17, output_name: str = 'logits', force: bool = False
+               ) -> Callable[[np.ndarray], np.ndarray]:
+    """Write ``model`` for ``backend`` to ``out`` (ONNX, or OpenVINO IR ``.xml``/``.bin`` plus
+    the extension library when the model has native Shift-Max nodes) and open it there.
+
+    Args:
+        force: replace an existing ``.bin`` / extension library next to an IR.
+
+    Returns:
+        ``images -> output`` of the written file in that runtime.
+    """
+    if backend == 'onnxruntime':
+        export(model, out, shape, opset, output_name)
+        return ort_runner(out)
+    from micronet_mm.runtime import openvino as ovrt
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = osp.join(tmp, 'model.onnx')
+        export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
+               constant_caches=True)
+        ovrt.save_ir(onnx_file, out, force=force)
+    compiled = ovrt.compile_model(out)
+    return lambda x: compiled(x)[0]
+
+
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
-    out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force)
+    out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
+                      ext='.onnx' if args.backend == 'onnxruntime' else '.xml')
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     shape = tuple(args.shape) if args.shape else default_shape
     reference = model
     if args.deploy:
         import copy
         from micronet_mm.deploy import switch_to_deploy
-        model = switch_to_deploy(copy.deepcopy(model), backend='onnxruntime')
-    export(model, out, shape, args.opset, OUTPUT_NAMES[task])
+        model = switch_to_deploy(copy.deepcopy(model), backend=args.backend)
+    run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
+                     output_name=OUTPUT_NAMES[task], force=args.force)
     print(f'wrote {out} ({task}, input (batch, 3, {shape[0]}, {shape[1]}), output '
-          f'{OUTPUT_NAMES[task]}, {"deploy" if args.deploy else "as trained"})')
+          f'{OUTPUT_NAMES[task]}, {"deploy" if args.deploy else "as trained"}, '
+          f'{args.backend})')
     if args.no_check:
         return float('nan')
-    diff, scale = check(reference, out, shape)
+    diff, scale = check(reference, run, shape)
     rtol = DEFAULT_RTOL[task] if args.rtol is None else args.rtol
     threshold = max(args.atol, rtol * scale)
     ok = diff <= threshold
-    print(f'ONNX Runtime vs PyTorch (batch 1 and 2): max abs diff {diff:.3g} '
+    print(f'{BACKENDS[args.backend]} vs PyTorch (batch 1 and 2): max abs diff {diff:.3g} '
           f'(threshold {threshold:g} = max(atol {args.atol:g}, rtol {rtol:g} x max|output| '
           f'{scale:.3g})) -> {"OK" if ok else "FAILED"}')
     if not ok:

@@ -45,8 +45,3 @@ class MicroNetClsHead(ClsHead):
         x = self.dropout(self.pre_logits(feats))
         return self.act2(self.bn2(self.fc2(x)))  # (N, num_classes)
 
-    def switch_to_deploy(self) -> 'MicroNetClsHead':
-        """Fold both BatchNorm1d into the FC layers and drop the dropout, in place (inference
-        only; see :mod:`micronet_mm.deploy`)."""
-        from micronet_mm.deploy import convert_cls_head
-        return convert_cls_head(self)

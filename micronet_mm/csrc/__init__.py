@@ -1,0 +1,1 @@
+"""C++ sources of the fused operators (header-only kernels, torch binding) and their build."""

@@ -1,0 +1,26 @@
+"""``backend='openvino'``: what ``tools/deployment/export_onnx.py --deploy --backend openvino``
+exports. The ONNX Runtime forms for convolutions, shuffles and the head, and every Dynamic
+Shift-Max as one native ``micronet.ShiftMax`` node (:class:`NativeShiftMax`). No shuffle is
+moved past a native node (its shift is index arithmetic over the trained channel order) and
+nothing is prescaled (the hyper-function runs inside the node). The pose head's last
+permutation is folded into its final convolution (:mod:`..rewrites.output_permutation`: exact,
+and it avoids an OpenVINO CPU bug with ``Gather`` before a dense 1x1 ``Conv``).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..rewrites.leaves import LeafRules, convert_leaves
+from ..rewrites.native_shift_max import NativeShiftMax
+from ..rewrites.output_permutation import fold_output_permutation
+from ..rewrites.shuffles import merge_block_permutations
+
+RULES = LeafRules(use_matmul=False, keep_factorized=True, full_map=True,
+                  shift_max=NativeShiftMax)
+
+
+def convert(module: nn.Module) -> None:
+    """Rewrite the MicroNet parts of ``module`` in place for OpenVINO with the extension."""
+    convert_leaves(module, RULES)
+    merge_block_permutations(module)
+    fold_output_permutation(module)

@@ -1,0 +1,76 @@
+"""What every deploy rewrite uses: BatchNorm folding and channel permutations."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from micronet_mm.ops import ChannelShuffle
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+            bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``bn(layer(x))`` as one layer; the output channel is dim 0."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return weight * scale.view(shape), bn.bias + (b - bn.running_mean) * scale
+
+
+def fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:
+    """``Sequential(Conv2d, BatchNorm2d)`` as one ``Conv2d`` with a bias."""
+    conv, bn = seq[0], seq[1]
+    weight, bias = fold_bn(conv.weight, conv.bias, bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      device=weight.device, dtype=weight.dtype)
+    fused.weight.data.copy_(weight)
+    fused.bias.data.copy_(bias)
+    return fused
+
+
+class ChannelPermute(nn.Module):
+    """``x[:, index]`` as one ``index_select``: a channel shuffle, or several composed.
+
+    Args:
+        index: the permutation, ``y[:, i] = x[:, index[i]]``.
+    """
+
+    def __init__(self, index: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer('index', index.long(), persistent=False)
+
+    @classmethod
+    def from_shuffle(cls, shuffle: ChannelShuffle, channels: int) -> 'ChannelPermute':
+        return cls(shuffle(torch.arange(channels).view(1, channels, 1, 1)).view(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.index)  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.index.numel()}'
+
+
+def as_permutation(index: torch.Tensor) -> nn.Module:
+    """``ChannelPermute(index)``, or ``Identity`` when ``index`` leaves every channel in place."""
+    if torch.equal(index, torch.arange(index.numel())):
+        return nn.Identity()
+    return ChannelPermute(index)
+
+
+def permute(module: nn.Module, channels: int) -> nn.Module:
+    """A :class:`ChannelShuffle` as a :class:`ChannelPermute`; anything else as it is."""
+    if isinstance(module, ChannelShuffle):
+        return ChannelPermute.from_shuffle(module, channels)
+    return module
+
+
+def compose(first: nn.Module, second: nn.Module, channels: int) -> tuple[nn.Module, nn.Module]:
+    """``second(first(x))`` as ``(one permutation or Identity, Identity)``."""
+    first, second = permute(first, channels), permute(second, channels)
+    index = torch.arange(channels)
+    for m in (first, second):
+        if isinstance(m, ChannelPermute):
+            index = index[m.index]
+        elif not isinstance(m, nn.Identity):
+            raise TypeError(f'cannot compose {type(m).__name__} as a permutation')
+    return as_permutation(index), nn.Identity()

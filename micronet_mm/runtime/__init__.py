@@ -1,0 +1,1 @@
+"""Deployment runtimes with native MicroNet operators (OpenVINO: :mod:`.openvino`)."""

@@ -1,0 +1,50 @@
+"""Smoke run of tools/analysis/benchmark.py (tiny shapes, one round): every table, column and
+the plot appear, with numbers that are measurements (positive, finite). Speed itself is never
+asserted: the benchmark prints it."""
+import math
+
+import pytest
+import torch
+
+from micronet_mm.ops import fused_shift_max
+
+
+def test_benchmark_smoke(tmp_path):
+    from tools.analysis.benchmark import RUNTIMES, main
+    res = main(['--models', 'm0', 'mnv3-s-050', '--rounds', '2', '--iters', '1', '--warmup', '1',
+                '--shape', '96', '96', '--dense', 'pose-m0', 'pose-mnv2', 'seg-v1-m0',
+                '--dense-scale', '0.25', '--dense-rounds', '1', '--dense-iters',
+                '1', '--train-steps', '1', '--train-batch', '2', '--train-models', 'm0',
+                '--out-dir', str(tmp_path)])
+    # (LR-ASPP's fixed 49x49 pooling needs the full 512x1024 input: built in the next test)
+    micronet, baselines = ('m0', 'pose-m0', 'seg-v1-m0'), ('mnv3-s-050', 'pose-mnv2')
+    assert set(res['median']) == ({(n, r) for n in micronet for r in RUNTIMES}
+                                  | {(n, r) for n in baselines for r in ('eager', 'ort', 'ov')})
+    assert all(v > 0 and math.isfinite(v) for v in res['median'].values())
+    assert 1e9 < res['peak'] < 1e13  # MAC/s of one core
+    assert res['madds']['mnv3-s-050'] > res['madds']['m0'] > 0
+    variants = ['reference', 'fused'] if fused_shift_max.available() else ['reference']
+    assert set(res['train']) == {('m0', v) for v in variants}
+    assert all(rate > 0 and mib >= 0 for rate, mib in res['train'].values())
+    text = (tmp_path / 'benchmark.md').read_text()
+    for row in ('| MicroNet-M0 / MobileNetV3-Small x0.5 |',
+                '| MicroNet pose-m0 (256x192) / mmpose MobileNetV2 (256x192) |',
+                'ov fused ms (IQR)', 'Latency / arithmetic bound', 'peak MiB'):
+        assert row in text
+    png = tmp_path / 'latency_vs_top1.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('name', ['pose-mnv2', 'seg-lraspp'])
+def test_dense_baselines_are_the_toolboxes_configs(name):
+    """The dense baselines are built from mmpose's / mmseg's own configs (MobileNetV2 backbone,
+    LR-ASPP head on MobileNetV3-Small) and run at their input size."""
+    from tools.analysis.benchmark import DENSE, build
+    model = build(name)
+    kind = {'pose-mnv2': ('MobileNetV2', 'HeatmapHead'), 'seg-lraspp': ('MobileNetV3', 'LRASPPHead')}
+    head = model.head if name == 'pose-mnv2' else model.decode_head
+    assert (type(model.backbone).__name__, type(head).__name__) == kind[name]
+    h, w = DENSE[name][2]
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, h, w), None, mode='tensor')
+    assert out.shape[:2] == ((1, 17) if name == 'pose-mnv2' else (1, 19))

@@ -1,0 +1,238 @@
+"""Dynamic Shift-Max alone: the fused C++ operator against the reference module and the
+deploy forms, over every Shift-Max layer of a MicroNet at its real input shapes, in one
+interleaved run (one thread). Prints ms per pass over all layers and ratios.
+
+    python tools/analysis/bench_shift_max.py [--arch m2] [--shape 224 224] [--batch 1]
+        [--rounds 15] [--iters 10]
+
+Rows: ``reference`` (:class:`DynamicShiftMax`, fused path off), ``deploy FastShiftMax`` (the
+standard-op deploy form), ``deploy FusedShiftMax`` (one ``micronet::shift_max_dynamic`` call per
+layer), ``fused module`` (:class:`DynamicShiftMax` with the fused path on: hyper-function in
+torch ops, Eq. 4 in C++), and ``fusion only`` (``micronet::shift_max`` with precomputed
+coefficients: the kernel alone). ``--train`` adds forward + backward of the same layers.
+
+``--train-models m2 mnv3-s-075`` adds whole training steps (``benchmark.train_throughput``:
+forward + backward + SGD, one thread) with and without the fused operator: images/s and the
+peak memory of the step, each configuration in a fresh process (peak RSS over the steps minus
+RSS before the model is built, glibc's mmap threshold fixed so that freed activations leave
+RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
+
+``--latency`` adds whole classifiers, batch 1: M2 and M3 as built and in PyTorch deploy mode
+with ``FusedShiftMax`` or ``FastShiftMax``, against mmpretrain's MobileNetV3-Small x0.5 / x0.75,
+interleaved, with the ratios of the issue's targets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+
+def layer_inputs(arch: str, shape: Sequence[int], batch: int
+                 ) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    """Every :class:`DynamicShiftMax` of backbone ``arch`` (random weights) with the input it
+    gets from a random image batch."""
+    from micronet_mm.models.backbones.micronet import MicroNet
+    from micronet_mm.ops import DynamicShiftMax, fused_shift_max
+    model = MicroNet(arch).eval()
+    found = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: found.append((m, args[0].clone())))
+             for m in model.modules() if isinstance(m, DynamicShiftMax)]
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        model(torch.randn(batch, 3, *shape))
+    for h in hooks:
+        h.remove()
+    return found
+
+
+def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
+    from micronet_mm.deploy.rewrites.shift_max import FastShiftMax, FusedShiftMax
+    from micronet_mm.ops import fused_shift_max
+    fast = [(FastShiftMax(m), x) for m, x in layers]
+    fused = [(FusedShiftMax(m), x) for m, x in layers]
+    coef = [(m.coefficients(x).flatten(3).permute(2, 0, 1, 3).contiguous(), m.index, x)
+            for m, x in layers]
+
+    def run(pairs, flag=None):
+        def go():
+            with torch.no_grad(), fused_shift_max.use_fused(bool(flag)):
+                for m, x in pairs:
+                    m(x)
+        return go
+
+    def kernel():
+        with torch.no_grad():
+            for a, idx, x in coef:
+                torch.ops.micronet.shift_max(x, a, idx)
+
+    fns = {'reference': run(layers, False), 'deploy FastShiftMax': run(fast),
+           'deploy FusedShiftMax': run(fused), 'fused module': run(layers, True),
+           'fusion only': kernel}
+    if train:
+        xs = [(m, x.clone().requires_grad_()) for m, x in layers]
+
+        def step(flag):
+            def go():  # benchmark.measure runs under no_grad
+                with torch.enable_grad(), fused_shift_max.use_fused(flag):
+                    for m, x in xs:
+                        m(x).sum().backward()
+            return go
+        fns.update({'train reference': step(False), 'train fused': step(True)})
+    return fns
+
+
+_TRAIN_CHILD = """
+import json, resource, sys
+import torch
+sys.path.insert(0, {root!r})
+import micronet_mm.models, mmpretrain.models  # imported before the baseline RSS
+from micronet_mm.ops import fused_shift_max
+from tools.analysis.benchmark import train_throughput
+torch.set_num_threads(1)
+assert not {fused} or fused_shift_max.available(), 'fused operator not built'
+page = resource.getpagesize()
+before = int(open('/proc/self/statm').read().split()[1]) * page
+with fused_shift_max.use_fused({fused}):
+    calls = fused_shift_max.calls()
+    ips = train_throughput({name!r}, {batch}, {steps}, {shape!r})
+    calls = fused_shift_max.calls() - calls
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(dict(images_per_s=ips, peak_mib=(peak - before) / 2**20, fused_calls=calls)))
+"""
+
+
+def train_step_stats(name: str, *, fused: bool, batch: int = 64, steps: int = 2,
+                     shape: Sequence[int] = (224, 224)) -> dict[str, float]:
+    """A training step of the ImageNet classifier ``name`` (a ``benchmark.py`` model key), run
+    in a fresh process with one thread.
+
+    Args:
+        name: e.g. ``'m2'`` or ``'mnv3-s-075'``.
+        fused: use the fused Shift-Max operator (else the reference code).
+        batch: images per step.
+        steps: timed steps (after one untimed step).
+        shape: input height and width.
+
+    Returns:
+        ``images_per_s``, ``peak_mib`` (peak RSS of the steps above the RSS before the model
+        was built: weights, gradients, optimizer state, batch and activations) and
+        ``fused_calls`` (fused Shift-Max calls made, 0 for the reference code).
+    """
+    code = _TRAIN_CHILD.format(root=ROOT, fused=fused, name=name, batch=batch, steps=steps,
+                               shape=tuple(shape))
+    env = dict(os.environ, OMP_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'training step of {name} failed: {out.stderr.strip()[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+LATENCY_PAIRS = (('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'))
+
+
+def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], object]]:
+    """Classifiers (benchmark.build) as built, deploy fused and deploy standard-op, batch 1."""
+    import copy
+
+    from micronet_mm.deploy import switch_to_deploy
+    from micronet_mm.ops import fused_shift_max
+    from tools.analysis.benchmark import build
+    x = torch.randn(1, 3, *shape)
+    fns = {}
+    for name, base in LATENCY_PAIRS:
+        model = build(name)
+        fns[(name, 'eager')] = lambda m=model: m(x, mode='tensor')
+        fused = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fns[(name, 'deploy FusedShiftMax')] = lambda m=fused: m(x, mode='tensor')
+        with fused_shift_max.use_fused(False):
+            fast = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fns[(name, 'deploy FastShiftMax')] = lambda m=fast: m(x, mode='tensor')
+        baseline = build(base)
+        fns[(base, 'eager')] = lambda m=baseline: m(x, mode='tensor')
+    return fns
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', default='m2')
+    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--rounds', type=int, default=15)
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--train', action='store_true', help='also forward + backward')
+    parser.add_argument('--latency', action='store_true',
+                        help='also whole classifiers against MobileNetV3-Small')
+    parser.add_argument('--train-models', nargs='*', default=[],
+                        help='benchmark.py model keys for whole training steps, e.g. m2 mnv3-s-075')
+    parser.add_argument('--train-batch', type=int, default=64)
+    parser.add_argument('--train-steps', type=int, default=2)
+    parser.add_argument('--train-rounds', type=int, default=2,
+                        help='alternating rounds of the training configurations')
+    args = parser.parse_args(argv)
+    from micronet_mm.errors import UserError
+    from micronet_mm.ops import fused_shift_max
+    from tools.analysis.benchmark import measure
+    if not fused_shift_max.available():
+        raise UserError('the fused Shift-Max operator is not built; run: bash tools/setup_env.sh')
+    torch.set_num_threads(1)
+    layers = layer_inputs(args.arch, args.shape, args.batch)
+    times = measure(runners(layers, args.train), args.rounds, args.iters, warmup=1)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med['reference']
+    print(f'{args.arch}: {len(layers)} Dynamic Shift-Max layers, batch {args.batch}, '
+          f'{args.shape[0]}x{args.shape[1]}, 1 thread; ms per pass over all layers')
+    print('| form | ms | ÷ reference | ÷ deploy FastShiftMax |\n| --- | --- | --- | --- |')
+    for key, ms in med.items():
+        ref = med['train reference'] if key.startswith('train') else base
+        fast = '-' if key.startswith('train') else f"{ms / med['deploy FastShiftMax']:.2f}"
+        print(f'| {key} | {ms:.3f} | {ms / ref:.2f} | {fast} |')
+    if args.latency:
+        times = measure(latency_runners(args.shape), args.rounds, args.iters, warmup=3)
+        lat = {k: statistics.median(v) for k, v in times.items()}
+        print(f'\nWhole classifiers, batch 1, {args.shape[0]}x{args.shape[1]}, 1 thread '
+              f'(ms; ratio to the MobileNetV3-Small of similar accuracy, eager)')
+        print('| model | form | ms | ÷ MobileNetV3 |\n| --- | --- | --- | --- |')
+        for name, base in LATENCY_PAIRS:
+            for form in ('eager', 'deploy FastShiftMax', 'deploy FusedShiftMax'):
+                ms = lat[(name, form)]
+                print(f'| {name} | {form} | {ms:.2f} | {ms / lat[(base, "eager")]:.2f} |')
+                med[f'{name} {form} ms'] = ms
+            print(f'| {base} | eager | {lat[(base, "eager")]:.2f} | 1.00 |')
+            med[f'{base} eager ms'] = lat[(base, 'eager')]
+    if args.train_models:
+        train = {}
+        configs = [(n, f) for n in args.train_models
+                   for f in ((True, False) if n.startswith('m') and n[1:].isdigit() else (False,))]
+        for _ in range(args.train_rounds):  # alternate, so that load changes hit all alike
+            for name, fused in configs:
+                res = train_step_stats(name, fused=fused, batch=args.train_batch,
+                                       steps=args.train_steps, shape=args.shape)
+                train.setdefault((name, fused), []).append(res)
+        print(f'\nTraining step (forward + backward + SGD), batch {args.train_batch}, '
+              f'{args.shape[0]}x{args.shape[1]}, 1 thread, {args.train_steps} steps, median of '
+              f'{args.train_rounds} rounds')
+        print('| model | Shift-Max | images/s | peak MiB | fused calls |\n'
+              '| --- | --- | --- | --- | --- |')
+        for (name, fused), runs in train.items():
+            ips = statistics.median(r['images_per_s'] for r in runs)
+            mib = statistics.median(r['peak_mib'] for r in runs)
+            kind = 'fused' if fused else ('reference' if name[1:].isdigit() else '-')
+            print(f'| {name} | {kind} | {ips:.1f} | {mib:.0f} | {runs[0]["fused_calls"]} |')
+            med[f'train {name} {kind} images/s'] = ips
+            med[f'train {name} {kind} peak MiB'] = mib
+    return med
+
+
+if __name__ == '__main__':
+    from micronet_mm.errors import run_cli
+    run_cli(main)
