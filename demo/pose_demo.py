@@ -19,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from micronet_mm.apis import draw_poses, estimate_poses, init_pose_model  # noqa: E402
-from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.errors import InvalidInputError, run_cli  # noqa: E402
 from micronet_mm.fileio import refuse_overwrite  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def read_image(spec: str) -> str | np.ndarray:
     name = spec.split(':', 1)[1]
     loader = getattr(skimage.data, name, None)
     if loader is None or not callable(loader):
-        raise SystemExit(f'pose_demo: scikit-image has no image {name!r} (see skimage.data)')
+        raise InvalidInputError(f'pose_demo: scikit-image has no image {name!r} (see skimage.data)')
     return loader()
 
 

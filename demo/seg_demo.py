@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from micronet_mm.apis import init_segmentor, load_rgb_image, segment  # noqa: E402
-from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.errors import InvalidInputError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def overlay(image: np.ndarray, sample, out_file: str, opacity: float = 0.5) -> n
 def main(argv=None) -> str:
     args = parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
-        raise SystemExit(f'--opacity must lie in [0, 1], got {args.opacity}')
+        raise InvalidInputError(f'--opacity must lie in [0, 1], got {args.opacity}')
     classes_file = osp.splitext(args.out)[0] + '_classes.png'
     for path in (args.out, classes_file):
         refuse_overwrite(path, args.force)

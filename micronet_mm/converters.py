@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import torch
 
+from micronet_mm.errors import UserError
 from micronet_mm.models.backbones import ARCH_SETTINGS, build_stage_specs
 
 _DEPTHWISE = {'conv.0': 'conv_k1', 'conv.1': 'bn1', 'conv.2': 'conv_1k', 'conv.3': 'bn2'}
@@ -38,7 +39,7 @@ _FIXED = {'features.0.stem.0.': ('backbone.stem.', _DEPTHWISE),
           'classifier.2.linear.': ('head.', {'0': 'fc2', '1': 'bn2'})}
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The checkpoint does not match any MicroNet variant; the message lists the differences."""
 
 

@@ -17,9 +17,10 @@ A ``.pdparams`` file is a plain pickle (protocol 2-4) of a dict of numpy arrays,
 numpy 2) + ``__setstate__``, raw bytes through ``_codecs.encode`` under protocol 2, and, in
 paddle 2.1's format, each tensor as a ``(name, ndarray)`` tuple built by ``builtins.tuple``.
 :func:`load_pdparams` unpickles with its own restricted unpickler: the only globals it resolves
-are stand-ins for exactly these, which build numeric arrays and nothing else. Every other global
-(``os.system``, ``builtins.eval``, any class) is refused before it is called, and object,
-string or structured dtypes are refused when the dtype is made.
+are stand-ins for exactly these, which build numeric arrays and nothing else (for numpy, the
+guarded ones of :mod:`micronet_mm.checkpoint`). Every other global (``os.system``,
+``builtins.eval``, any class) is refused before it is called, and object, string or structured
+dtypes are refused before numpy sees the array's bytes.
 """
 from __future__ import annotations
 
@@ -30,36 +31,12 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from micronet_mm import checkpoint
 from micronet_mm.converters import ConversionError
 
 NAME_TABLE = 'StructuredToParameterName@@'
 _NUMERIC_KINDS = 'biufc'  # bool, int, uint, float, complex
 _STATS = {'_mean': 'running_mean', '_variance': 'running_var'}
-
-
-class _NdarrayClass:
-    """What ``numpy.ndarray`` unpickles to: a token ``_reconstruct`` accepts, not the class."""
-
-
-_NDARRAY = _NdarrayClass()
-
-
-def _reconstruct(cls, shape, dtype):
-    """``numpy.core.multiarray._reconstruct`` for plain ndarrays only: an empty array whose
-    ``__setstate__`` then sets dtype, shape and data (and checks that the data fit)."""
-    if cls is not _NDARRAY:
-        raise pickle.UnpicklingError(f'refused: _reconstruct of {cls!r}')
-    return np.empty(0, dtype=np.int8)
-
-
-def _dtype(spec, align=False, copy=False):
-    """``numpy.dtype`` for numeric scalar types only (no objects, strings or records)."""
-    if not isinstance(spec, str):
-        raise pickle.UnpicklingError(f'refused: numpy dtype from {type(spec).__name__}')
-    dtype = np.dtype(spec)
-    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype:
-        raise pickle.UnpicklingError(f'refused: numpy dtype {spec!r} (numeric arrays only)')
-    return dtype
 
 
 def _encode(text, encoding='utf-8'):
@@ -81,10 +58,10 @@ def _ordered_dict():
 
 
 _MULTIARRAY = ('numpy.core.multiarray', 'numpy._core.multiarray')
-_ALLOWED = {
-    **{(m, '_reconstruct'): _reconstruct for m in _MULTIARRAY},
-    ('numpy', 'ndarray'): _NDARRAY,
-    ('numpy', 'dtype'): _dtype,
+_ALLOWED = {  # the numpy entries: the guarded stand-ins of micronet_mm.checkpoint
+    **{(m, '_reconstruct'): checkpoint._reconstruct for m in _MULTIARRAY},
+    ('numpy', 'ndarray'): checkpoint._CheckedArray,
+    ('numpy', 'dtype'): checkpoint._numeric_dtype,
     ('_codecs', 'encode'): _encode,
     ('builtins', 'tuple'): _tuple,
     ('__builtin__', 'tuple'): _tuple,
@@ -130,8 +107,8 @@ def load_pdparams(path: str) -> OrderedDict:
     except OSError as e:
         raise ConversionError(f'cannot read {path}: {e.strerror}') from None
     try:
-        obj = _PdparamsUnpickler(io.BytesIO(data)).load()
-    except Exception as e:  # refused global, truncated file, not a pickle, ...
+        obj = checkpoint.as_plain_data(_PdparamsUnpickler(io.BytesIO(data)).load(), path)
+    except Exception as e:  # refused global or dtype, truncated file, not a pickle, ...
         raise ConversionError(f'cannot read {path} as a .pdparams file '
                               f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
     if not isinstance(obj, dict) or not obj:

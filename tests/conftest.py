@@ -61,3 +61,11 @@ def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def assert_one_line_error(stderr: str, name: str) -> None:
+    """A user error on the command line: one ``error:`` line, the last (library warnings may
+    come before), naming ``name``, and no traceback."""
+    errors = [line for line in stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and stderr.strip().endswith(errors[0]), stderr[-3000:]
+    assert name in errors[0] and 'Traceback' not in stderr, stderr[-3000:]

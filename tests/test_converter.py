@@ -69,7 +69,8 @@ def test_truncated_file_gives_clear_error(tmp_path):
     torch.save(official_state('m0'), src)
     src.write_bytes(src.read_bytes()[:5000])
     from tools.model_converters.micronet_official_to_mmpretrain import main
-    with pytest.raises(SystemExit, match='cannot read .* as a PyTorch checkpoint'):
+    from micronet_mm.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r'cannot read checkpoint .*official\.pth: truncated'):
         main([str(src), str(tmp_path / 'out.pth')])
 
 

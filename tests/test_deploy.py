@@ -411,5 +411,6 @@ def test_export_onnx_rejects_other_toolboxes(tmp_path):
         pytest.skip('no detection config')
     ckpt = tmp_path / 'x.pth'
     ckpt.write_bytes(b'')
-    with pytest.raises(SystemExit, match='default_scope'):
+    from micronet_mm.errors import InvalidInputError
+    with pytest.raises(InvalidInputError, match='default_scope'):
         main([configs[0], str(ckpt)])

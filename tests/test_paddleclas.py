@@ -104,7 +104,7 @@ def _hostile_files(tmp_path):
     yield 'os.system', {'a.weight': weights, 'b.weight': _System(marker)}, 'refused global'
     yield 'object array', {'a.weight': np.array([1, _System(marker)], dtype=object)}, \
         'refused'
-    yield 'string array', {'a.weight': np.array(['x'])}, 'refused: numpy dtype'
+    yield 'string array', {'a.weight': np.array(['x'])}, 'refused numpy dtype'
     yield 'not a dict', [weights], 'expected a non-empty dict'
     yield 'python object value', {'a.weight': {'nested': 1}}, 'not a numpy array'
 

@@ -13,13 +13,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
+from micronet_mm.checkpoint import check_weights, safe_load  # noqa: E402
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
 from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.fileio import refuse_overwrite  # noqa: E402
 from micronet_mm.hooks import AtomicDumpResults  # noqa: E402,F401  (registers it)
-from micronet_mm.tools_common import (MissingInputError, add_launcher_args,  # noqa: E402
-                                      check_paths, clear_data_errors, default_work_dir,
-                                      load_config)
+from micronet_mm.tools_common import (InvalidInputError, MissingInputError,  # noqa: E402
+                                      add_launcher_args, check_hooks, check_paths,
+                                      clear_data_errors, default_work_dir, load_config)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,7 +53,8 @@ def enable_drawing(cfg, show_dir: str) -> None:
     """
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
-        raise KeyError('this config has no visualization hook; --show-dir is unavailable')
+        raise InvalidInputError('--show-dir: the config has no default_hooks.visualization; '
+                                'add one or leave out --show-dir')
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         hook.update(draw=True, test_out_dir=show_dir, interval=1)
@@ -72,8 +74,10 @@ def main(argv=None) -> dict:
         raise MissingInputError(f'checkpoint not found: {args.checkpoint}')
     if args.out:
         refuse_overwrite(args.out, args.force)
+    checkpoint = safe_load(args.checkpoint, map_location='cpu')  # refuses before any build
     cfg = load_config(args.config, args.cfg_options)
     check_paths(cfg, train=False)
+    check_hooks(cfg)
     cfg.launcher = args.launcher
     cfg.work_dir = default_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
@@ -85,7 +89,10 @@ def main(argv=None) -> dict:
         cfg.test_evaluator.append(dict(type='AtomicDumpResults', out_file_path=args.out))
     setup_cpu_distributed(cfg)
     from mmengine.runner import Runner
+    from mmengine.model import is_model_wrapper
     runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    check_weights(model, checkpoint, source=args.checkpoint)  # strict: the rule is there
     with clear_data_errors():
         metrics = runner.test()
     print('Results: ' + '  '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'

@@ -23,7 +23,7 @@ from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
 from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.fileio import refuse_used_work_dir  # noqa: E402
 from micronet_mm.resume import prepare_resumable  # noqa: E402
-from micronet_mm.tools_common import (add_launcher_args, check_paths,  # noqa: E402
+from micronet_mm.tools_common import (add_launcher_args, check_hooks, check_paths,  # noqa: E402
                                       clear_data_errors, default_work_dir, load_config)
 
 
@@ -77,6 +77,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options), args)
     check_paths(cfg, train=True)
+    check_hooks(cfg)  # the user's hooks, before prepare_resumable swaps in its own
     refuse_used_work_dir(cfg.work_dir, resume=args.resume is not None, force=args.force)
     prepare_resumable(cfg)  # after check_paths: its messages name the user's config keys
     setup_cpu_distributed(cfg)

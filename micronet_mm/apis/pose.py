@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from micronet_mm.errors import InvalidInputError, MissingInputError
+
 from ..fileio import atomic_write
 
 ArrayLike = np.ndarray | list | tuple
@@ -45,22 +47,33 @@ class PoseResult:
         return len(self.keypoints)
 
 
-def init_pose_model(config, checkpoint: str | None = None, *, device: str = 'cpu') -> nn.Module:
+def init_pose_model(config, checkpoint: str | None = None, *, device: str = 'cpu',
+                    strict: bool = True) -> nn.Module:
     """Build a top-down pose model from a config (path or ``Config``) and load a checkpoint.
 
     Args:
         config: config file path or ``mmengine.Config``.
         checkpoint: checkpoint path; ``None`` keeps the initial (untrained) weights.
         device: torch device string.
+        strict: refuse a checkpoint that lacks weights of the model or has other shapes
+            (:func:`micronet_mm.checkpoint.check_weights`); ``False`` only warns.
+
+    Raises:
+        MissingInputError: the config or checkpoint does not exist.
+        CheckpointError: the checkpoint is unreadable, unsafe or for another model.
     """
     import micronet_mm.models  # noqa: F401  (registers MicroNet in mmpose)
     from mmpose.apis import init_model
 
+    from micronet_mm.checkpoint import check_weights
     if isinstance(config, str) and not osp.isfile(config):
-        raise FileNotFoundError(f'init_pose_model: config file not found: {config}')
+        raise MissingInputError(f'init_pose_model: config file not found: {config}')
     if checkpoint is not None and '://' not in checkpoint and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'init_pose_model: checkpoint not found: {checkpoint}')
-    return init_model(config, checkpoint, device=device)
+        raise MissingInputError(f'init_pose_model: checkpoint not found: {checkpoint}')
+    model = init_model(config, checkpoint, device=device)
+    if checkpoint is not None:
+        check_weights(model, checkpoint, source=checkpoint, strict=strict)
+    return model
 
 
 def load_image(image: str | np.ndarray) -> np.ndarray:
@@ -69,14 +82,15 @@ def load_image(image: str | np.ndarray) -> np.ndarray:
 
     if isinstance(image, str):
         if not osp.isfile(image):
-            raise FileNotFoundError(f'estimate_poses: image file not found: {image}')
+            raise MissingInputError(f'estimate_poses: image file not found: {image}')
         try:
             img = mmcv.imread(image, flag='color')  # gray and RGBA files become BGR
         except Exception as e:  # noqa: BLE001  (decoders raise various types)
-            raise ValueError(f'estimate_poses: cannot read image file {image}: {e}') from e
+            raise InvalidInputError(f'estimate_poses: cannot read image file {image}: '
+                                    f'{" ".join(str(e).split())[:200]}') from e
         if img is None:
-            raise ValueError(f'estimate_poses: cannot read image file {image} (not an image '
-                             'or an unsupported format)')
+            raise InvalidInputError(f'estimate_poses: cannot read image file {image} (not an '
+                                    'image or an unsupported format)')
         return img
     if not isinstance(image, np.ndarray):
         raise TypeError(f'estimate_poses: image must be a file path or a numpy array, got '
@@ -87,8 +101,8 @@ def load_image(image: str | np.ndarray) -> np.ndarray:
     if img.ndim == 2:  # grayscale
         img = np.repeat(img[..., None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 1:
-        raise ValueError(f'estimate_poses: image array must be (H, W), (H, W, 1), (H, W, 3) or '
-                         f'(H, W, 4), got shape {image.shape}')
+        raise InvalidInputError(f'estimate_poses: image array must be (H, W), (H, W, 1), '
+                                f'(H, W, 3) or (H, W, 4), got shape {image.shape}')
     if img.dtype != np.uint8:
         if np.issubdtype(img.dtype, np.floating) and np.nanmax(img) <= 1.0:
             img = img * 255.0
@@ -106,15 +120,15 @@ def check_boxes(boxes: ArrayLike | None, height: int, width: int) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f'estimate_poses: boxes must be (N, 4) as x0, y0, x1, y1, got shape '
-                         f'{np.asarray(boxes).shape}')
+        raise InvalidInputError(f'estimate_poses: boxes must be (N, 4) as x0, y0, x1, y1, got '
+                                f'shape {np.asarray(boxes).shape}')
     for i, (x0, y0, x1, y1) in enumerate(arr):
         if not np.isfinite([x0, y0, x1, y1]).all() or x1 <= x0 or y1 <= y0:
-            raise ValueError(f'estimate_poses: box {i} {arr[i].tolist()} is not a valid '
-                             'x0, y0, x1, y1 box (finite, x1 > x0, y1 > y0)')
+            raise InvalidInputError(f'estimate_poses: box {i} {arr[i].tolist()} is not a valid '
+                                    'x0, y0, x1, y1 box (finite, x1 > x0, y1 > y0)')
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise ValueError(f'estimate_poses: box {i} {arr[i].tolist()} lies outside the '
-                             f'{width}x{height} image')
+            raise InvalidInputError(f'estimate_poses: box {i} {arr[i].tolist()} lies outside '
+                                    f'the {width}x{height} image')
     arr[:, 0::2] = arr[:, 0::2].clip(0, width)
     arr[:, 1::2] = arr[:, 1::2].clip(0, height)
     return arr

@@ -18,32 +18,60 @@ import torch
 from mmengine.config import Config
 from PIL import Image, UnidentifiedImageError
 
-import micronet_mm  # noqa: F401  (allow-lists mmengine checkpoint types for weights_only)
+import micronet_mm  # noqa: F401  (safe checkpoint loading)
+from micronet_mm.errors import InvalidInputError, MissingInputError
 
 ImageLike = str | os.PathLike | np.ndarray
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """The pixels of an image file: ``(H, W, 3)`` uint8 RGB, or ``(H, W)`` uint8 for 16-bit and
+    32-bit integer grayscale files, scaled by 255 / 65535 (PIL would clip them to 255).
+
+    Raises:
+        MissingInputError: the file does not exist.
+        InvalidInputError: not an image, truncated or corrupt, or float / out-of-range pixels.
+    """
+    if not osp.isfile(path):
+        raise MissingInputError(f'image file not found: {path!r}')
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith('I'):  # 'I;16', 'I;16B', ... and 32-bit 'I'
+                gray = np.asarray(im).astype(np.int64)
+                if gray.min() < 0 or gray.max() > 65535:
+                    raise InvalidInputError(
+                        f'{path!r}: {im.mode} pixel values {gray.min()}..{gray.max()} lie '
+                        'outside 0..65535; save it as an 8-bit or 16-bit image')
+                return np.round(gray * (255 / 65535)).astype(np.uint8)
+            if im.mode == 'F':
+                raise InvalidInputError(f'{path!r} has float pixels (mode F); save it as an '
+                                        '8-bit or 16-bit image')
+            return np.asarray(im.convert('RGB'))
+    except UnidentifiedImageError:
+        raise InvalidInputError(f'{path!r} is not an image file PIL can read') from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated data, broken chunks
+        if isinstance(e, InvalidInputError):
+            raise
+        raise InvalidInputError(f'cannot read image {path!r}: {e} (truncated or corrupt); '
+                                'replace the file') from None
 
 
 def load_rgb_image(image: ImageLike) -> np.ndarray:
     """An image as an ``(H, W, 3)`` uint8 RGB array.
 
     Args:
-        image: a file path, or an array ``(H, W)`` (grayscale), ``(H, W, 1)``, ``(H, W, 3)``
-            (RGB) or ``(H, W, 4)`` (RGBA; alpha is dropped). Arrays may be uint8, or float in
-            [0, 1] (as scikit-image returns them).
+        image: a file path (see :func:`read_image_file`), or an array ``(H, W)`` (grayscale),
+            ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA; alpha is dropped). Arrays
+            may be uint8, or float in [0, 1] (as scikit-image returns them).
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: the file is not an image, or the array has a shape or dtype we cannot read.
+        MissingInputError: the path does not exist.
+        InvalidInputError: the file is not an image, or the array has a shape or dtype we
+            cannot read.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'image file not found: {path!r}')
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert('RGB'))
-        except UnidentifiedImageError as e:
-            raise ValueError(f'{path!r} is not an image file PIL can read') from e
+        image = read_image_file(os.fspath(image))
     if not isinstance(image, np.ndarray):
         raise TypeError(f'image must be a path or a numpy array, got {type(image).__name__}')
     arr = image
@@ -52,11 +80,11 @@ def load_rgb_image(image: ImageLike) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f'image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got '
-                         f'shape {image.shape}')
+        raise InvalidInputError(f'image array must be (H, W), (H, W, 1), (H, W, 3) or '
+                                f'(H, W, 4); got shape {image.shape}')
     arr = arr[..., :3]
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f'image is empty: shape {image.shape}')
+        raise InvalidInputError(f'image is empty: shape {image.shape}')
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool:
@@ -66,14 +94,15 @@ def load_rgb_image(image: ImageLike) -> np.ndarray:
         return np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f'integer image values must lie in 0..255; got {arr.min()}..'
-                             f'{arr.max()} ({arr.dtype})')
+            raise InvalidInputError(f'integer image values must lie in 0..255; got '
+                                    f'{arr.min()}..{arr.max()} ({arr.dtype})')
         return arr.astype(np.uint8)
-    raise ValueError(f'unsupported image dtype {arr.dtype}')
+    raise InvalidInputError(f'unsupported image dtype {arr.dtype}')
 
 
 def init_segmentor(config: str | Config, checkpoint: str | None = None, *, device: str = 'cpu',
-                   slide: tuple[int, int] | None = None, cfg_options: dict | None = None):
+                   slide: tuple[int, int] | None = None, cfg_options: dict | None = None,
+                   strict: bool = True):
     """Build the segmentor of an mmseg config and load its weights.
 
     Args:
@@ -83,23 +112,51 @@ def init_segmentor(config: str | Config, checkpoint: str | None = None, *, devic
         slide: crop size ``(h, w)`` of sliding-window inference, windows overlapping by a
             quarter; ``None`` keeps the config's ``test_cfg``.
         cfg_options: further config overrides.
+        strict: refuse a checkpoint that lacks weights of the model or has other shapes
+            (:func:`micronet_mm.checkpoint.check_weights`); ``False`` only warns.
 
     Raises:
-        FileNotFoundError: the config or checkpoint file does not exist.
+        MissingInputError: the config or checkpoint file does not exist.
+        CheckpointError: the checkpoint is unreadable, unsafe or for another model.
     """
     from mmseg.apis import init_model
     import micronet_mm.models  # noqa: F401  (registers MicroNet, MRASPPHead, ...)
+    from micronet_mm.checkpoint import check_weights
     if isinstance(config, (str, os.PathLike)) and not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config!r}')
+        raise MissingInputError(f'config file not found: {config!r}')
     if checkpoint is not None and '://' not in str(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
+        raise MissingInputError(f'checkpoint file not found: {checkpoint!r}')
     cfg = Config.fromfile(config) if not isinstance(config, Config) else config.copy()
     options = dict(cfg_options or {})
     if slide is not None:
         h, w = slide
         options['model.test_cfg'] = dict(mode='slide', crop_size=(h, w),
                                          stride=(max(1, h * 3 // 4), max(1, w * 3 // 4)))
-    return init_model(cfg, checkpoint, device=device, cfg_options=options or None)
+    model = init_model(cfg, checkpoint, device=device, cfg_options=options or None)
+    if checkpoint is not None:
+        check_weights(model, checkpoint, source=str(checkpoint), strict=strict)
+    return model
+
+
+#: images more elongated than this are padded (edge pixels) to it for inference, the class map
+#: cropped back: a 10000x10 image resized to the test scale would be a few pixels thin, less
+#: than the network's stride
+MAX_ASPECT = 4
+#: largest image (after that padding) accepted, in pixels
+MAX_PIXELS = 64 * 2**20
+
+
+def _pad_to_aspect(rgb: np.ndarray, name: str) -> np.ndarray:
+    """``rgb`` padded at the bottom or right to an aspect ratio of at most :data:`MAX_ASPECT`."""
+    h, w = rgb.shape[:2]
+    ph, pw = max(h, -(-w // MAX_ASPECT)), max(w, -(-h // MAX_ASPECT))
+    if ph * pw > MAX_PIXELS:
+        raise InvalidInputError(
+            f'{name}: {w}x{h} image is too large ({ph * pw} pixels, after padding to an aspect '
+            f'ratio of {MAX_ASPECT}; the limit is {MAX_PIXELS}); crop or resize it')
+    if (ph, pw) == (h, w):
+        return rgb
+    return np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='edge')
 
 
 def segment(model, image: ImageLike, *, return_sample: bool = False):
@@ -107,19 +164,31 @@ def segment(model, image: ImageLike, *, return_sample: bool = False):
 
     Args:
         model: the segmentor.
-        image: see :func:`load_rgb_image`.
+        image: see :func:`load_rgb_image`; images more elongated than :data:`MAX_ASPECT` are
+            padded for inference and the result cropped back.
         return_sample: also return mmseg's ``SegDataSample`` (for its visualizer).
 
     Returns:
         ``(H, W)`` int64 array of class indices at the image's own size (and the sample).
+
+    Raises:
+        InvalidInputError: the image cannot be read or is larger than :data:`MAX_PIXELS`.
     """
     from mmengine.registry import DefaultScope
+    from mmengine.structures import PixelData
     from mmseg.apis import inference_model
     rgb = load_rgb_image(image)
+    h, w = rgb.shape[:2]
+    padded = _pad_to_aspect(rgb, repr(os.fspath(image)) if isinstance(
+        image, (str, os.PathLike)) else 'image array')
     # mmseg builds the test pipeline from the *current* default scope, which another toolbox
     # used in the same process (e.g. the pose API) may have changed since init_segmentor.
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmseg')):
-        sample = inference_model(model, np.ascontiguousarray(rgb[..., ::-1]))  # BGR for mmseg
+        sample = inference_model(model, np.ascontiguousarray(padded[..., ::-1]))  # BGR
+    if padded is not rgb:
+        for key in ('pred_sem_seg', 'seg_logits'):
+            if key in sample:
+                sample.set_data({key: PixelData(data=sample.get(key).data[:, :h, :w])})
     classes = sample.pred_sem_seg.data[0].to(torch.int64).cpu().numpy()
     return (classes, sample) if return_sample else classes
 

@@ -15,6 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmengine.config import DictAction  # noqa: E402
 
 from micronet_mm.analysis import count_complexity  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.tools_common import build_model, load_config  # noqa: E402
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (224, 224), 'mmpose': (256, 192),
@@ -66,4 +67,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

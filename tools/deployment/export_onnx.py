@@ -33,7 +33,8 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
-from micronet_mm.errors import UserError, run_cli  # noqa: E402
+from micronet_mm.checkpoint import load_weights  # noqa: E402
+from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
@@ -97,15 +98,14 @@ def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = N
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise MissingInputError(f'checkpoint not found: {checkpoint}')
     cfg = load_config(config, cfg_options)
-    from mmengine.runner import load_checkpoint
     scope = cfg.get('default_scope', 'mmpretrain')
     if scope not in TASKS:
-        raise SystemExit(f'{config}: default_scope is {scope!r}; this tool exports '
+        raise InvalidInputError(f'{config}: default_scope is {scope!r}; this tool exports '
                          f'{", ".join(TASKS)} models ({", ".join(TASKS.values())})')
     task = TASKS[scope]
     model = build_model(cfg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    if checkpoint is not None:  # strict: every weight from the file, shapes equal
+        load_weights(model, checkpoint)
     if task == 'pose':
         w, h = (cfg.get('codec') or {}).get('input_size', (192, 256))
         shape = (h, w)
@@ -122,7 +122,8 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
     """:func:`load_model` for an mmpretrain classifier only (exits for other configs)."""
     model, task, _ = load_model(config, checkpoint, cfg_options)
     if task != 'classifier':
-        raise SystemExit(f'{config}: a {task} config; expected an mmpretrain classifier')
+        raise InvalidInputError(f'{config}: a {task} config; expected an mmpretrain '
+                                'classifier')
     return model
 
 

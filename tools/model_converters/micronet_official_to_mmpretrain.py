@@ -17,20 +17,17 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
+from micronet_mm.checkpoint import safe_load  # noqa: E402
 from micronet_mm.converters import ConversionError, convert_checkpoint  # noqa: E402
 from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 
 
 def load_official(path: str):
-    """Load with ``weights_only=True``: official files hold tensors only."""
+    """Load through :func:`micronet_mm.checkpoint.safe_load`: plain data only."""
     if not osp.isfile(path):
         raise ConversionError(f'input checkpoint not found: {path}')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled code, ...
-        raise ConversionError(f'cannot read {path} as a PyTorch checkpoint '
-                              f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+    return safe_load(path, map_location='cpu')
 
 
 def save_converted(state: dict, meta: dict, dst: str, *, force: bool) -> None:
@@ -61,7 +58,7 @@ def main(argv=None) -> str:
     try:
         arch, state = convert_checkpoint(load_official(args.src), args.arch)
     except ConversionError as e:
-        raise SystemExit(f'conversion failed: {e}') from None
+        raise ConversionError(f'conversion of {args.src} failed: {e}') from None
     save_converted(state, {'arch': arch, 'converted_from': args.src}, args.dst,
                    force=args.force)
     print(f'converted {args.src} (MicroNet-{arch.upper()}, {len(state)} tensors) -> {args.dst}')

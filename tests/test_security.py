@@ -1,0 +1,460 @@
+"""Malicious checkpoints, built here, fed to every loading path: each is refused with a clear
+error, the process does not crash, and no marker file is ever created. Plus strict loading for
+inference and export (a checkpoint of another architecture is refused, naming the counts)."""
+import multiprocessing
+import os
+import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
+import traceback
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, assert_one_line_error
+
+CLS_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
+M3_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m3_8xb64_in1k.py')
+POSE_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py')
+SEG_CFG = osp.join(ROOT, 'configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-'
+                   '128x256.py')
+DET_CFG = osp.join(ROOT, 'configs/det/retinanet_micronet_m3_demo-shapes.py')
+multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+
+
+class Forged:
+    """Pickles as the given ``__reduce__`` tuple: how a hostile file is written."""
+
+    def __init__(self, reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def forged_array(dtype, data=b'A' * 8, shape=(1,)):
+    """What numpy itself writes for an array, with a dtype and raw bytes of our choice."""
+    return Forged((multiarray._reconstruct, (np.ndarray, (0,), b'b'),
+                   (1, shape, dtype, False, data)))
+
+
+# dtypes that numpy's own dtype.__setstate__ (pickle's BUILD) makes "holding objects" while the
+# array state still carries raw bytes (flags 1 = NPY_ITEM_REFCOUNT without NPY_LIST_PICKLE): a
+# float64 one, and a structured one with an object field, which reads the bytes as a pointer
+MUTATED_F8 = Forged((np.dtype, ('f8', False, True), (3, '|', None, None, None, 8, 1, 1)))
+STRUCT_OBJECT = Forged((np.dtype, ('V8', False, True),
+                        (3, '|', None, ('a',), {'a': (np.dtype('O'), 0)}, 8, 1, 1)))
+
+
+def config_text(marker):
+    return f"open({str(marker)!r}, 'w').write('pwned')\nmodel = dict(type='x')\n"
+
+
+def payloads(marker):
+    """name -> object stored in the checkpoint's ``meta`` (and ``meta['dataset_meta']``)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return {
+        'reduce-os-system': Forged((os.system, (f'touch {marker}',))),
+        'getattr-ndarray-tofile': Forged((getattr, (np.ndarray, 'tofile'))),
+        'getattr-historybuffer-init': Forged((getattr, (HistoryBuffer, '__init__'))),
+        'object-array': forged_array(np.dtype('O')),
+        'structured-object-array': forged_array(STRUCT_OBJECT),
+        'void-array': forged_array(np.dtype('V8')),
+        'mutated-dtype-array': forged_array(MUTATED_F8),
+        'object-scalar': Forged((multiarray.scalar, (np.dtype('O'), b'A' * 8))),
+        'dtype-class-singleton': Forged((type(np.dtype('f8')), (),
+                                         (3, '|', None, None, None, 8, 1, 63))),
+        'ndarray-new': Forged((np.ndarray, ((1,), 'f8'))),
+    }
+
+
+PAYLOADS = [
+    'reduce-os-system', 'getattr-ndarray-tofile', 'getattr-historybuffer-init', 'object-array',
+    'structured-object-array', 'void-array', 'mutated-dtype-array', 'object-scalar',
+    'dtype-class-singleton', 'ndarray-new']
+
+
+def write_checkpoint(path, marker, payload: str) -> str:
+    if payload == 'config-string':
+        text = config_text(marker)
+        ckpt = {'state_dict': {}, 'meta': {'cfg': text, 'config': text, 'epoch': 1, 'iter': 1},
+                'message_hub': {'log_scalars': {}, 'runtime_info': {'cfg': text},
+                                'resumed_keys': {'cfg': True}}}
+    else:
+        evil = payloads(marker)[payload]
+        ckpt = {'state_dict': {}, 'meta': {'dataset_meta': {'classes': evil}, 'x': evil}}
+    torch.save(ckpt, path)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- loading paths
+
+def via_safe_load(path, tmp):
+    from micronet_mm.checkpoint import safe_load
+    return safe_load(path)
+
+
+def via_torch_load(path, tmp):  # any torch.load in a process that imported micronet_mm
+    import micronet_mm  # noqa: F401
+    return torch.load(path, weights_only=True)
+
+
+def via_mmengine_load_checkpoint(path, tmp):  # load_from and the toolboxes' init_model
+    import micronet_mm  # noqa: F401
+    from mmengine.runner import load_checkpoint
+    return load_checkpoint(torch.nn.Linear(1, 1), path)
+
+
+def via_init_cfg_pretrained(path, tmp):
+    from micronet_mm.models import MicroNet
+    MicroNet('m0', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+
+
+def via_test_py(path, tmp):
+    from tools.test import main
+    return main([CLS_CFG, path, '--work-dir', str(tmp / 'work')])
+
+
+def via_runner_resume(path, tmp):  # what --resume does, on a Runner the parent built once
+    return RUNNER[0].resume(path)
+
+
+def via_train_py_resume(path, tmp):
+    from tools.train import main
+    return main([CLS_CFG, '--work-dir', str(tmp / 'work'), '--resume', path, '--cfg-options',
+                 'train_cfg.max_epochs=1', 'train_cfg.val_interval=100'])
+
+
+def via_converter(path, tmp):
+    from tools.model_converters.micronet_official_to_mmpretrain import main
+    return main([path, str(tmp / 'converted.pth')])
+
+
+def via_export_onnx(path, tmp):
+    from tools.deployment.export_onnx import main
+    return main([CLS_CFG, path, '--out', str(tmp / 'x.onnx'), '--no-check'])
+
+
+def via_init_pose_model(path, tmp):
+    from micronet_mm.apis import init_pose_model
+    return init_pose_model(POSE_CFG, path)
+
+
+def via_init_segmentor(path, tmp):
+    from micronet_mm.apis import init_segmentor
+    return init_segmentor(SEG_CFG, path)
+
+
+def via_inferencer_without_config(path, tmp):  # mmengine's BaseInferencer reads meta['cfg']
+    import micronet_mm  # noqa: F401
+    from mmdet.apis import DetInferencer
+    return DetInferencer(model=None, weights=path, device='cpu')
+
+
+PATHS = {f.__name__[4:]: f for f in (
+    via_safe_load, via_torch_load, via_mmengine_load_checkpoint, via_init_cfg_pretrained,
+    via_test_py, via_runner_resume, via_converter, via_export_onnx, via_init_pose_model,
+    via_init_segmentor, via_inferencer_without_config)}
+
+
+RUNNER = []  # the Runner of via_runner_resume, built by the demo_shapes fixture
+
+
+def _child(conn, fn, args):
+    try:
+        fn(*args)
+        conn.send(('ok', [], ''))
+    except BaseException as e:  # noqa: BLE001  (reported to the parent)
+        conn.send(('error', [c.__name__ for c in type(e).__mro__],
+                   f'{e}\n{traceback.format_exc()[-2000:]}'))
+    conn.close()
+    os._exit(0)
+
+
+def run_isolated(fn, *args, timeout=300):
+    """Run ``fn(*args)`` in a forked child: a crash (signal) shows as a negative exit code
+    instead of killing pytest. Returns (exit code, outcome, exception class names, message)."""
+    ctx = multiprocessing.get_context('fork')
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args))
+    proc.start()
+    child.close()
+    result = parent.recv() if parent.poll(timeout) else ('timeout', [], '')
+    proc.join(30)
+    return (proc.exitcode, *result)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def preload():
+    """Import the toolboxes once here, so that each forked child starts warm."""
+    import mmdet.apis  # noqa: F401
+    import mmpose.apis  # noqa: F401
+    import mmseg.apis  # noqa: F401
+
+    import micronet_mm.apis  # noqa: F401
+    import micronet_mm.models  # noqa: F401
+    import tools.deployment.export_onnx  # noqa: F401
+    import tools.test  # noqa: F401
+    import tools.train  # noqa: F401
+
+
+@pytest.fixture(scope='module')
+def demo_shapes(tmp_path_factory):
+    """The demo data, and a Runner of its config as tools/train.py builds it."""
+    from mmengine.runner import Runner
+
+    from micronet_mm.datasets.demo_shapes import ensure_demo_shapes
+    from micronet_mm.tools_common import load_config
+    root = ensure_demo_shapes(osp.join(ROOT, 'data', 'demo_shapes'))
+    cfg = load_config(CLS_CFG, {'train_cfg.max_epochs': 1})
+    cfg.work_dir = str(tmp_path_factory.mktemp('runner'))
+    RUNNER[:] = [Runner.from_cfg(cfg)]
+    yield root
+    RUNNER.clear()
+
+
+@pytest.mark.parametrize('payload', PAYLOADS)
+@pytest.mark.parametrize('where', list(PATHS))
+def test_malicious_checkpoint_is_refused(where, payload, tmp_path, demo_shapes):
+    marker = tmp_path / 'pwned'
+    path = write_checkpoint(tmp_path / f'{payload}.pth', marker, payload)
+    code, outcome, classes, message = run_isolated(PATHS[where], path, tmp_path)
+    assert code == 0, f'the process died (exit code {code}, a signal if negative)'
+    assert not marker.exists()
+    assert outcome == 'error', f'{payload} loaded through {where}'
+    assert 'UnpicklingError' in classes, message
+    if where != 'torch_load':  # our layer: a UserError naming the file
+        assert 'UnsafeCheckpointError' in classes, message
+        first = message.splitlines()[0]
+        assert f'checkpoint {path} refused' in first, first
+
+
+def via_paddle_converter(path, tmp):
+    from micronet_mm.converters_paddle import load_pdparams
+    return load_pdparams(path)
+
+
+@pytest.mark.parametrize('payload', [p for p in PAYLOADS if p != 'getattr-historybuffer-init'])
+def test_malicious_pdparams_is_refused(payload, tmp_path):
+    """The PaddleClas reader (a plain pickle, its own unpickler) uses the same numpy guards."""
+    marker = tmp_path / 'pwned'
+    path = tmp_path / f'{payload}.pdparams'
+    with open(path, 'wb') as f:
+        pickle.dump({'a.weight': np.zeros(3, np.float32), 'b.weight': payloads(marker)[payload]},
+                    f, protocol=2)
+    code, outcome, classes, message = run_isolated(via_paddle_converter, str(path), tmp_path)
+    assert code == 0, f'the process died (exit code {code}, a signal if negative)'
+    assert not marker.exists()
+    assert outcome == 'error' and 'ConversionError' in classes and 'refused' in message, message
+
+
+@pytest.mark.parametrize('where', [*PATHS, 'train_py_resume'])
+def test_config_text_in_checkpoint_is_never_executed(where, tmp_path, demo_shapes):
+    marker = tmp_path / 'pwned'
+    path = write_checkpoint(tmp_path / 'config.pth', marker, 'config-string')
+    fn = PATHS.get(where, via_train_py_resume)
+    code, outcome, classes, message = run_isolated(fn, path, tmp_path)
+    assert code == 0 and not marker.exists(), message
+    if where == 'inferencer_without_config':  # it would have built the model from that text
+        assert outcome == 'error' and 'config' in message.lower()
+
+
+def test_stored_config_code_is_dropped_and_the_payload_is_live(tmp_path):
+    """The payload does run when mmengine parses it (the danger is real); safe_load drops it."""
+    from mmengine.config import Config
+
+    from micronet_mm.checkpoint import safe_load
+    marker = tmp_path / 'pwned'
+    ckpt = safe_load(write_checkpoint(tmp_path / 'c.pth', marker, 'config-string'))
+    assert 'cfg' not in ckpt['meta'] and 'config' not in ckpt['meta']
+    assert 'cfg' not in ckpt['message_hub']['runtime_info'] and ckpt['meta']['epoch'] == 1
+    assert not marker.exists()
+    Config.fromstring(config_text(marker), file_format='.py')
+    assert marker.read_text() == 'pwned'
+
+
+def test_stored_config_data_survives_as_literal_text(tmp_path):
+    """What mmengine stores (``cfg.pretty_text``) is kept as literal-only text with the same
+    content, so that an inferencer given only the checkpoint still builds the model."""
+    from mmengine.config import Config
+
+    from micronet_mm.checkpoint import safe_load
+    cfg = Config.fromfile(DET_CFG)
+    torch.save({'meta': {'cfg': cfg.pretty_text}}, tmp_path / 'det.pth')
+    text = safe_load(tmp_path / 'det.pth')['meta']['cfg']
+    assert 'dict(' not in text and text != cfg.pretty_text
+    again = Config.fromstring(text, file_format='.py')
+    assert again.model.to_dict() == cfg.model.to_dict()
+    assert again.custom_imports.imports == ['micronet_mm.models']
+
+
+@pytest.mark.parametrize('text', [
+    "custom_imports = dict(imports=['os'])\nmodel = dict(type='X')\n",
+    "_base_ = ['/tmp/evil.py']\n",
+    "import os\nmodel = dict(type='X')\n",
+    "model = dict(type=__import__('os').getcwd())\n",
+    "model = [x for x in range(3)]\n",
+    "model = dict(**{'type': 'X'})\n"])
+def test_stored_config_that_is_not_plain_data_is_dropped(text, tmp_path):
+    from micronet_mm.checkpoint import safe_load
+    torch.save({'meta': {'cfg': text, 'epoch': 3}}, tmp_path / 'c.pth')
+    assert safe_load(tmp_path / 'c.pth')['meta'] == {'epoch': 3}
+
+
+def test_forged_object_array_crashes_an_unguarded_load(tmp_path):
+    """The control: without the guards, the object-array payload takes the process down."""
+    path = write_checkpoint(tmp_path / 'o.pth', tmp_path / 'pwned', 'structured-object-array')
+    code = ('import torch, sys; c = torch.load(sys.argv[1], weights_only=False); '
+            'print(repr(c["meta"]["x"]))')  # reading the bytes as a PyObject pointer
+    proc = subprocess.run([sys.executable, '-c', code, path], capture_output=True, timeout=120)
+    assert proc.returncode < 0  # killed by a signal (SIGSEGV)
+
+
+def test_numeric_numpy_data_of_mmengine_checkpoints_loads(tmp_path):
+    """What mmengine writes (HistoryBuffer with arrays, numpy scalars) loads as plain numpy,
+    and saves again without micronet_mm's stand-ins in the file."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from micronet_mm.checkpoint import safe_load
+    buf = HistoryBuffer()
+    for v in (1.0, 2.0, 4.0):
+        buf.update(v)
+    data = {'buf': buf, 'f': np.float64(0.5), 'i': np.int64(3), 'b': np.bool_(True),
+            'a': {k: np.arange(4).astype(k) for k in ('f2', 'f4', 'u1', 'i2', 'c8', '?', '>f8',
+                                                        '>i4')}}
+    torch.save({'meta': data}, tmp_path / 'ok.pth')
+    meta = safe_load(tmp_path / 'ok.pth')['meta']
+    assert meta['buf'].mean() == pytest.approx(7 / 3) and meta['f'] == 0.5 and meta['i'] == 3
+    for k, arr in meta['a'].items():
+        assert type(arr) is np.ndarray and arr.dtype.name == np.dtype(k).name
+        assert np.array_equal(arr, np.arange(4).astype(k))
+    assert type(meta['buf']._log_history) is np.ndarray
+    raw = pickle.dumps(meta)
+    assert b'micronet_mm' not in raw and b'_CheckedArray' not in raw
+
+
+def test_raw_numpy_globals_registered_elsewhere_are_replaced():
+    """Someone registering the real numpy.ndarray / numpy.dtype would reopen the hole."""
+    import micronet_mm.checkpoint as ck
+    raw = [np.ndarray, np.dtype, multiarray._reconstruct, type(np.dtype('f8')), getattr]
+    torch.serialization.add_safe_globals(raw)
+    ck.allow_mmengine_checkpoints()
+    registered = torch.serialization.get_safe_globals()
+    assert not any(g in registered for g in raw)
+    assert (ck._CheckedArray, 'numpy.ndarray') in registered
+    assert (ck._history_buffer_getattr, 'builtins.getattr') in registered
+
+
+# ------------------------------------------------------------------- strict loading for inference
+
+def classifier_checkpoint(config, path):
+    from mmengine.config import Config
+
+    from micronet_mm.tools_common import build_model
+    model = build_model(Config.fromfile(config))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def test_export_refuses_another_architecture_and_loads_its_own(tmp_path):
+    from micronet_mm.checkpoint import CheckpointMismatchError
+    from tools.deployment.export_onnx import main
+    m0 = classifier_checkpoint(CLS_CFG, tmp_path / 'm0.pth')
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'm0\.pth does not fit the model \(\d+ weights\): \d+ missing .*'
+                             r'\d+ unexpected .*\d+ mis-shaped'):
+        main([M3_CFG, m0, '--out', str(tmp_path / 'm3.onnx'), '--no-check'])
+    assert not (tmp_path / 'm3.onnx').exists()
+    main([CLS_CFG, m0, '--out', str(tmp_path / 'm0.onnx'), '--no-check'])
+    assert (tmp_path / 'm0.onnx').stat().st_size > 0
+
+
+def test_test_py_refuses_another_architecture(tmp_path, demo_shapes):
+    from micronet_mm.checkpoint import CheckpointMismatchError
+    from tools.test import main
+    m3 = classifier_checkpoint(M3_CFG, tmp_path / 'm3.pth')
+    with pytest.raises(CheckpointMismatchError, match=r'm3\.pth does not fit .* mis-shaped'):
+        main([CLS_CFG, m3, '--work-dir', str(tmp_path / 'work')])
+
+
+def test_apis_are_strict_unless_asked_not_to_be(tmp_path):
+    from micronet_mm.apis import init_pose_model, init_segmentor
+    from micronet_mm.checkpoint import CheckpointMismatchError
+    cls = classifier_checkpoint(CLS_CFG, tmp_path / 'cls.pth')
+    with pytest.raises(CheckpointMismatchError, match=r'cls\.pth does not fit .* missing'):
+        init_segmentor(SEG_CFG, cls)
+    with pytest.raises(CheckpointMismatchError, match=r'cls\.pth does not fit .* missing'):
+        init_pose_model(POSE_CFG, cls)
+    model = init_pose_model(POSE_CFG, cls, strict=False)  # warns, loads what fits
+    assert model.dataset_meta['num_keypoints'] == 17
+
+
+def test_missing_unexpected_and_mis_shaped_are_counted():
+    from micronet_mm.checkpoint import compare_weights
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    del state['1.weight'], state['1.num_batches_tracked']
+    state['0.weight'] = torch.zeros(4, 2)
+    state['extra'] = torch.zeros(1)
+    diff = compare_weights(model, {f'module.{k}' if k == 'extra' else k: v
+                                   for k, v in state.items()})
+    assert diff == {'missing': ['1.weight'], 'unexpected': ['module.extra'],
+                    'mis-shaped': ['0.weight: (4, 2) vs (3, 2)']}
+
+
+# ------------------------------------------------------------------------ command-line failures
+
+def cli(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+
+
+TOOLS = ['tools/test.py', 'tools/deployment/export_onnx.py',
+         'tools/model_converters/micronet_official_to_mmpretrain.py']
+
+
+def bad_checkpoint(tmp_path, content: str) -> str:
+    path = tmp_path / f'{content}.pth'
+    if content == 'empty':
+        path.write_bytes(b'')
+    elif content == 'truncated':
+        torch.save({'state_dict': {'w': torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif content == 'text':
+        path.write_text('not a checkpoint\n')
+    else:
+        write_checkpoint(path, tmp_path / 'pwned', 'object-array')
+    return str(path)
+
+
+def tool_args(tool: str, path: str, tmp_path) -> list[str]:
+    if 'converters' in tool:
+        return [path, str(tmp_path / 'out.pth')]
+    if tool == 'tools/test.py':
+        return [CLS_CFG, path, '--work-dir', str(tmp_path / 'work')]
+    return [CLS_CFG, path, '--out', str(tmp_path / 'out.onnx')]
+
+
+@pytest.mark.parametrize('content, message', [
+    ('empty', 'is an empty file'), ('truncated', 'truncated, corrupt or not a PyTorch file'),
+    ('text', 'truncated, corrupt or not a PyTorch file'), ('object-array', 'refused')])
+@pytest.mark.parametrize('tool', TOOLS)
+def test_bad_checkpoint_names_itself(tool, content, message, tmp_path, demo_shapes):
+    import importlib
+
+    from micronet_mm.checkpoint import CheckpointError
+    main = importlib.import_module(tool[:-3].replace('/', '.')).main
+    path = bad_checkpoint(tmp_path, content)
+    with pytest.raises(CheckpointError, match=re.escape(path) + '.*' + re.escape(message)):
+        main(tool_args(tool, path, tmp_path))
+
+
+@pytest.mark.parametrize('tool, content', [('tools/test.py', 'empty'), (TOOLS[2], 'empty')])
+def test_bad_checkpoint_is_one_line_exit_2(tool, content, tmp_path, demo_shapes):
+    path = bad_checkpoint(tmp_path, content)
+    proc = cli(tool, *tool_args(tool, path, tmp_path))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert_one_line_error(proc.stderr, path)
