@@ -83,4 +83,5 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
+    from micronet_mm.errors import run_cli
+    run_cli(main)

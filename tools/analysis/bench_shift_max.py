@@ -13,8 +13,9 @@ coefficients: the kernel alone). ``--train`` adds forward + backward of the same
 
 ``--train-models m2 mnv3-s-075`` adds whole training steps (``benchmark.train_throughput``:
 forward + backward + SGD, one thread) with and without the fused operator: images/s and the
-peak memory of the step, each configuration in a fresh process (peak RSS over the steps minus
-RSS before the model is built, glibc's mmap threshold fixed so that freed activations leave
+peak memory of the step, each configuration in a fresh process (its peak RSS, ``VmHWM`` reset
+just before the model is built, minus the RSS then; not ``ru_maxrss``, which a child inherits
+from its parent across ``exec``; glibc's mmap threshold fixed so that freed activations leave
 RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
 
 ``--latency`` adds whole classifiers, batch 1: M2 and M3 as built and in PyTorch deploy mode
@@ -92,7 +93,7 @@ def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
 
 
 _TRAIN_CHILD = """
-import json, resource, sys
+import json, sys
 import torch
 sys.path.insert(0, {root!r})
 import micronet_mm.models, mmpretrain.models  # imported before the baseline RSS
@@ -100,14 +101,18 @@ from micronet_mm.ops import fused_shift_max
 from tools.analysis.benchmark import train_throughput
 torch.set_num_threads(1)
 assert not {fused} or fused_shift_max.available(), 'fused operator not built'
-page = resource.getpagesize()
-before = int(open('/proc/self/statm').read().split()[1]) * page
+def status_kib(field):  # this process's own memory, not ru_maxrss (inherited across exec)
+    for line in open('/proc/self/status'):
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+open('/proc/self/clear_refs', 'w').write('5')  # VmHWM := VmRSS
+before = status_kib('VmRSS')
 with fused_shift_max.use_fused({fused}):
     calls = fused_shift_max.calls()
     ips = train_throughput({name!r}, {batch}, {steps}, {shape!r})
     calls = fused_shift_max.calls() - calls
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps(dict(images_per_s=ips, peak_mib=(peak - before) / 2**20, fused_calls=calls)))
+peak = status_kib('VmHWM')
+print(json.dumps(dict(images_per_s=ips, peak_mib=(peak - before) / 1024, fused_calls=calls)))
 """
 
 
