@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -47,22 +48,39 @@ def save_converted(state: dict, meta: dict, dst: str, *, force: bool) -> None:
         torch.save({'state_dict': state, 'meta': meta}, tmp)
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official checkpoint (.pth / .pth.tar)')
+def convert_cli(argv, *, description: str, src_help: str,
+                load: Callable[[str], dict], source: str | None = None) -> str:
+    """The command line of both converters: ``SRC DST [--arch A] [--force]``.
+
+    Args:
+        argv: the arguments (None: ``sys.argv``).
+        description: the tool's one-line description.
+        src_help: help text of ``SRC``.
+        load: reads ``SRC`` into an official-layout state dict.
+        source: recorded as ``meta['source']`` when given.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help=src_help)
     parser.add_argument('dst', help='output checkpoint for micronet_mm')
     parser.add_argument('--arch', choices=['m0', 'm1', 'm2', 'm3'], help='default: detect')
     parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
     args = parser.parse_args(argv)
     refuse_overwrite(args.dst, args.force)  # before the work
     try:
-        arch, state = convert_checkpoint(load_official(args.src), args.arch)
+        arch, state = convert_checkpoint(load(args.src), args.arch)
     except ConversionError as e:
         raise ConversionError(f'conversion of {args.src} failed: {e}') from None
-    save_converted(state, {'arch': arch, 'converted_from': args.src}, args.dst,
-                   force=args.force)
+    meta = {'arch': arch, 'converted_from': osp.basename(args.src)}
+    if source:
+        meta['source'] = source
+    save_converted(state, meta, args.dst, force=args.force)
     print(f'converted {args.src} (MicroNet-{arch.upper()}, {len(state)} tensors) -> {args.dst}')
     return arch
+
+
+def main(argv=None) -> str:
+    return convert_cli(argv, description=__doc__.split('\n\n')[0], load=load_official,
+                       src_help='official checkpoint (.pth / .pth.tar)')
 
 
 if __name__ == '__main__':
