@@ -48,7 +48,8 @@ build_fused_op() {  # build_fused_op LOG: compiler output goes to LOG
 # also on the fast path.
 build_openvino_ext() {  # build_openvino_ext LOG
   local line
-  command -v cmake >/dev/null || apt-get install -y cmake >>"$1" 2>&1 || return 1
+  command -v cmake >/dev/null || apt-get install -y cmake >>"$1" 2>&1 \
+    || { apt-get update >>"$1" 2>&1 && apt-get install -y cmake >>"$1" 2>&1; } || return 1
   line="$(MICRONET_CACHE="$CACHE" "$VENV/bin/python" -m micronet_mm.runtime.openvino 2>>"$1")" \
     || return 1
   echo "[setup] $line"
