@@ -138,6 +138,23 @@ def seg_model():
     return init_segmentor(SEG_CFG)
 
 
+@pytest.mark.parametrize('layout', ['bare', 'no_meta'])
+def test_init_segmentor_loads_a_checkpoint_without_meta(tmp_path, seg_model, layout):
+    """mmseg's init_model raises a bare KeyError 'meta' here; the weights are loaded and the
+    classes come from the config's dataset."""
+    import torch
+    from mmseg.datasets import CityscapesDataset
+
+    from micronet_mm.apis import init_segmentor
+    torch.manual_seed(1)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in seg_model.state_dict().items()}
+    torch.save(state if layout == 'bare' else {'state_dict': state}, tmp_path / 'w.pth')
+    model = init_segmentor(SEG_CFG, str(tmp_path / 'w.pth'))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert model.dataset_meta['classes'] == CityscapesDataset.METAINFO['classes']
+
+
 def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, seg_model):
     from micronet_mm.apis import load_rgb_image, segment
     ramp = (np.arange(64 * 96, dtype=np.int64).reshape(64, 96) * 10).astype(np.uint16)
