@@ -138,6 +138,23 @@ def seg_model():
     return init_segmentor(SEG_CFG)
 
 
+@pytest.mark.parametrize('layout', ['bare', 'no_meta'])
+def test_init_segmentor_loads_a_checkpoint_without_meta(tmp_path, seg_model, layout):
+    """mmseg's init_model raises a bare KeyError 'meta' here; the weights are loaded and the
+    classes come from the config's dataset."""
+    import torch
+    from mmseg.datasets import CityscapesDataset
+
+    from micronet_mm.apis import init_segmentor
+    torch.manual_seed(1)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in seg_model.state_dict().items()}
+    torch.save(state if layout == 'bare' else {'state_dict': state}, tmp_path / 'w.pth')
+    model = init_segmentor(SEG_CFG, str(tmp_path / 'w.pth'))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert model.dataset_meta['classes'] == CityscapesDataset.METAINFO['classes']
+
+
 def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, seg_model):
     from micronet_mm.apis import load_rgb_image, segment
     ramp = (np.arange(64 * 96, dtype=np.int64).reshape(64, 96) * 10).astype(np.uint16)
@@ -193,6 +210,7 @@ def test_error_classes_are_user_errors_and_keep_their_bases():
 @pytest.mark.parametrize('argv, name', [
     (['tools/train.py', CLS_CFG, '--cfg-options', 'foo.bar=1'], 'foo.bar'),
     (['tools/test.py', CLS_CFG, 'nothing.pth'], 'nothing.pth'),
+    (['tools/test.py', CLS_CFG, 'nothing.pth', '--out', 'preds.json'], '--out preds.json'),
     (['tools/analysis/get_flops.py', 'no_such_config.py'], 'no_such_config.py'),
     (['tools/deployment/export_onnx.py', 'no_such_config.py', 'nothing.pth'], 'nothing.pth'),
     (['tools/model_converters/micronet_official_to_mmpretrain.py', 'nothing.pth', 'o.pth'],
@@ -211,6 +229,31 @@ def test_main_block_turns_user_error_into_one_line_exit_2(argv, name, tmp_path, 
     err = capsys.readouterr().err
     assert exit_.value.code == 2, err
     assert_one_line_error(err, name)
+
+
+def test_profile_ops_main_block_goes_through_run_cli(monkeypatch):
+    """tools/analysis/profile_ops.py's ``__main__`` hands its ``main`` to ``run_cli``."""
+    import runpy
+
+    import micronet_mm.errors
+    called = []
+    monkeypatch.setattr(micronet_mm.errors, 'run_cli', called.append)
+    path = osp.join(ROOT, 'tools/analysis/profile_ops.py')
+    monkeypatch.setattr(sys, 'argv', [path, 'no-such-model'])
+    runpy.run_path(path, run_name='__main__')
+    assert len(called) == 1 and called[0].__name__ == 'main'
+
+
+def test_test_py_show_dir_help_names_each_toolbox_location(capsys):
+    """--show-dir's help says where each toolbox's hook puts the images (see enable_drawing)."""
+    from tools.test import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(['--help'])
+    help_text = ' '.join(capsys.readouterr().out.split())
+    for words in ('detection and pose put a relative one inside the run\'s timestamped log dir',
+                  'classification uses it as given', 'segmentation writes into its '
+                  'vis_data/vis_image'):
+        assert words in help_text
 
 
 def test_cli_user_error_is_one_line_exit_2(tmp_path):

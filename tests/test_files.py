@@ -273,3 +273,23 @@ def test_train_refuses_a_work_dir_with_checkpoints_unless_resume_or_force(shapes
     main([SHAPES_CFG, '--work-dir', str(work), '--force', *short])
     assert torch.load(ckpt, weights_only=True)['meta']['epoch'] == 1  # replaced, as asked
     assert strays(work) == []
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+@pytest.mark.parametrize('existing', ['benchmark.md', 'latency_vs_top1.png'])
+def test_benchmark_refuses_existing_outputs_before_measuring(tmp_path, existing, monkeypatch,
+                                                             capsys):
+    """tools/analysis/benchmark.py run as a script: one line, exit 2, the user's file intact."""
+    import runpy
+
+    from conftest import assert_one_line_error
+    out = precious(tmp_path / existing)
+    path = osp.join(ROOT, 'tools/analysis/benchmark.py')
+    monkeypatch.setattr(sys, 'argv', [path, '--out-dir', str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(path, run_name='__main__')
+    assert exit_.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, f'{out} exists')
+    assert out.read_bytes() == PRECIOUS
+    assert sorted(os.listdir(tmp_path)) == [existing]  # refused before writing anything

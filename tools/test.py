@@ -15,7 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.checkpoint import check_weights, safe_load  # noqa: E402
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
-from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.errors import UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import refuse_overwrite  # noqa: E402
 from micronet_mm.hooks import AtomicDumpResults  # noqa: E402,F401  (registers it)
 from micronet_mm.tools_common import (InvalidInputError, MissingInputError,  # noqa: E402
@@ -30,8 +30,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--force', action='store_true', help='replace an existing --out file')
-    parser.add_argument('--show-dir', help='write drawn predictions into this directory '
-                        '(relative paths are inside the run\'s timestamped log dir)')
+    parser.add_argument('--show-dir', help='draw every prediction into this directory: '
+                        'detection and pose put a relative one inside the run\'s timestamped '
+                        'log dir, classification uses it as given, segmentation writes into '
+                        'its vis_data/vis_image')
     add_launcher_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -70,6 +72,9 @@ def enable_drawing(cfg, show_dir: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):  # DumpResults would raise
+        raise UserError(f'--out {args.out}: the predictions are dumped as a pickle; give a '
+                        'file name ending in .pkl or .pickle')
     if not osp.isfile(args.checkpoint):
         raise MissingInputError(f'checkpoint not found: {args.checkpoint}')
     if args.out:

@@ -121,7 +121,7 @@ def init_segmentor(config: str | Config, checkpoint: str | None = None, *, devic
     """
     from mmseg.apis import init_model
     import micronet_mm.models  # noqa: F401  (registers MicroNet, MRASPPHead, ...)
-    from micronet_mm.checkpoint import check_weights
+    from micronet_mm.checkpoint import check_weights, safe_load, state_dict_of
     if isinstance(config, (str, os.PathLike)) and not osp.isfile(config):
         raise MissingInputError(f'config file not found: {config!r}')
     if checkpoint is not None and '://' not in str(checkpoint) and not osp.isfile(checkpoint):
@@ -132,10 +132,31 @@ def init_segmentor(config: str | Config, checkpoint: str | None = None, *, devic
         h, w = slide
         options['model.test_cfg'] = dict(mode='slide', crop_size=(h, w),
                                          stride=(max(1, h * 3 // 4), max(1, w * 3 // 4)))
-    model = init_model(cfg, checkpoint, device=device, cfg_options=options or None)
+    local = checkpoint is not None and '://' not in str(checkpoint)
+    loaded = safe_load(checkpoint, map_location='cpu') if local else None
+    # mmseg's init_model reads checkpoint['meta'] (a bare KeyError without it); a bare state
+    # dict, or one without meta, is loaded here and takes its classes from the config's dataset
+    bare = local and not isinstance(loaded.get('meta') if isinstance(loaded, dict) else None,
+                                    dict)
+    model = init_model(cfg, None if bare else checkpoint, device=device,
+                       cfg_options=options or None)
     if checkpoint is not None:
-        check_weights(model, checkpoint, source=str(checkpoint), strict=strict)
+        check_weights(model, loaded if local else checkpoint, source=str(checkpoint),
+                      strict=strict)
+    if bare:
+        model.load_state_dict(state_dict_of(loaded), strict=False)
+        model.dataset_meta = config_dataset_meta(cfg)
     return model
+
+
+def config_dataset_meta(cfg: Config) -> dict:
+    """Classes and palette of the config's test dataset (its class's ``METAINFO`` updated by
+    the config's ``metainfo``)."""
+    from mmseg.registry import DATASETS
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    meta = dict(getattr(DATASETS.get(dataset.get('type', '')), 'METAINFO', {}))
+    meta.update(dataset.get('metainfo') or {})
+    return meta
 
 
 #: images more elongated than this are padded (edge pixels) to it for inference, the class map

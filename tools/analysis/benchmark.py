@@ -7,7 +7,7 @@ LR-ASPP MobileNetV3-Small 512x1024). Random weights (latency does not depend on 
 
     python tools/analysis/benchmark.py [--rounds R] [--iters I] [--models m2 mnv3-s-050 ...]
         [--runtimes eager ort ov ...] [--dense pose-m0 pose-mnv2 ...] [--train-steps S]
-        [--out-dir DIR]
+        [--out-dir DIR] [--force]
 
 Latency: one thread (``torch.set_num_threads(1)``; ONNX Runtime intra/inter-op threads 1;
 OpenVINO ``INFERENCE_NUM_THREADS=1``, one stream), batch 1, 224x224 (dense models: their input
@@ -33,7 +33,8 @@ the RSS before the model was built), each in a fresh process
 (``reference``) and on (``fused``) where it is built.
 
 Writes ``DIR/benchmark.md`` (the tables) and ``DIR/latency_vs_top1.png`` (published ImageNet
-top-1 against measured latency).
+top-1 against measured latency), each atomically; it refuses, before measuring, when either
+exists, unless ``--force``.
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
+
+from micronet_mm.errors import run_cli  # noqa: E402
+from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 
 #: published ImageNet top-1 (MicroNet ICCV paper Table 6; MobileNetV3 paper / issue 6)
 TOP1 = {'m0': 46.6, 'm1': 51.4, 'm2': 59.4, 'm3': 62.5,
@@ -104,6 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                               'mnv3-s-075'],
                         choices=DEFAULT_MODELS)
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing benchmark.md / latency_vs_top1.png')
     return parser.parse_args(argv)
 
 
@@ -359,7 +365,10 @@ def main(argv=None) -> dict:
     shapes = {n: shape for n in args.models}
     shapes.update({n: tuple(int(s * args.dense_scale) // 32 * 32 for s in DENSE[n][2])
                    for n in args.dense})
-    os.makedirs(args.out_dir, exist_ok=True)
+    md_path = osp.join(args.out_dir, 'benchmark.md')
+    png_path = osp.join(args.out_dir, 'latency_vs_top1.png')
+    for path in (md_path, png_path):
+        refuse_overwrite(path, args.force)
     # training first, while this process is small: a child's peak RSS (ru_maxrss) starts from
     # the size of the process it was forked from
     train = {}
@@ -397,12 +406,13 @@ def main(argv=None) -> dict:
                   for (n, v), (r, m) in train.items()]
     report = '\n'.join(parts)
     print(report)
-    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
+    with atomic_write(md_path) as tmp_md, open(tmp_md, 'w') as f:
         f.write(report + '\n')
-    plot(med, args.models, osp.join(args.out_dir, 'latency_vs_top1.png'))
+    with atomic_write(png_path) as tmp_png:
+        plot(med, args.models, tmp_png)
     print(f'wrote {args.out_dir}/benchmark.md and {args.out_dir}/latency_vs_top1.png')
     return dict(times=times, median=med, train=train, peak=peak, madds=counts)
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

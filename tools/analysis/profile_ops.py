@@ -25,6 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 
 from micronet_mm.deploy import switch_to_deploy  # noqa: E402
+from micronet_mm.errors import run_cli  # noqa: E402
 from tools.analysis.benchmark import build, export_file, onnx_session, openvino_request  # noqa: E402,E501
 
 SHAPE = (224, 224)
@@ -135,4 +136,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)
