@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ('shift_max.h', 'shift_max_torch.cpp')
+SOURCES = ('shift_max.h', 'shift_max_torch.cpp', 'program.h', 'program_torch.cpp')
 FLAGS = ('-O3', '-fopenmp-simd')
 NAME = 'micronet_ops'
 
@@ -61,7 +61,7 @@ def build(force: bool = False) -> tuple[Path, float | None]:
     start = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        cpp_extension.load(name=NAME, sources=[str(HERE / 'shift_max_torch.cpp')],
+        cpp_extension.load(name=NAME, sources=[str(HERE / 'shift_max_torch.cpp'), str(HERE / 'program_torch.cpp')],
                            extra_cflags=list(FLAGS), build_directory=tmp,
                            is_python_module=False, verbose=False)
         staged = Path(tmp) / f'{NAME}.staged'
