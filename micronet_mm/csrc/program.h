@@ -34,9 +34,15 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "shift_max.h"
+
+#ifdef MICRONET_PROGRAM_PROFILE  // a benchmark harness defines it and the hook below
+#include <chrono>
+void micronet_program_profile(const int64_t* record, int64_t layer, double seconds);
+#endif
 
 namespace micronet {
 namespace program {
@@ -85,6 +91,26 @@ inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
 
 namespace detail {
 
+// GCC vector types of VB bytes (vector_size needs a literal size) and their shuffle index.
+template <typename T, int VB> struct Vec;
+template <> struct Vec<float, 64> {
+  typedef float type __attribute__((vector_size(64)));
+  typedef int32_t index __attribute__((vector_size(64)));
+};
+template <> struct Vec<float, 32> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef int32_t index __attribute__((vector_size(32)));
+};
+template <> struct Vec<double, 64> {
+  typedef double type __attribute__((vector_size(64)));
+  typedef int64_t index __attribute__((vector_size(64)));
+};
+template <> struct Vec<double, 32> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef int64_t index __attribute__((vector_size(32)));
+};
+
+
 // Plane pointers of a buffer read through a channel table.
 template <typename T>
 void planes(std::vector<const T*>& out, const T* base, const int64_t* perm, int64_t C,
@@ -96,118 +122,329 @@ void planes(std::vector<const T*>& out, const T* base, const int64_t* perm, int6
 template <typename T>
 inline T relu6(T v) { return v < T(0) ? T(0) : (v > T(6) ? T(6) : v); }
 
-// 1x1 convolution, stride 1: y[o] = b[o] + sum_c w[o, c] x[g * Cg + c], four output planes at
-// a time over chunks of kTile pixels, the partial rows kept in L1.
-template <typename T>
-MICRONET_SIMD_CLONES void pointwise(const T* const* x, T* const* y, const T* w, const T* b,
-                                    int64_t Cin, int64_t Cout, int64_t groups, int64_t P,
-                                    bool relu) {
-  constexpr int64_t kTile = 128, kRows = 4;
-  const int64_t Cg = Cin / groups, Og = Cout / groups;
-  T acc[kRows][kTile];
-  for (int64_t o0 = 0, rows = 0; o0 < Cout; o0 += rows) {
-    const int64_t g = o0 / Og;
-    rows = std::min(kRows, (g + 1) * Og - o0);  // never cross a group
-    for (int64_t p0 = 0; p0 < P; p0 += kTile) {
-      const int64_t L = std::min(kTile, P - p0);
-      if (rows == kRows) {
-        const T *w0 = w + o0 * Cg, *w1 = w0 + Cg, *w2 = w1 + Cg, *w3 = w2 + Cg;
-        T *__restrict a0 = acc[0], *__restrict a1 = acc[1], *__restrict a2 = acc[2],
-          *__restrict a3 = acc[3];
-        const T b0 = b[o0], b1 = b[o0 + 1], b2 = b[o0 + 2], b3 = b[o0 + 3];
-#pragma omp simd
-        for (int64_t q = 0; q < L; ++q) {
-          a0[q] = b0;
-          a1[q] = b1;
-          a2[q] = b2;
-          a3[q] = b3;
-        }
-        for (int64_t c = 0; c < Cg; ++c) {
-          const T* __restrict xr = x[g * Cg + c] + p0;
-          const T v0 = w0[c], v1 = w1[c], v2 = w2[c], v3 = w3[c];
-#pragma omp simd
-          for (int64_t q = 0; q < L; ++q) {
-            const T xv = xr[q];
-            a0[q] += v0 * xv;
-            a1[q] += v1 * xv;
-            a2[q] += v2 * xv;
-            a3[q] += v3 * xv;
-          }
-        }
-        for (int64_t r = 0; r < kRows; ++r) {
-          T* __restrict out = y[o0 + r] + p0;
-          const T* __restrict a = acc[r];
-          if (relu) {
-#pragma omp simd
-            for (int64_t q = 0; q < L; ++q) out[q] = relu6(a[q]);
-          } else {
-#pragma omp simd
-            for (int64_t q = 0; q < L; ++q) out[q] = a[q];
-          }
-        }
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t o = o0 + r, go = g;
-          const T* wr = w + o * Cg;
-          T* __restrict a = acc[0];
-          for (int64_t q = 0; q < L; ++q) a[q] = b[o];
-          for (int64_t c = 0; c < Cg; ++c) {
-            const T* __restrict xr = x[go * Cg + c] + p0;
-            const T v = wr[c];
-#pragma omp simd
-            for (int64_t q = 0; q < L; ++q) a[q] += v * xr[q];
-          }
-          T* __restrict out = y[o] + p0;
-          for (int64_t q = 0; q < L; ++q) out[q] = relu ? relu6(a[q]) : a[q];
-        }
+// U vectors of pixels from p0 of R output planes (see pointwise_rows).
+template <typename T, int R, int U>
+__attribute__((always_inline)) inline void pointwise_block(const T* const* x, T* const* y,
+                                                           const T* w, const T* b, int64_t Cg,
+                                                           int64_t p0, bool relu) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  V acc[R][U];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) acc[r][u] = V{} + b[r];
+  for (int64_t c = 0; c < Cg; ++c) {
+    V xv[U];
+    for (int u = 0; u < U; ++u) std::memcpy(&xv[u], x[c] + p0 + u * N, sizeof(V));
+    for (int r = 0; r < R; ++r) {
+      const T v = w[r * Cg + c];
+      for (int u = 0; u < U; ++u) acc[r][u] += v * xv[u];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) {
+      V a = acc[r][u];
+      if (relu) {
+        a = a < V{} ? V{} : a;
+        a = a > V{} + T(6) ? V{} + T(6) : a;
       }
+      std::memcpy(y[r] + p0 + u * N, &a, sizeof(V));
+    }
+}
+
+// 1x1 convolution, stride 1: y[o] = b[o] + sum_c w[o, c] x[g * Cg + c] for R (<= 4) output
+// planes of one group at a time; R x U vectors of 64 bytes accumulate in registers while the
+// loop runs over the group's input channels. A ragged end is one more vector that overlaps
+// the previous one (recomputing a few pixels), so no pixel takes a scalar path unless the
+// plane is shorter than one vector.
+template <typename T, int R>
+MICRONET_SIMD_CLONES void pointwise_rows(const T* const* x, T* const* y, const T* w,
+                                         const T* b, int64_t Cg, int64_t P, bool relu) {
+  constexpr int64_t N = 64 / sizeof(T);
+  int64_t p0 = 0;
+  for (; p0 + 2 * N <= P; p0 += 2 * N) pointwise_block<T, R, 2>(x, y, w, b, Cg, p0, relu);
+  for (; p0 + N <= P; p0 += N) pointwise_block<T, R, 1>(x, y, w, b, Cg, p0, relu);
+  if (p0 < P && P >= N) {
+    pointwise_block<T, R, 1>(x, y, w, b, Cg, P - N, relu);
+    return;
+  }
+  for (; p0 < P; ++p0) {  // a plane shorter than one vector
+    for (int r = 0; r < R; ++r) {
+      T a = b[r];
+      for (int64_t c = 0; c < Cg; ++c) a += w[r * Cg + c] * x[c][p0];
+      y[r][p0] = relu ? relu6(a) : a;
     }
   }
 }
 
-// Any grouped convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the dense
-// stem): each output plane accumulates rows, one (input channel, tap) at a time, over the
-// range of output columns whose input column is inside the image (no padded copies).
 template <typename T>
-MICRONET_SIMD_CLONES void conv_rows(const T* const* x, T* const* y, const T* w, const T* b,
-                                    const int64_t* r, Dims in, Dims out) {
-  const int64_t Cin = r[4], Cout = r[5], groups = r[6], kh = r[7], kw = r[8], sh = r[9],
-                sw = r[10], ph = r[11], pw = r[12], dh = r[13], dw = r[14];
-  const bool relu = r[15] == 1;
-  const int64_t Cg = Cin / groups, Og = Cout / groups, Wi = in.W, Wo = out.W;
-  for (int64_t o = 0; o < Cout; ++o) {
-    const int64_t g = o / Og;
-    T* __restrict yo = y[o];
-    const T bias = b[o];
-    for (int64_t q = 0; q < out.H * Wo; ++q) yo[q] = bias;
-    for (int64_t c = 0; c < Cg; ++c) {
-      const T* xc = x[g * Cg + c];
-      const T* wk = w + (o * Cg + c) * kh * kw;
-      for (int64_t th = 0; th < kh; ++th) {
-        for (int64_t ho = 0; ho < out.H; ++ho) {
-          const int64_t hi = ho * sh - ph + th * dh;
-          if (hi < 0 || hi >= in.H) continue;
-          const T* __restrict xrow = xc + hi * Wi;
-          T* __restrict yrow = yo + ho * Wo;
-          for (int64_t tw = 0; tw < kw; ++tw) {
-            const T v = wk[th * kw + tw];
-            const int64_t off = tw * dw - pw;  // input column = wo * sw + off
-            const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-            const int64_t hi_w = std::min(Wo, (Wi - off + sw - 1) / sw);
-            if (sw == 1) {
-              const T* __restrict xs = xrow + off;
-#pragma omp simd
-              for (int64_t wo = lo; wo < hi_w; ++wo) yrow[wo] += v * xs[wo];
-            } else {
-#pragma omp simd
-              for (int64_t wo = lo; wo < hi_w; ++wo) yrow[wo] += v * xrow[wo * sw + off];
-            }
-          }
-        }
+void pointwise(const T* const* x, T* const* y, const T* w, const T* b, int64_t Cin,
+               int64_t Cout, int64_t groups, int64_t P, bool relu) {
+  const int64_t Cg = Cin / groups, Og = Cout / groups;
+  for (int64_t o0 = 0, rows = 0; o0 < Cout; o0 += rows) {
+    const int64_t g = o0 / Og;
+    rows = std::min<int64_t>(4, (g + 1) * Og - o0);  // never cross a group
+    const T* const* xg = x + g * Cg;
+    const T* wo = w + o0 * Cg;
+    if (rows == 4) pointwise_rows<T, 4>(xg, y + o0, wo, b + o0, Cg, P, relu);
+    else if (rows == 3) pointwise_rows<T, 3>(xg, y + o0, wo, b + o0, Cg, P, relu);
+    else if (rows == 2) pointwise_rows<T, 2>(xg, y + o0, wo, b + o0, Cg, P, relu);
+    else pointwise_rows<T, 1>(xg, y + o0, wo, b + o0, Cg, P, relu);
+  }
+}
+
+struct ConvGeom {
+  int64_t Cg, Og, kh, kw, sh, sw, ph, pw, dh, dw;
+  bool relu;
+};
+
+inline ConvGeom geometry(const int64_t* r) {
+  return {r[4] / r[6], r[5] / r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+          r[15] == 1};
+}
+
+// Output columns [lo, hi) whose taps all read inside a row of width Wi.
+inline void interior(const ConvGeom& g, int64_t Wi, int64_t Wo, int64_t& lo, int64_t& hi) {
+  lo = std::min(Wo, (g.pw + g.sw - 1) / g.sw);
+  const int64_t last = Wi - 1 - (g.kw - 1) * g.dw + g.pw;  // wo * sw <= last
+  hi = last < 0 ? lo : std::max(lo, std::min(Wo, last / g.sw + 1));
+}
+
+// N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector (SW 1 or 2; SW = 2
+// reads 2N elements and keeps the even ones).
+// N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector (SW 1 or 2; SW = 2
+// reads 2N elements and keeps the even ones).
+
+// N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector of VB bytes (SW 1 or
+// 2; SW = 2 reads 2N elements and keeps the even ones).
+template <typename T, int SW, int VB = 64>
+__attribute__((always_inline)) inline typename Vec<T, VB>::type strided_load(const T* p) {
+  typedef typename Vec<T, VB>::type V;
+  V a;
+  std::memcpy(&a, p, sizeof(V));
+  if constexpr (SW == 1) {
+    return a;
+  } else {
+    constexpr int N = VB / sizeof(T);
+    typename Vec<T, VB>::index even;
+    for (int i = 0; i < N; ++i) even[i] = 2 * i;
+    V b;
+    std::memcpy(&b, p + N, sizeof(V));
+    return __builtin_shuffle(a, b, even);
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline T border_sum(const T* const* rows, const T* const* wt,
+                                                   int64_t taps, const ConvGeom& g, int64_t Wi,
+                                                   int64_t wo, T acc) {
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t tw = 0; tw < g.kw; ++tw) {
+      const int64_t wi = wo * g.sw - g.pw + tw * g.dw;
+      if (wi >= 0 && wi < Wi) acc += wt[t][tw] * rows[t][wi];
+    }
+  return acc;
+}
+
+// One output row of any grouped convolution: `rows[t]` are the input rows of the valid
+// (channel, vertical tap) pairs and `wt[t]` their kw weights. Interior columns [lo, hi) (all
+// taps inside the row) run as vectors that keep the sum over every tap in a register (a ragged
+// end overlaps the previous vector; VB: vector bytes, 32 for rows shorter than 64 bytes);
+// border columns check their taps.
+template <typename T, int SW, int VB>
+MICRONET_SIMD_CLONES void conv_row(const T* const* rows, const T* const* wt, int64_t taps,
+                                   const ConvGeom& g, int64_t Wi, int64_t Wo, int64_t lo,
+                                   int64_t hi, T bias, T* __restrict out) {
+  typedef typename Vec<T, VB>::type V;
+  constexpr int64_t N = VB / sizeof(T);
+  // SW = 2 reads 2N elements per vector: the last, of the vector at hi - N, must be inside
+  const bool vec = SW != 0 && hi - lo >= N &&
+                   (SW == 1 || 2 * hi + (g.kw - 1) * g.dw - g.pw <= Wi);
+  for (int64_t wo = 0; wo < Wo; ++wo) {
+    if (vec && wo == lo) wo = hi;
+    if (wo >= Wo) break;
+    const T acc = border_sum(rows, wt, taps, g, Wi, wo, bias);
+    out[wo] = g.relu ? relu6(acc) : acc;
+  }
+  if (!vec) return;
+  auto block = [&](auto u, int64_t w0) {  // u vectors from column w0: u independent sums
+    constexpr int U = decltype(u)::value;
+    V acc[U];
+    for (int i = 0; i < U; ++i) acc[i] = V{} + bias;
+    for (int64_t t = 0; t < taps; ++t) {
+      const T* xr = rows[t] - g.pw + w0 * SW;
+      for (int64_t tw = 0; tw < g.kw; ++tw) {
+        const T v = wt[t][tw];
+        for (int i = 0; i < U; ++i)
+          acc[i] += v * strided_load<T, SW, VB>(xr + tw * g.dw + i * N * SW);
       }
     }
-    if (relu)
-      for (int64_t q = 0; q < out.H * Wo; ++q) yo[q] = relu6(yo[q]);
+    for (int i = 0; i < U; ++i) {
+      if (g.relu) {
+        acc[i] = acc[i] < V{} ? V{} : acc[i];
+        acc[i] = acc[i] > V{} + T(6) ? V{} + T(6) : acc[i];
+      }
+      std::memcpy(out + w0 + i * N, &acc[i], sizeof(V));
+    }
+  };
+  int64_t w0 = lo;
+  for (; w0 + 4 * N <= hi; w0 += 4 * N) block(std::integral_constant<int, 4>{}, w0);
+  for (; w0 + N <= hi; w0 += N) block(std::integral_constant<int, 1>{}, w0);
+  if (w0 < hi) block(std::integral_constant<int, 1>{}, hi - N);  // overlaps the last vector
+}
+
+// Depthwise 1xk with stride SW over a whole plane whose rows are SW * Wo wide: output pixel q
+// (row h, column wo) reads x[SW * q + off_t], so the plane runs as one vector loop in which
+// mask[t][q] (1 inside the row, 0 where the tap falls into the neighbouring row) zeroes what a
+// padded row would (mask holds one row of it and one vector more, for a vector starting
+// anywhere in a row); the first and last few pixels, where a vector would leave the plane,
+// check their taps.
+template <typename T, int SW>
+MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T bias,
+                                          const ConvGeom& g, Dims in, Dims out,
+                                          const T* mask, T* __restrict y) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  const int64_t Wo = out.W, Po = out.H * Wo, Pi = in.H * in.W;
+  const int64_t reach = (g.kw - 1) * g.dw - g.pw;  // furthest tap to the right
+  const int64_t q0 = (g.pw + SW - 1) / SW;  // first pixel whose taps start inside the plane
+  // last vector start: its last read SW * (q + N - 1) + reach (+ 1 for SW = 2) inside
+  const int64_t q_last = (Pi - 1 - reach - (SW - 1) - SW * (N - 1)) / SW;
+  auto block = [&](auto u, int64_t q) {  // u vectors from pixel q: u independent sums
+    constexpr int U = decltype(u)::value;
+    V acc[U];
+    for (int i = 0; i < U; ++i) acc[i] = V{} + bias;
+    for (int64_t tw = 0; tw < g.kw; ++tw) {
+      const T v = w[tw];
+      const T* mt = mask + tw * (Wo + N);
+      const T* xt = x + tw * g.dw - g.pw;
+      for (int i = 0; i < U; ++i) {
+        const int64_t qi = q + i * N;
+        V m;
+        std::memcpy(&m, mt + qi % Wo, sizeof(V));
+        acc[i] += (v * m) * strided_load<T, SW>(xt + SW * qi);
+      }
+    }
+    for (int i = 0; i < U; ++i) {
+      if (g.relu) {
+        acc[i] = acc[i] < V{} ? V{} : acc[i];
+        acc[i] = acc[i] > V{} + T(6) ? V{} + T(6) : acc[i];
+      }
+      std::memcpy(y + q + i * N, &acc[i], sizeof(V));
+    }
+  };
+  int64_t done_lo = q0, done_hi = q0;
+  if (q_last >= q0) {
+    int64_t q = q0;
+    for (; q + 3 * N <= q_last; q += 4 * N) block(std::integral_constant<int, 4>{}, q);
+    for (; q <= q_last; q += N) block(std::integral_constant<int, 1>{}, q);
+    if (q < q_last + N) block(std::integral_constant<int, 1>{}, q_last);  // overlaps
+    done_hi = q_last + N;
+  }
+  for (int64_t q = 0; q < Po; ++q) {
+    if (q == done_lo) q = done_hi;
+    if (q >= Po) break;
+    const int64_t h = q / Wo, wo = q % Wo;
+    T acc = bias;
+    for (int64_t tw = 0; tw < g.kw; ++tw) {
+      const int64_t wi = wo * SW - g.pw + tw * g.dw;
+      if (wi >= 0 && wi < in.W) acc += w[tw] * x[h * in.W + wi];
+    }
+    y[q] = g.relu ? relu6(acc) : acc;
+  }
+}
+
+// Depthwise kx1, stride 1: each tap is one flat loop over the output rows it reaches.
+template <typename T>
+MICRONET_SIMD_CLONES void vertical_flat(const T* __restrict x, const T* w, T bias,
+                                        const ConvGeom& g, Dims in, Dims out,
+                                        T* __restrict y) {
+  const int64_t W = in.W, P = out.H * W;
+#pragma omp simd
+  for (int64_t q = 0; q < P; ++q) y[q] = bias;
+  for (int64_t th = 0; th < g.kh; ++th) {
+    const int64_t shift = th * g.dh - g.ph;  // input row = output row + shift
+    const int64_t h0 = std::max<int64_t>(0, -shift), h1 = std::min(out.H, in.H - shift);
+    if (h1 <= h0) continue;
+    const T v = w[th];
+    const T* __restrict xs = x + shift * W;
+#pragma omp simd
+    for (int64_t q = h0 * W; q < h1 * W; ++q) y[q] += v * xs[q];
+  }
+  if (g.relu) {
+#pragma omp simd
+    for (int64_t q = 0; q < P; ++q) y[q] = relu6(y[q]);
+  }
+}
+
+// Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
+// dense stem).
+template <typename T>
+void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const int64_t* r,
+                  Dims in, Dims out, std::vector<T>& scratch) {
+  const ConvGeom g = geometry(r);
+  const int64_t N = 64 / sizeof(T);
+  int64_t lo, hi;
+  interior(g, in.W, out.W, lo, hi);
+  // depthwise kx1, any vertical stride: vertical_flat at stride 1 (rows 0 .. (H_out - 1) * sh
+  // of the stride-1 output), then every sh-th row
+  // (short rows only: long rows run faster row by row)
+  const bool vertical = g.Cg == 1 && g.kw == 1 && g.sw == 1 && out.W == in.W &&
+                        (g.sh == 1 || in.W < 4 * N);
+  const Dims full{1, (out.H - 1) * g.sh + 1, out.W};
+  thread_local std::vector<T> rows_s1;
+  if (vertical && g.sh > 1) rows_s1.resize(full.planes());
+  const bool horizontal = g.Cg == 1 && g.kh == 1 && g.sh == 1 && (g.sw == 1 || g.sw == 2) &&
+                          out.H == in.H && in.W == g.sw * out.W && out.planes() >= N;
+  if (horizontal) {  // the masks of horizontal_flat (one row + one vector), for every plane
+    const int64_t period = out.W + N;
+    scratch.resize(g.kw * period);
+    for (int64_t tw = 0; tw < g.kw; ++tw)
+      for (int64_t q = 0; q < period; ++q) {
+        const int64_t wi = (q % out.W) * g.sw - g.pw + tw * g.dw;
+        scratch[tw * period + q] = wi >= 0 && wi < in.W ? T(1) : T(0);
+      }
+  }
+  std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
+  for (int64_t o = 0; o < r[5]; ++o) {
+    const int64_t grp = o / g.Og;
+    const T* wo = w + o * g.Cg * g.kh * g.kw;
+    if (vertical && g.sh == 1) {
+      vertical_flat(x[grp], wo, b[o], g, in, out, y[o]);
+      continue;
+    }
+    if (vertical) {
+      vertical_flat(x[grp], wo, b[o], g, in, full, rows_s1.data());
+      for (int64_t ho = 0; ho < out.H; ++ho)
+        std::memcpy(y[o] + ho * out.W, rows_s1.data() + ho * g.sh * out.W, out.W * sizeof(T));
+      continue;
+    }
+    if (horizontal) {
+      if (g.sw == 1) horizontal_flat<T, 1>(x[grp], wo, b[o], g, in, out, scratch.data(), y[o]);
+      else horizontal_flat<T, 2>(x[grp], wo, b[o], g, in, out, scratch.data(), y[o]);
+      continue;
+    }
+    for (int64_t ho = 0; ho < out.H; ++ho) {
+      int64_t taps = 0;
+      for (int64_t c = 0; c < g.Cg; ++c)
+        for (int64_t th = 0; th < g.kh; ++th) {
+          const int64_t hi_row = ho * g.sh - g.ph + th * g.dh;
+          if (hi_row < 0 || hi_row >= in.H) continue;
+          rows[taps] = x[grp * g.Cg + c] + hi_row * in.W;
+          wt[taps++] = wo + (c * g.kh + th) * g.kw;
+        }
+      T* yr = y[o] + ho * out.W;
+      const bool wide = hi - lo >= N;
+      if (g.sw == 1 && wide)
+        conv_row<T, 1, 64>(rows.data(), wt.data(), taps, g, in.W, out.W, lo, hi, b[o], yr);
+      else if (g.sw == 1)
+        conv_row<T, 1, 32>(rows.data(), wt.data(), taps, g, in.W, out.W, lo, hi, b[o], yr);
+      else if (g.sw == 2 && wide)
+        conv_row<T, 2, 64>(rows.data(), wt.data(), taps, g, in.W, out.W, lo, hi, b[o], yr);
+      else if (g.sw == 2)
+        conv_row<T, 2, 32>(rows.data(), wt.data(), taps, g, in.W, out.W, lo, hi, b[o], yr);
+      else
+        conv_row<T, 0, 64>(rows.data(), wt.data(), taps, g, in.W, out.W, lo, lo, b[o], yr);
+    }
   }
 }
 
@@ -313,9 +550,11 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
     offset[l] = total;
     total += d[l].size();
   }
-  std::vector<T> arena(static_cast<size_t>(total)), scratch;
-  std::vector<const T*> src, second;
-  std::vector<T*> dst;
+  // scratch of this thread, kept between calls (never read before written)
+  thread_local std::vector<T> arena, scratch;
+  thread_local std::vector<const T*> src, second;
+  thread_local std::vector<T*> dst;
+  if (arena.size() < static_cast<size_t>(total)) arena.resize(static_cast<size_t>(total));
   for (int64_t n = n_begin; n < n_end; ++n) {
     auto buffer = [&](int64_t id) -> T* {
       if (id == 0) return const_cast<T*>(x + n * in.size());
@@ -325,6 +564,9 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
     for (int64_t l = 0; l < L; ++l) {
       const int64_t* r = record(prog, l);
       const Dims s = d[r[1]], o = d[l + 1];
+#ifdef MICRONET_PROGRAM_PROFILE
+      const auto start = std::chrono::steady_clock::now();
+#endif
       detail::planes(src, buffer(r[1]), r[2] < 0 ? nullptr : tables + r[2], s.C, s.planes());
       T* out = buffer(l + 1);
       dst.resize(o.C);
@@ -336,7 +578,7 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
           detail::pointwise(src.data(), dst.data(), w, b, r[4], r[5], r[6], o.planes(),
                             r[15] == 1);
         else
-          detail::conv_rows(src.data(), dst.data(), w, b, r, s, o);
+          detail::conv_spatial(src.data(), dst.data(), w, b, r, s, o, scratch);
       } else if (r[0] == kShiftMax) {
         detail::shift_max(src.data(), dst.data(), weights + r[9], tables + r[8], r, s, scratch);
       } else {
@@ -345,6 +587,10 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
                        t.planes());
         detail::add(src.data(), second.data(), dst.data(), o.C, o.planes());
       }
+#ifdef MICRONET_PROGRAM_PROFILE
+      micronet_program_profile(
+          r, l, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+#endif
     }
   }
 }

@@ -1,0 +1,283 @@
+"""Whole Micro-Blocks as ONE native operation: the layer program of ``micronet_mm/csrc/program.h``.
+
+:func:`compile_program` turns trained MicroNet modules (the stem, Micro-Blocks A/B/C, the
+expansion block, or an ``nn.Sequential`` of them: a stage) into one program: every convolution
+with its BN folded (ReLU6 in its epilogue), every Dynamic Shift-Max with its hyper-function, the
+residual adds, and every channel shuffle as a table of plane indices (no shuffle moves data; a
+shuffle at the very end is folded into the last layer's output planes). :class:`NativeProgram`
+runs it in PyTorch through ``torch.ops.micronet.program`` and exports as ONE ONNX node
+``micronet.Program`` (custom domain ``micronet``), which the OpenVINO extension runs natively
+(``micronet::Program``): one node, one layout and cache-resident intermediates per block, where
+the per-layer graph paid layout reorders around every shuffle and Shift-Max.
+
+A module with parts the program has no layer for (the pose head's spatial attention, for
+example) raises :class:`Unsupported`; callers keep such modules as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from micronet_mm.ops import DynamicShiftMax
+from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
+from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
+from micronet_mm.ops.lite import LiteCombination
+from micronet_mm.ops.pointwise import ChannelShuffle
+from micronet_mm.ops.stem import MicroStem
+
+VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
+CONV, SHIFT_MAX, ADD = 1, 2, 3
+
+
+class Unsupported(TypeError):
+    """A module that :func:`compile_program` has no layer for."""
+
+
+@dataclass
+class Value:
+    """A tensor inside the program: buffer ``buffer`` read through the channel table ``perm``
+    (logical channel c is plane ``perm[c]``; ``None``: identity)."""
+    buffer: int
+    channels: int
+    perm: torch.Tensor | None = None
+
+
+class ProgramBuilder:
+    """Collects records, parameters (float64, cast at the end) and tables of one program."""
+
+    def __init__(self) -> None:
+        self.records: list[list[int]] = []
+        self.weights: list[torch.Tensor] = []
+        self.tables: list[torch.Tensor] = []
+        self._nw = self._nt = 0
+
+    def weight(self, *tensors: torch.Tensor) -> int:
+        offset = self._nw
+        for t in tensors:
+            t = t.detach().to(torch.float64).reshape(-1)
+            self.weights.append(t)
+            self._nw += t.numel()
+        return offset
+
+    def table(self, ints: torch.Tensor | None) -> int:
+        if ints is None:
+            return -1
+        offset = self._nt
+        self.tables.append(ints.detach().to(torch.int64).reshape(-1))
+        self._nt += ints.numel()
+        return offset
+
+    def emit(self, op: int, src: Value, fields: list[int], channels: int) -> Value:
+        record = [op, src.buffer, self.table(src.perm), -1] + fields
+        self.records.append(record + [0] * (FIELDS - len(record)))
+        return Value(len(self.records), channels)
+
+    def finish(self, out: Value, dtype: torch.dtype) -> tuple[list[int], torch.Tensor,
+                                                              torch.Tensor]:
+        if out.perm is not None:  # write the last layer's planes in the final channel order
+            if out.buffer != len(self.records):
+                raise Unsupported('a program must end with its last layer')
+            self.records[-1][3] = self.table(torch.argsort(out.perm))
+        program = [VERSION, len(self.records)] + [v for r in self.records for v in r]
+        weights = torch.cat(self.weights) if self.weights else torch.zeros(0, dtype=torch.float64)
+        tables = torch.cat(self.tables) if self.tables else torch.zeros(0, dtype=torch.int64)
+        return program, weights.to(dtype), tables
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    w = conv.weight.detach().to(torch.float64)
+    b = (conv.bias.detach().to(torch.float64) if conv.bias is not None
+         else torch.zeros(w.shape[0], dtype=torch.float64))
+    if bn is None:
+        return w, b
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    return w * scale.view(-1, 1, 1, 1), (b - bn.running_mean.double()) * scale + bn.bias.double()
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.b = ProgramBuilder()
+
+    def conv(self, x: Value, conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> Value:
+        if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
+            raise Unsupported('only explicit zero padding')
+        w, bias = _fold(conv, bn)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (conv.kernel_size, conv.stride, conv.padding,
+                                                  conv.dilation)
+        return self.b.emit(CONV, x, [conv.in_channels, conv.out_channels, conv.groups, kh, kw,
+                                     sh, sw, ph, pw, dh, dw, 0, self.b.weight(w, bias)],
+                           conv.out_channels)
+
+    def relu6(self, x: Value) -> Value:
+        last = self.b.records[-1] if self.b.records else None
+        if last is None or last[0] != CONV or x.buffer != len(self.b.records) or last[15]:
+            raise Unsupported('ReLU6 only after a convolution')
+        last[15] = 1  # ReLU6 commutes with the channel table
+        return x
+
+    def shuffle(self, x: Value, groups: int) -> Value:
+        c = torch.arange(x.channels)
+        src = (c % groups) * (x.channels // groups) + c // groups  # new channel c <- src[c]
+        return Value(x.buffer, x.channels, src if x.perm is None else x.perm[src])
+
+    def shift_max(self, x: Value, m: DynamicShiftMax) -> Value:
+        k, j, c = m.num_fusions, m.num_shifts, m.channels
+        init = m.init.detach().reshape(k, j)
+        if m.fc is None:
+            coef = (m.static_coef.detach().double() - 0.5) * (2 * m.act_max)
+            params = [coef.view(k, j, c) + init.double().view(k, j, 1)]
+            squeeze = 0
+        else:
+            fc1, fc2 = m.fc[0], m.fc[2]
+            squeeze = fc1.out_features
+            params = [torch.tensor([float(m.act_max)]), init, fc1.weight, fc1.bias,
+                      fc2.weight.t(), fc2.bias]
+        return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
+                                          self.b.weight(*params)], c)
+
+    def add(self, x: Value, y: Value) -> Value:
+        return self.b.emit(ADD, x, [x.channels, y.buffer, self.b.table(y.perm)], x.channels)
+
+    def activation(self, x: Value, m: nn.Module) -> Value:
+        if isinstance(m, nn.Identity):
+            return x
+        if isinstance(m, nn.ReLU6):
+            return self.relu6(x)
+        if isinstance(m, DynamicShiftMax):
+            return self.shift_max(x, m)
+        raise Unsupported(type(m).__name__)
+
+    def permutation(self, x: Value, m: nn.Module) -> Value:
+        if isinstance(m, nn.Identity):
+            return x
+        if isinstance(m, ChannelShuffle):
+            return self.shuffle(x, m.groups)
+        raise Unsupported(type(m).__name__)
+
+    def conv_bn(self, x: Value, m: nn.Module) -> Value:
+        """``GroupPointwise`` / ``Sequential(Conv2d, BatchNorm2d)``."""
+        parts = list(m.children())
+        if (len(parts) != 2 or not isinstance(parts[0], nn.Conv2d)
+                or not isinstance(parts[1], nn.BatchNorm2d)):
+            raise Unsupported(type(m).__name__)
+        return self.conv(x, *parts)
+
+    def depthwise(self, x: Value, m: nn.Module) -> Value:
+        if isinstance(m, MicroFactorizedDepthwise):
+            return self.conv(self.conv(x, m.conv_k1, m.bn1), m.conv_1k, m.bn2)
+        return self.conv_bn(x, m)
+
+    def module(self, x: Value, m: nn.Module) -> Value:  # noqa: C901 (one case per block type)
+        if isinstance(m, nn.Sequential) and all(
+                isinstance(c, (MicroStem, MicroBlockA, MicroBlockC, ExpansionBlock))
+                for c in m):
+            for child in m:
+                x = self.module(x, child)
+            return x
+        if isinstance(m, MicroStem):
+            x = self.conv(self.conv(x, m.conv_k1, m.bn1), m.conv_1k, m.bn2)
+            return self.permutation(self.relu6(x), m.shuffle)
+        if isinstance(m, LiteCombination):
+            x = self.activation(self.depthwise(x, m.depthwise), m.act)
+            x = self.permutation(self.permutation(x, m.shuffle), m.shuffle2)
+            return self.conv_bn(x, m.compress)
+        if isinstance(m, MicroBlockA):
+            x = self.activation(self.module(x, m.lite), m.act2)
+            return self.permutation(self.permutation(x, m.shuffle2), m.shuffle2b)
+        if isinstance(m, MicroBlockC):
+            identity = x
+            x = self.permutation(self.activation(self.conv_bn(x, m.expand), m.act1), m.shuffle1)
+            x = self.activation(self.depthwise(x, m.depthwise), m.act2)
+            x = self.permutation(x, m.shuffle2)
+            x = self.activation(self.conv_bn(x, m.compress), m.act3)
+            x = self.permutation(self.permutation(x, m.shuffle3), m.shuffle3b)
+            return self.add(x, identity) if m.use_residual else x
+        if isinstance(m, ExpansionBlock):
+            return self.activation(self.conv_bn(x, m.expand), m.act)
+        raise Unsupported(type(m).__name__)
+
+
+def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = torch.float32
+                    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The program of a trained (eval-mode) MicroNet module.
+
+    Args:
+        module: ``MicroStem``, ``MicroBlockA``/``B``/``C``, ``ExpansionBlock`` or an
+            ``nn.Sequential`` of them.
+        in_channels: channels of the module's input.
+        dtype: dtype of the parameter array.
+
+    Returns:
+        ``(program, weights, tables)`` for ``micronet::program``.
+
+    Raises:
+        Unsupported: ``module`` has a part the program has no layer for.
+    """
+    compiler = _Compiler()
+    out = compiler.module(Value(0, in_channels), module)
+    if not compiler.b.records:
+        raise Unsupported('empty program')
+    return compiler.b.finish(out, dtype)
+
+
+def output_shape(program: list[int], shape: tuple[int, int, int, int]
+                 ) -> tuple[int, int, int, int]:
+    """(N, C, H, W) of the program's output for an input ``shape`` (as program.h's infer)."""
+    n, c, h, w = shape
+    dims = [(c, h, w)]
+    for layer in range(program[1]):
+        r = program[2 + layer * FIELDS: 2 + (layer + 1) * FIELDS]
+        c, h, w = dims[r[1]]
+        if r[0] == CONV:
+            h = (h + 2 * r[11] - r[13] * (r[7] - 1) - 1) // r[9] + 1
+            w = (w + 2 * r[12] - r[14] * (r[8] - 1) - 1) // r[10] + 1
+            c = r[5]
+        dims.append((c, h, w))
+    return (n,) + dims[-1]
+
+
+class _ProgramNode(torch.autograd.Function):
+    """The ``micronet.Program`` ONNX node, for the exporter only."""
+
+    @staticmethod
+    def forward(ctx, x, weights, tables, program):  # noqa: D102
+        return x.new_zeros(output_shape(program, tuple(x.shape)))
+
+    @staticmethod
+    def symbolic(g, x, weights, tables, program):  # noqa: D102
+        return g.op('micronet::Program', x, weights, tables, program_i=list(program))
+
+
+class NativeProgram(nn.Module):
+    """A trained MicroNet module run as one ``micronet::program`` call (see the module doc);
+    exports to ONNX as one ``micronet.Program`` node (``custom_opsets={'micronet': 1}``).
+
+    Args:
+        module: what :func:`compile_program` accepts (trained, eval mode).
+        in_channels: channels of its input.
+        dtype: dtype of the parameters (the op runs in the input's dtype; they must match).
+    """
+
+    def __init__(self, module: nn.Module, in_channels: int,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        program, weights, tables = compile_program(module, in_channels, dtype)
+        self.program = program
+        self.register_buffer('weights', weights, persistent=False)
+        self.register_buffer('tables', tables, persistent=False)
+        self.reference = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return _ProgramNode.apply(x, self.weights.to(x.dtype), self.tables, self.program)
+        from micronet_mm.ops import fused_shift_max
+        if fused_shift_max.available() and x.device.type == 'cpu' and x.dtype in (
+                torch.float32, torch.float64):
+            return torch.ops.micronet.program(x, self.weights.to(x.dtype), self.tables,
+                                              self.program)
+        return self.reference(x)
+
+    def extra_repr(self) -> str:
+        return f'layers={self.program[1]}, weights={self.weights.numel()}'
