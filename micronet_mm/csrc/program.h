@@ -376,6 +376,42 @@ MICRONET_SIMD_CLONES void vertical_flat(const T* __restrict x, const T* w, T bia
   }
 }
 
+// Depthwise kx1 or 1xk on a small plane (P_in <= kSmallPlane) copied into `pad`, a buffer with
+// zero margins of kMargin elements on both sides: output pixel q (of Pf, row width Wq) reads
+// pad[SW * q + off_t] for its taps t, all in bounds, so the plane is one vector loop (the last
+// vector overlaps the one before). Vertical taps reach the zero margins exactly where the
+// convolution pads; horizontal taps that fall into the neighbouring row are zeroed by
+// mask[t][q % Wq] (masks: NULL for vertical).
+constexpr int64_t kSmallPlane = 1024, kMargin = 160;
+
+template <typename T, int SW>
+MICRONET_SIMD_CLONES void small_plane(const T* pad, const int64_t* off, const T* w,
+                                      int64_t taps, const T* mask, int64_t Wq, T bias,
+                                      int64_t Pf, bool relu, T* __restrict y) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  auto block = [&](int64_t q) {
+    V acc = V{} + bias;
+    for (int64_t t = 0; t < taps; ++t) {
+      V x = strided_load<T, SW>(pad + SW * q + off[t]);
+      if (mask != nullptr) {
+        V m;
+        std::memcpy(&m, mask + t * (Wq + N) + q % Wq, sizeof(V));
+        x *= m;
+      }
+      acc += w[t] * x;
+    }
+    if (relu) {
+      acc = acc < V{} ? V{} : acc;
+      acc = acc > V{} + T(6) ? V{} + T(6) : acc;
+    }
+    std::memcpy(y + q, &acc, sizeof(V));
+  };
+  int64_t q = 0;
+  for (; q + N <= Pf; q += N) block(q);
+  if (q < Pf) block(Pf - N);
+}
+
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
 // dense stem).
 template <typename T>
@@ -404,10 +440,51 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
         scratch[tw * period + q] = wi >= 0 && wi < in.W ? T(1) : T(0);
       }
   }
+  // small planes: depthwise kx1 (any vertical stride) or 1xk (stride 1 or 2) through
+  // small_plane, from a zero-margined copy of the input plane
+  const int64_t reach_v = std::max(g.ph, (g.kh - 1) * g.dh - g.ph) * in.W;
+  const int64_t reach_h = std::max(g.pw, (g.kw - 1) * g.dw - g.pw) + 2 * N;
+  const bool small = g.Cg == 1 && in.planes() <= kSmallPlane && full.planes() >= N &&
+                     out.planes() >= N &&
+                     ((g.kw == 1 && g.sw == 1 && out.W == in.W && reach_v + N <= kMargin) ||
+                      (horizontal && reach_h <= kMargin));
+  thread_local std::vector<T> pad;
+  std::vector<int64_t> off;
+  if (small) {
+    pad.assign(in.planes() + 2 * kMargin, T(0));
+    for (int64_t t = 0; t < std::max(g.kh, g.kw); ++t)
+      off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
+  }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
+  const T* copied = nullptr;
   for (int64_t o = 0; o < r[5]; ++o) {
     const int64_t grp = o / g.Og;
     const T* wo = w + o * g.Cg * g.kh * g.kw;
+    if (small) {
+      if (copied != x[grp]) {  // a channel multiplier reuses the copy
+        std::memcpy(pad.data() + kMargin, x[grp], in.planes() * sizeof(T));
+        copied = x[grp];
+      }
+      const int64_t taps = std::max(g.kh, g.kw);
+      if (g.kw == 1 && g.sh == 1) {
+        small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
+                          out.planes(), g.relu, y[o]);
+      } else if (g.kw == 1) {
+        rows_s1.resize(full.planes());
+        small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
+                          full.planes(), g.relu, rows_s1.data());
+        for (int64_t ho = 0; ho < out.H; ++ho)
+          std::memcpy(y[o] + ho * out.W, rows_s1.data() + ho * g.sh * out.W,
+                      out.W * sizeof(T));
+      } else if (g.sw == 1) {
+        small_plane<T, 1>(pad.data(), off.data(), wo, taps, scratch.data(), out.W, b[o],
+                          out.planes(), g.relu, y[o]);
+      } else {
+        small_plane<T, 2>(pad.data(), off.data(), wo, taps, scratch.data(), out.W, b[o],
+                          out.planes(), g.relu, y[o]);
+      }
+      continue;
+    }
     if (vertical && g.sh == 1) {
       vertical_flat(x[grp], wo, b[o], g, in, out, y[o]);
       continue;

@@ -1,6 +1,10 @@
 """``backend='openvino'``: what ``tools/deployment/export_onnx.py --deploy --backend openvino``
-exports. The ONNX Runtime forms for convolutions, shuffles and the head, and every Dynamic
-Shift-Max as one native ``micronet.ShiftMax`` node (:class:`NativeShiftMax`). No shuffle is
+exports. Every stage of Micro-Blocks (and the stem) as ONE native ``micronet.Program`` node
+(:class:`NativeProgram`, :mod:`..rewrites.native_block`): its convolutions, Shift-Max
+activations, shuffles and residuals in one call, in one layout. What has no program layer (the
+pose head's blocks with spatial attention, MR-ASPP, the classifier head) takes the ONNX Runtime
+forms for convolutions, shuffles and the head, and every Dynamic Shift-Max there is one native
+``micronet.ShiftMax`` node (:class:`NativeShiftMax`). No shuffle is
 moved past a native node (its shift is index arithmetic over the trained channel order) and
 nothing is prescaled (the hyper-function runs inside the node). The pose head's last
 permutation is folded into its final convolution (:mod:`..rewrites.output_permutation`: exact,
@@ -11,6 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..rewrites.leaves import LeafRules, convert_leaves
+from ..rewrites.native_block import convert_programs
 from ..rewrites.native_shift_max import NativeShiftMax
 from ..rewrites.output_permutation import fold_output_permutation
 from ..rewrites.shuffles import merge_block_permutations
@@ -21,6 +26,7 @@ RULES = LeafRules(use_matmul=False, keep_factorized=True, full_map=True,
 
 def convert(module: nn.Module) -> None:
     """Rewrite the MicroNet parts of ``module`` in place for OpenVINO with the extension."""
+    convert_programs(module)
     convert_leaves(module, RULES)
     merge_block_permutations(module)
     fold_output_permutation(module)

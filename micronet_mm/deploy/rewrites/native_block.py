@@ -239,15 +239,18 @@ def output_shape(program: list[int], shape: tuple[int, int, int, int]
 
 
 class _ProgramNode(torch.autograd.Function):
-    """The ``micronet.Program`` ONNX node, for the exporter only."""
+    """The ``micronet.Program`` ONNX node, for the exporter only: ``forward`` gives a placeholder
+    of the output's (static) shape; the tracer records the node, not the values."""
 
     @staticmethod
-    def forward(ctx, x, weights, tables, program):  # noqa: D102
-        return x.new_zeros(output_shape(program, tuple(x.shape)))
+    def forward(ctx, x, weights, tables, program, shape):  # noqa: D102
+        return x.new_zeros(shape)
 
     @staticmethod
-    def symbolic(g, x, weights, tables, program):  # noqa: D102
-        return g.op('micronet::Program', x, weights, tables, program_i=list(program))
+    def symbolic(g, x, weights, tables, program, shape):  # noqa: D102
+        out = g.op('micronet::Program', x, weights, tables, program_i=list(program))
+        out.setType(x.type().with_sizes(list(shape)))
+        return out
 
 
 class NativeProgram(nn.Module):
@@ -257,12 +260,15 @@ class NativeProgram(nn.Module):
     Args:
         module: what :func:`compile_program` accepts (trained, eval mode).
         in_channels: channels of its input.
-        dtype: dtype of the parameters (the op runs in the input's dtype; they must match).
+        dtype: dtype of the parameters (default: the module's; the op runs in the input's
+            dtype and casts them).
     """
 
     def __init__(self, module: nn.Module, in_channels: int,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        if dtype is None:
+            dtype = next(module.parameters()).dtype
         program, weights, tables = compile_program(module, in_channels, dtype)
         self.program = program
         self.register_buffer('weights', weights, persistent=False)
@@ -271,7 +277,9 @@ class NativeProgram(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export():
-            return _ProgramNode.apply(x, self.weights.to(x.dtype), self.tables, self.program)
+            shape = output_shape(self.program, tuple(int(s) for s in x.shape))
+            return _ProgramNode.apply(x, self.weights.to(x.dtype), self.tables, self.program,
+                                      shape)
         from micronet_mm.ops import fused_shift_max
         if fused_shift_max.available() and x.device.type == 'cpu' and x.dtype in (
                 torch.float32, torch.float64):
@@ -281,3 +289,33 @@ class NativeProgram(nn.Module):
 
     def extra_repr(self) -> str:
         return f'layers={self.program[1]}, weights={self.weights.numel()}'
+
+
+BLOCKS = (MicroStem, MicroBlockA, MicroBlockC, ExpansionBlock)
+
+
+def _in_channels(module: nn.Module) -> int:
+    """Input channels of a block or stage: those of its first convolution."""
+    return next(m for m in module.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
+def convert_programs(module: nn.Module) -> int:
+    """Replace, recursively and in place, every stem, block and stage of blocks that
+    :func:`compile_program` accepts by a :class:`NativeProgram` (a whole stage where it can,
+    else its blocks one by one); parts it does not accept stay as they are.
+
+    Returns:
+        The number of programs made.
+    """
+    made = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, BLOCKS) or (isinstance(child, nn.Sequential) and len(child) and
+                                         all(isinstance(c, BLOCKS) for c in child)):
+            try:
+                setattr(module, name, NativeProgram(child, _in_channels(child)))
+                made += 1
+                continue
+            except Unsupported:
+                pass
+        made += convert_programs(child)
+    return made
