@@ -1,0 +1,137 @@
+"""Whole Micro-Blocks as one native call: the layer program of micronet_mm/csrc/program.h, its
+torch.library op ``micronet::program`` and the compiler of trained modules
+(micronet_mm/deploy/rewrites/native_block.py). The op is built by tools/setup_env.sh, with the
+fused Shift-Max operator, into one library."""
+import copy
+
+import pytest
+import torch
+from test_deploy import calibrate, rel_err, trained_like
+from torch import nn
+
+from micronet_mm.deploy.rewrites.native_block import (NativeProgram, Unsupported,
+                                                      compile_program, convert_programs,
+                                                      output_shape)
+from micronet_mm.models import MicroNet
+from micronet_mm.ops import DynamicShiftMax, SpatialAttention, fused_shift_max
+from micronet_mm.ops.blocks import ActSettings, BlockSpec, MicroBlockA, MicroBlockC
+
+
+def _programs(backbone: MicroNet, dtype: torch.dtype) -> list[NativeProgram]:
+    return [NativeProgram(m, next(c for c in m.modules()
+                                  if isinstance(c, nn.Conv2d)).in_channels, dtype)
+            for m in [backbone.stem, *backbone.stages]]
+
+
+def _static_coefficients(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, DynamicShiftMax) and m.fc is None:
+            m.static_coef.data.uniform_(-0.5, 1.5)  # outside [0, 1]: no clamp may apply
+
+
+@pytest.mark.parametrize('arch, kwargs', [
+    ('m0', {}), ('m1', {}), ('m2', {}), ('m3', {}), ('v1-m2', {}), ('v1-m3', {}),
+    ('m1', dict(output_stride=16)), ('m2', dict(output_stride=8)),
+    ('m1', dict(act_cfg=dict(dynamic=False))), ('m0', dict(full_rank=True))],
+    ids=['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3', 'm1-os16', 'm2-os8', 'm1-static',
+         'm0-full-rank'])
+def test_program_matches_backbone(arch, kwargs):
+    """The stem and every stage as one program each equal the trained modules (the reference
+    Shift-Max code) on batch 2 of an odd, non-square size: float64 to 1e-9 relative (the
+    compilation is exact), float32 to 1e-4 (or 4x the model's own float32 error)."""
+    model = trained_like(MicroNet(arch, out_indices=(0, 1, 2, 3), **kwargs))
+    _static_coefficients(model)
+    calibrate(model, (75, 97), run=lambda m, x: m(x))
+    x = torch.randn(2, 3, 75, 97)
+    outs, refs = {}, {}
+    for dtype in (torch.float64, torch.float32):
+        m = copy.deepcopy(model).to(dtype)
+        programs = _programs(m, dtype)
+        calls = fused_shift_max.calls()
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            refs[dtype] = m(x.to(dtype))
+            y, outs[dtype] = programs[0](x.to(dtype)), []
+            for p in programs[1:]:
+                y = p(y)
+                outs[dtype].append(y)
+        assert fused_shift_max.calls() == calls  # the reference ran, not the fused operator
+    for o64, r64, o32, r32 in zip(outs[torch.float64], refs[torch.float64],
+                                  outs[torch.float32], refs[torch.float32]):
+        assert o64.shape == r64.shape == o32.shape
+        assert rel_err(o64, r64) < 1e-9
+        # float32: 1e-4 from the float64 truth, unless the trained model's own float32 rounding
+        # is larger (deep random models amplify rounding, test_deploy; the program's is 1-4x
+        # the trained modules' in these runs: it rounds in a different order)
+        assert rel_err(o32, r64) < max(1e-4, 8 * rel_err(r32, r64))
+    assert rel_err(r64[0], r64[1]) > 0.1  # the output depends on the image
+
+
+def _block(kind, kernel, stride, dilation, c_in=8):
+    act = ActSettings()
+    if kind == 'A':
+        spec = BlockSpec('A', kernel, stride, (2, 2), 12, (0, 4), (4, 4), (2, 2, 1), 1,
+                         dilation=dilation)
+        return MicroBlockA(c_in, spec, act)
+    spec = BlockSpec('C', kernel, stride, (1, 4), c_in, (2, 4), (2, 4), (2, 1, 2), 1,
+                     dilation=dilation)
+    return MicroBlockC(c_in, spec, act)
+
+
+@pytest.mark.parametrize('kind', ['A', 'C'])
+@pytest.mark.parametrize('kernel, stride, dilation', [(3, 1, 1), (3, 2, 1), (5, 1, 1),
+                                                      (5, 2, 1), (7, 1, 2), (3, 1, 3)])
+@pytest.mark.parametrize('shape', [(3, 5), (9, 14), (31, 33), (40, 56)],
+                         ids=['tiny', 'small', 'odd', 'large'])
+def test_program_block_kernels(kind, kernel, stride, dilation, shape):
+    """Every code path of the convolution kernels: planes shorter than one vector (scalar),
+    small planes (the zero-margined copy), large planes (rows / flat loops), odd widths with a
+    horizontal stride of 2, dilations and kernels 3, 5, 7; Micro-Block-A's channel multipliers
+    and Micro-Block-C's residual. float64 to 1e-10."""
+    block = trained_like(_block(kind, kernel, stride, dilation)).double()
+    program, weights, tables = compile_program(block, 8, torch.float64)
+    x = torch.randn(2, 8, *shape, dtype=torch.float64)
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        ref = block(x)
+    out = torch.ops.micronet.program(x, weights, tables, program)
+    assert tuple(out.shape) == output_shape(program, tuple(x.shape)) == tuple(ref.shape)
+    assert rel_err(out, ref) < 1e-10
+
+
+def test_program_layout():
+    """Shuffles cost nothing: an M2 stage has as many layers as convolutions, Shift-Max
+    activations and residual adds; ReLU6 is fused into its convolution."""
+    model = trained_like(MicroNet('m2'))
+    stage = next(s for s in model.stages if any(getattr(b, 'use_residual', False) for b in s))
+    in_channels = next(m for m in stage.modules() if isinstance(m, nn.Conv2d)).in_channels
+    program, _, tables = compile_program(stage, in_channels)
+    kinds = [program[2 + i * 17] for i in range(program[1])]
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in stage.modules())
+    n_dsm = sum(isinstance(m, DynamicShiftMax) for m in stage.modules())
+    n_res = sum(b.use_residual for b in stage)
+    assert (kinds.count(1), kinds.count(2), kinds.count(3)) == (n_conv, n_dsm, n_res)
+    assert n_res >= 1 and tables.numel() > 0
+
+
+def test_unsupported_parts_stay():
+    """A block with spatial attention (the pose head's) has no program; convert_programs
+    leaves it and converts the rest."""
+    act = ActSettings(spatial_attention=True)
+    spec = BlockSpec('C', 3, 1, (1, 4), 8, (2, 4), (2, 4), (2, 1, 2), 1)
+    block = MicroBlockC(8, spec, act).eval()
+    with pytest.raises(Unsupported, match='SpatialAttention'):
+        compile_program(block, 8)
+    model = nn.Sequential(trained_like(MicroNet('m0')), block)
+    made = convert_programs(model)
+    assert made == 5  # stem + four stages
+    assert isinstance(model[1], MicroBlockC) and any(
+        isinstance(m, SpatialAttention) for m in model[1].modules())
+
+
+def test_program_rejects_bad_programs():
+    """The op checks the program against the input before running anything."""
+    block = trained_like(_block('C', 3, 1, 1))
+    program, weights, tables = compile_program(block, 8)
+    with pytest.raises(RuntimeError, match='conv channels'):
+        torch.ops.micronet.program(torch.randn(1, 9, 8, 8), weights, tables, program)
+    with pytest.raises(RuntimeError, match='header'):
+        torch.ops.micronet.program(torch.randn(1, 8, 8, 8), weights, tables, program[:-1])
