@@ -103,11 +103,12 @@ void ProgramOp::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, get_input_size() == 3,
                           "micronet::Program takes 3 inputs (x, weights, tables), got ",
                           get_input_size());
+    const auto tables_type = get_input_element_type(2);
     NODE_VALIDATION_CHECK(this,
                           get_input_element_type(0) == ov::element::f32 &&
                               get_input_element_type(1) == ov::element::f32 &&
-                              get_input_element_type(2) == ov::element::i64,
-                          "micronet::Program takes x and weights in float32, tables in int64");
+                              (tables_type == ov::element::i64 || tables_type == ov::element::i32),
+                          "micronet::Program takes x and weights in float32, tables in int64 (or int32)");
     const auto& shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this,
                           shape.rank().is_static() && shape.rank().get_length() == 4 &&
@@ -118,13 +119,14 @@ void ProgramOp::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, ws.is_static() && ws.size() == 1 && ts.is_static() && ts.size() == 1,
                           "micronet::Program weights and tables must be 1-D of static length");
     const auto constant = ov::as_type_ptr<ov::op::v0::Constant>(input_value(2).get_node_shared_ptr());
-    m_tables_checked = constant != nullptr;
+    m_tables_constant = constant != nullptr;
+    m_tables = constant ? constant->cast_vector<int64_t>() : std::vector<int64_t>();
     const prog::Dims in{shape[1].get_length(), shape[2].get_length(), shape[3].get_length()};
     std::vector<prog::Dims> d;
     try {
         d = check_extents(m_program, in, static_cast<int64_t>(ws[0].get_length()),
                           static_cast<int64_t>(ts[0].get_length()),
-                          constant ? constant->get_data_ptr<int64_t>() : nullptr);
+                          constant ? m_tables.data() : nullptr);
     } catch (const std::invalid_argument& e) {
         NODE_VALIDATION_CHECK(this, false, e.what());
     }
@@ -154,12 +156,20 @@ bool ProgramOp::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inpu
                         static_cast<int64_t>(xs[3]) == m_in[2],
                     "micronet::Program: input shape ", xs, " differs from the validated one");
     const int64_t n = static_cast<int64_t>(xs[0]);
-    const int64_t* tables = inputs[2].data<const int64_t>();
-    if (!m_tables_checked) {  // tables fed at run time: check their entries on every call
+    const int64_t* tables = m_tables.data();
+    std::vector<int64_t> fed;
+    if (!m_tables_constant) {  // tables fed at run time: converted and checked on every call
+        const ov::Tensor& t = inputs[2];
+        if (t.get_element_type() == ov::element::i64) {
+            tables = t.data<const int64_t>();
+        } else {
+            fed.assign(t.data<const int32_t>(), t.data<const int32_t>() + t.get_size());
+            tables = fed.data();
+        }
         try {
             check_extents(m_program, {m_in[0], m_in[1], m_in[2]},
                           static_cast<int64_t>(inputs[1].get_size()),
-                          static_cast<int64_t>(inputs[2].get_size()), tables);
+                          static_cast<int64_t>(t.get_size()), tables);
         } catch (const std::invalid_argument& e) {
             OPENVINO_THROW(e.what());
         }

@@ -2,8 +2,10 @@
 // micronet_mm/csrc/program.h, as one OpenVINO operation.
 //
 // Inputs: x (N, C, H, W) float32, C/H/W static, N may be dynamic; weights (1-D float32) and
-// tables (1-D int64), the program's parameter and table arrays (Constant inputs: evaluate()
-// reads them in place, no copy per call).
+// tables (1-D int64), the program's parameter and table arrays, Constant inputs: evaluate()
+// reads the weights in place, and the tables from the int64 copy made (and checked) once in
+// validate_and_infer_types(): OpenVINO's CPU plugin hands int64 constants over as int32, so
+// int32 tables are accepted too.
 // Attribute: program (int64 list), the layer records [kVersion, L, record_0, ...].
 // Output: (N, C', H', W') from program::infer. evaluate() runs program::run<float> over the N
 // samples.
@@ -37,7 +39,8 @@ public:
 private:
     std::vector<int64_t> m_program;
     int64_t m_in[3] = {0, 0, 0}, m_out[3] = {0, 0, 0};  // (C, H, W) of x and of the output
-    bool m_tables_checked = false;  // tables is a Constant whose entries were checked
+    std::vector<int64_t> m_tables;  // the tables when they are a Constant, checked
+    bool m_tables_constant = false;
 };
 
 }  // namespace micronet
