@@ -4,11 +4,11 @@ The extension library (``micronet_mm/csrc/openvino``: the operations ``micronet:
 whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and
 ``micronet::Program``, a fused block's layer program run by ``micronet_mm/csrc/program.h``, with
 the conversions of the ONNX nodes ``micronet.ShiftMax`` and ``micronet.Program`` to them) is
-compiled with cmake against the openvino wheel's own headers and CMake config. ``tools/setup_env.sh`` runs ``python -m
-micronet_mm.runtime.openvino``, which builds it once into ``$MICRONET_CACHE`` (default
-``~/.cache/micronet_mm``), in a folder keyed by the hash of the sources, the flags and the
-openvino version (as ``micronet_mm.csrc.build`` does for the PyTorch operator), and prints one
-line. Nothing builds at import or at run time.
+compiled with cmake against the openvino wheel's own headers and CMake config.
+``tools/setup_env.sh`` runs ``python -m micronet_mm.runtime.openvino``, which builds it once into
+``$MICRONET_CACHE`` (default ``~/.cache/micronet_mm``), in a folder keyed by the hash of the
+sources, the flags and the openvino version (as ``micronet_mm.csrc.build`` does for the PyTorch
+operator), and prints one line. Nothing builds at import or at run time.
 
 The deploy model for it is ``switch_to_deploy(model, 'openvino')``
 (:mod:`micronet_mm.deploy.backends.openvino`): every Dynamic Shift-Max exports as ONE

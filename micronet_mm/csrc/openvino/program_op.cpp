@@ -44,7 +44,8 @@ std::vector<prog::Dims> check_extents(const std::vector<int64_t>& p, prog::Dims 
     for (int64_t l = 0; l < L; ++l) {
         const int64_t* r = prog::record(p.data(), l);
         for (int64_t f = 4; f < prog::kFields; ++f)
-            if (r[f] < -1 || r[f] >= kLimit) fail("field " + std::to_string(f) + " out of range", l);
+            if (r[f] < -1 || r[f] >= kLimit)
+                fail("field " + std::to_string(f) + " out of range", l);
         if (r[0] == prog::kConv) {
             for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
                 if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
@@ -108,7 +109,8 @@ void ProgramOp::validate_and_infer_types() {
                           get_input_element_type(0) == ov::element::f32 &&
                               get_input_element_type(1) == ov::element::f32 &&
                               (tables_type == ov::element::i64 || tables_type == ov::element::i32),
-                          "micronet::Program takes x and weights in float32, tables in int64 (or int32)");
+                          "micronet::Program takes x and weights in float32, tables in int64 "
+                          "(or int32)");
     const auto& shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this,
                           shape.rank().is_static() && shape.rank().get_length() == 4 &&
@@ -116,9 +118,11 @@ void ProgramOp::validate_and_infer_types() {
                           "micronet::Program input must be (N, C, H, W) with static C, H, W, got ",
                           shape);
     const auto &ws = get_input_partial_shape(1), &ts = get_input_partial_shape(2);
-    NODE_VALIDATION_CHECK(this, ws.is_static() && ws.size() == 1 && ts.is_static() && ts.size() == 1,
+    NODE_VALIDATION_CHECK(this,
+                          ws.is_static() && ws.size() == 1 && ts.is_static() && ts.size() == 1,
                           "micronet::Program weights and tables must be 1-D of static length");
-    const auto constant = ov::as_type_ptr<ov::op::v0::Constant>(input_value(2).get_node_shared_ptr());
+    const auto constant =
+        ov::as_type_ptr<ov::op::v0::Constant>(input_value(2).get_node_shared_ptr());
     m_tables_constant = constant != nullptr;
     m_tables = constant ? constant->cast_vector<int64_t>() : std::vector<int64_t>();
     const prog::Dims in{shape[1].get_length(), shape[2].get_length(), shape[3].get_length()};
@@ -136,7 +140,8 @@ void ProgramOp::validate_and_infer_types() {
     set_output_type(0, ov::element::f32, ov::PartialShape{shape[0], out.C, out.H, out.W});
 }
 
-std::shared_ptr<ov::Node> ProgramOp::clone_with_new_inputs(const ov::OutputVector& new_args) const {
+std::shared_ptr<ov::Node> ProgramOp::clone_with_new_inputs(
+    const ov::OutputVector& new_args) const {
     return std::make_shared<ProgramOp>(new_args, m_program);
 }
 

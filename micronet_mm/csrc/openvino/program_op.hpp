@@ -31,7 +31,8 @@ public:
     ProgramOp(const ov::OutputVector& args, std::vector<int64_t> program);
 
     void validate_and_infer_types() override;
-    std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
+    std::shared_ptr<ov::Node> clone_with_new_inputs(
+        const ov::OutputVector& new_args) const override;
     bool visit_attributes(ov::AttributeVisitor& visitor) override;
     bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override;
     bool has_evaluate() const override;
