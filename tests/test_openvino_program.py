@@ -133,16 +133,21 @@ def _reference(layers: list[dict], x: torch.Tensor) -> torch.Tensor:
     return buffers[-1]
 
 
-def _onnx(path, prog: list[int], weights: np.ndarray, tables: np.ndarray, hw) -> str:
-    """One ``micronet.Program`` node; x (N, 6, H, W) with a symbolic batch."""
+def _onnx(path, prog: list[int], weights: np.ndarray, tables: np.ndarray, hw,
+          fed_tables: bool = False) -> str:
+    """One ``micronet.Program`` node; x (N, 6, H, W) with a symbolic batch; the tables an
+    initializer, or (``fed_tables``) a second graph input."""
     node = helper.make_node('Program', ['x', 'weights', 'tables'], ['y'], domain='micronet',
                             program=prog)
-    graph = helper.make_graph(
-        [node], 'program', [helper.make_tensor_value_info('x', TensorProto.FLOAT,
-                                                          ['N', C_IN, *hw])],
-        [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(weights, 'weights'),
-                     numpy_helper.from_array(tables, 'tables')])
+    inputs = [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', C_IN, *hw])]
+    initializer = [numpy_helper.from_array(weights, 'weights')]
+    if fed_tables:
+        inputs.append(helper.make_tensor_value_info('tables', TensorProto.INT64, [len(tables)]))
+    else:
+        initializer.append(numpy_helper.from_array(tables, 'tables'))
+    graph = helper.make_graph([node], 'program', inputs,
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)],
+                              initializer=initializer)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17),
                                                     helper.make_opsetid('micronet', 1)])
     onnx.save(model, str(path))
@@ -242,3 +247,12 @@ def test_bad_table_entry_is_a_validation_error(block, tmp_path):
     path = _onnx(tmp_path / 'bad.onnx', prog, weights, bad, hw)
     with pytest.raises(Exception, match=r'in_perm entry 12 outside \[0, 12\) \(layer 1\)'):
         ovrt.compile_model(path)
+
+
+def test_tables_fed_at_run_time_are_refused(block, tmp_path):
+    """Tables as a graph input instead of a Constant are refused when the model is read: their
+    entries could not be checked (OpenVINO's CPU plugin skips a node whose re-validation fails
+    at run time, silently)."""
+    _, prog, weights, tables, _, hw = block
+    with pytest.raises(Exception, match='tables must be a Constant'):
+        ovrt.read_model(_onnx(tmp_path / 'fed.onnx', prog, weights, tables, hw, True))

@@ -2,6 +2,7 @@
 
 #include <openvino/op/constant.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -24,8 +25,8 @@ int64_t mul(int64_t a, int64_t b, int64_t layer) {
 }
 
 // Everything program.h reads through an offset, checked against the lengths of weights and
-// tables (and, when `tables` is given, the entries of every table against the channels it
-// addresses), after program::infer. The fields infer() divides or multiplies by are checked
+// tables, and the entries of every table against the channels it addresses, after
+// program::infer. The fields infer() divides or multiplies by are checked
 // before it runs. Returns infer()'s buffer shapes. Throws std::invalid_argument.
 //
 // TODO(lead): this belongs next to program::infer in program.h, where the torch op could use
@@ -64,7 +65,6 @@ std::vector<prog::Dims> check_extents(const std::vector<int64_t>& p, prog::Dims 
     };
     auto table = [&](int64_t off, int64_t n, int64_t bound, const char* what, int64_t l) {
         span(off, n, tables_len, what, l);
-        if (tables == nullptr) return;
         for (int64_t i = 0; i < n; ++i)
             if (tables[off + i] < 0 || tables[off + i] >= bound)
                 fail(std::string(what) + " entry " + std::to_string(tables[off + i]) +
@@ -93,10 +93,19 @@ std::vector<prog::Dims> check_extents(const std::vector<int64_t>& p, prog::Dims 
     return d;
 }
 
+// Whether the Constant holds exactly `values` (int64 or int32 entries).
+bool same_tables(const ov::op::v0::Constant& c, const std::vector<int64_t>& values) {
+    if (ov::shape_size(c.get_shape()) != values.size()) return false;
+    if (c.get_element_type() == ov::element::i64)
+        return std::equal(values.begin(), values.end(), c.get_data_ptr<int64_t>());
+    return std::equal(values.begin(), values.end(), c.get_data_ptr<int32_t>());
+}
+
 }  // namespace
 
-ProgramOp::ProgramOp(const ov::OutputVector& args, std::vector<int64_t> program)
-    : Op(args), m_program(std::move(program)) {
+ProgramOp::ProgramOp(const ov::OutputVector& args, std::vector<int64_t> program,
+                     std::shared_ptr<const std::vector<int64_t>> tables)
+    : Op(args), m_program(std::move(program)), m_tables(std::move(tables)) {
     constructor_validate_and_infer_types();
 }
 
@@ -118,19 +127,28 @@ void ProgramOp::validate_and_infer_types() {
                           "micronet::Program input must be (N, C, H, W) with static C, H, W, got ",
                           shape);
     const auto &ws = get_input_partial_shape(1), &ts = get_input_partial_shape(2);
+    // rank 0 too: OpenVINO's ONNX frontend reads an empty initializer as a scalar
     NODE_VALIDATION_CHECK(this,
-                          ws.is_static() && ws.size() == 1 && ts.is_static() && ts.size() == 1,
+                          ws.is_static() && ws.size() <= 1 && ts.is_static() && ts.size() <= 1,
                           "micronet::Program weights and tables must be 1-D of static length");
+    // a Constant, whose int64 copy evaluate() reads: the CPU plugin's shape inference of a
+    // dynamic batch re-validates a clone of the node, with its inputs as Constants, on every
+    // call (and skips the node, silently, when that fails: entries fed at run time could not
+    // be refused). A clone shares the copy while the entries stay the same.
     const auto constant =
         ov::as_type_ptr<ov::op::v0::Constant>(input_value(2).get_node_shared_ptr());
-    m_tables_constant = constant != nullptr;
-    m_tables = constant ? constant->cast_vector<int64_t>() : std::vector<int64_t>();
+    NODE_VALIDATION_CHECK(this, constant != nullptr,
+                          "micronet::Program tables must be a Constant (an initializer of the "
+                          "ONNX model), got ",
+                          input_value(2).get_node_shared_ptr()->get_type_name());
+    if (!m_tables || !same_tables(*constant, *m_tables))
+        m_tables = std::make_shared<const std::vector<int64_t>>(constant->cast_vector<int64_t>());
     const prog::Dims in{shape[1].get_length(), shape[2].get_length(), shape[3].get_length()};
     std::vector<prog::Dims> d;
     try {
-        d = check_extents(m_program, in, static_cast<int64_t>(ws[0].get_length()),
-                          static_cast<int64_t>(ts[0].get_length()),
-                          constant ? m_tables.data() : nullptr);
+        d = check_extents(m_program, in, static_cast<int64_t>(ov::shape_size(ws.to_shape())),
+                          static_cast<int64_t>(ov::shape_size(ts.to_shape())),
+                          m_tables->data());
     } catch (const std::invalid_argument& e) {
         NODE_VALIDATION_CHECK(this, false, e.what());
     }
@@ -142,7 +160,7 @@ void ProgramOp::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> ProgramOp::clone_with_new_inputs(
     const ov::OutputVector& new_args) const {
-    return std::make_shared<ProgramOp>(new_args, m_program);
+    return std::make_shared<ProgramOp>(new_args, m_program, m_tables);
 }
 
 bool ProgramOp::visit_attributes(ov::AttributeVisitor& visitor) {
@@ -161,29 +179,12 @@ bool ProgramOp::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inpu
                         static_cast<int64_t>(xs[3]) == m_in[2],
                     "micronet::Program: input shape ", xs, " differs from the validated one");
     const int64_t n = static_cast<int64_t>(xs[0]);
-    const int64_t* tables = m_tables.data();
-    std::vector<int64_t> fed;
-    if (!m_tables_constant) {  // tables fed at run time: converted and checked on every call
-        const ov::Tensor& t = inputs[2];
-        if (t.get_element_type() == ov::element::i64) {
-            tables = t.data<const int64_t>();
-        } else {
-            fed.assign(t.data<const int32_t>(), t.data<const int32_t>() + t.get_size());
-            tables = fed.data();
-        }
-        try {
-            check_extents(m_program, {m_in[0], m_in[1], m_in[2]},
-                          static_cast<int64_t>(inputs[1].get_size()),
-                          static_cast<int64_t>(t.get_size()), tables);
-        } catch (const std::invalid_argument& e) {
-            OPENVINO_THROW(e.what());
-        }
-    }
     outputs[0].set_shape({xs[0], static_cast<size_t>(m_out[0]), static_cast<size_t>(m_out[1]),
                           static_cast<size_t>(m_out[2])});
     prog::run<float>(m_program.data(), static_cast<int64_t>(m_program.size()),
-                     inputs[1].data<const float>(), tables, inputs[0].data<const float>(),
-                     outputs[0].data<float>(), 0, n, {m_in[0], m_in[1], m_in[2]});
+                     inputs[1].data<const float>(), m_tables->data(),
+                     inputs[0].data<const float>(), outputs[0].data<float>(), 0, n,
+                     {m_in[0], m_in[1], m_in[2]});
     return true;
 }
 

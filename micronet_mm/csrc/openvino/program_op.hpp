@@ -2,10 +2,10 @@
 // micronet_mm/csrc/program.h, as one OpenVINO operation.
 //
 // Inputs: x (N, C, H, W) float32, C/H/W static, N may be dynamic; weights (1-D float32) and
-// tables (1-D int64), the program's parameter and table arrays, Constant inputs: evaluate()
-// reads the weights in place, and the tables from the int64 copy made (and checked) once in
-// validate_and_infer_types(): OpenVINO's CPU plugin hands int64 constants over as int32, so
-// int32 tables are accepted too.
+// tables (1-D int64), the program's parameter and table arrays. weights is read in place on
+// every call (no copy); tables must be a Constant: validate_and_infer_types() copies it to
+// int64 (OpenVINO's CPU plugin hands int64 constants over as int32, so int32 tables are
+// accepted too), a copy that clones share.
 // Attribute: program (int64 list), the layer records [kVersion, L, record_0, ...].
 // Output: (N, C', H', W') from program::infer. evaluate() runs program::run<float> over the N
 // samples.
@@ -19,6 +19,7 @@
 
 #include <openvino/op/op.hpp>
 
+#include <memory>
 #include <vector>
 
 namespace micronet {
@@ -28,7 +29,10 @@ public:
     OPENVINO_OP("Program", "micronet");
 
     ProgramOp() = default;
-    ProgramOp(const ov::OutputVector& args, std::vector<int64_t> program);
+    /// tables: the int64 copy of the tables input, shared with the node this one clones (made
+    /// anew when the input's entries differ)
+    ProgramOp(const ov::OutputVector& args, std::vector<int64_t> program,
+              std::shared_ptr<const std::vector<int64_t>> tables = nullptr);
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(
@@ -40,8 +44,7 @@ public:
 private:
     std::vector<int64_t> m_program;
     int64_t m_in[3] = {0, 0, 0}, m_out[3] = {0, 0, 0};  // (C, H, W) of x and of the output
-    std::vector<int64_t> m_tables;  // the tables when they are a Constant, checked
-    bool m_tables_constant = false;
+    std::shared_ptr<const std::vector<int64_t>> m_tables;  // int64 copy of the tables input
 };
 
 }  // namespace micronet
