@@ -256,3 +256,13 @@ def test_tables_fed_at_run_time_are_refused(block, tmp_path):
     _, prog, weights, tables, _, hw = block
     with pytest.raises(Exception, match='tables must be a Constant'):
         ovrt.read_model(_onnx(tmp_path / 'fed.onnx', prog, weights, tables, hw, True))
+
+
+def test_bench_ov_program_smoke(capsys):
+    """tools/analysis/bench_ov_program.py (a node's per-call cost) on few calls: every row is
+    measured, and the Program node's output equals the Conv's (checked inside)."""
+    from tools.analysis.bench_ov_program import main
+    med = main(['--rounds', '1', '--calls', '2', '--tables', '16'])
+    assert set(med) == {'relu', 'conv', 'program', 'conv dynamic-N', 'program dynamic-N'}
+    assert all(v > 0 for v in med.values())
+    assert '| program dynamic-N |' in capsys.readouterr().out
