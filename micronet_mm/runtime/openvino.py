@@ -1,13 +1,14 @@
 """OpenVINO with Dynamic Shift-Max as one native operation.
 
-The extension library (``micronet_mm/csrc/openvino``: the ``micronet::ShiftMax`` operation,
-whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and the conversion of
-the ONNX node ``micronet.ShiftMax`` to it) is compiled with cmake against the openvino wheel's
-own headers and CMake config. ``tools/setup_env.sh`` runs ``python -m
-micronet_mm.runtime.openvino``, which builds it once into ``$MICRONET_CACHE`` (default
-``~/.cache/micronet_mm``), in a folder keyed by the hash of the sources, the flags and the
-openvino version (as ``micronet_mm.csrc.build`` does for the PyTorch operator), and prints one
-line. Nothing builds at import or at run time.
+The extension library (``micronet_mm/csrc/openvino``: the operations ``micronet::ShiftMax``,
+whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and
+``micronet::Program``, a fused block's layer program run by ``micronet_mm/csrc/program.h``, with
+the conversions of the ONNX nodes ``micronet.ShiftMax`` and ``micronet.Program`` to them) is
+compiled with cmake against the openvino wheel's own headers and CMake config.
+``tools/setup_env.sh`` runs ``python -m micronet_mm.runtime.openvino``, which builds it once into
+``$MICRONET_CACHE`` (default ``~/.cache/micronet_mm``), in a folder keyed by the hash of the
+sources, the flags and the openvino version (as ``micronet_mm.csrc.build`` does for the PyTorch
+operator), and prints one line. Nothing builds at import or at run time.
 
 The deploy model for it is ``switch_to_deploy(model, 'openvino')``
 (:mod:`micronet_mm.deploy.backends.openvino`): every Dynamic Shift-Max exports as ONE
@@ -33,8 +34,11 @@ from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
 CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
-SOURCES = ('shift_max.h', 'openvino/CMakeLists.txt', 'openvino/extension.cpp',
-           'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp')
+SOURCES = ('shift_max.h', 'program.h', 'openvino/CMakeLists.txt', 'openvino/extension.cpp',
+           'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp', 'openvino/program_op.cpp',
+           'openvino/program_op.hpp')
+#: the extension's operation types (a model holding one needs the library)
+NATIVE_OPS = ('ShiftMax', 'Program')
 #: compile flags (CMakeLists.txt adds them), those of the PyTorch operator
 #: (``micronet_mm.csrc.build``): the compiler's baseline ISA (the header's vectorised loops carry
 #: their own AVX2 / AVX-512 clones, picked at load time, so a cached library runs anywhere) and
@@ -95,7 +99,7 @@ def extension_library() -> str:
 
 def core():
     """An ``openvino.Core`` with the extension loaded when it is there (models without
-    ``micronet::ShiftMax`` nodes need none; :func:`read_model` says when one is missing)."""
+    ``micronet`` nodes need none; :func:`read_model` says when one is missing)."""
     import openvino as ov
     c = ov.Core()
     try:
@@ -111,7 +115,7 @@ def read_model(path: str):
     try:
         return core().read_model(path)
     except RuntimeError as e:
-        if 'ShiftMax' in str(e):
+        if any(name in str(e) for name in NATIVE_OPS):
             extension_library()  # raises the UserError naming the missing library
         raise
 
@@ -135,7 +139,7 @@ def save_ir(onnx_file: str, xml: str, force: bool = False) -> None:
     stem = osp.splitext(xml)[0]
     refuse_overwrite(stem + '.bin', force)
     model = read_model(onnx_file)
-    native = any(op.get_type_name() == 'ShiftMax' for op in model.get_ops())
+    native = any(op.get_type_name() in NATIVE_OPS for op in model.get_ops())
     library = osp.join(folder, LIBRARY_NAME)
     if native and osp.exists(library) and not filecmp.cmp(library, extension_library(),
                                                           shallow=False):
@@ -186,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description='build the OpenVINO extension (cached)')
     parser.add_argument('--force', action='store_true', help='rebuild even when cached')
     path, seconds = build_extension(parser.parse_args(argv).force)
-    print(f'OpenVINO extension (micronet::ShiftMax): '
+    print(f'OpenVINO extension (micronet::ShiftMax, micronet::Program): '
           f'{"cached" if seconds is None else f"built in {seconds:.0f} s"}, {path}')
     return path
 
