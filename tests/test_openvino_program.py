@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
+from micronet_mm.deploy.rewrites.native_block import shift_max_params
 from micronet_mm.ops import fused_shift_max
 from micronet_mm.runtime import openvino as ovrt
 
@@ -88,8 +89,8 @@ def _encode(layers: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray]:
             if lay['s'] == 0:
                 r[9] = put_w(lay['coef'])
             else:
-                r[9] = put_w(torch.tensor([lay['act_max']], dtype=torch.float64), lay['init'],
-                             lay['w1'], lay['b1'], lay['w2'].t(), lay['b2'])
+                r[9] = put_w(*shift_max_params(lay['act_max'], lay['init'], lay['w1'], lay['b1'],
+                                               lay['w2'], lay['b2'], torch.float32))
         else:
             r[4:7] = [C, lay['second'], put_t(lay['second_perm'])]
         prog += r

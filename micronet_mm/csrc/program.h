@@ -23,8 +23,10 @@
 //       shift index (J, C): the logical source channel of shift j for channel i
 //       9 offset in `weights` of the parameters:
 //         static:  coef (K, J, C), the final coefficients
-//         dynamic: act_max (1), init (K*J), w1 (S, C), b1 (S), w2t (S, K*J*C) = fc2.weight
-//                  transposed, b2 (K*J*C)
+//         dynamic: act_max (1), init (K*J), w1 (S, C), b1 (S), then fc2's weight (K*J*C, S)
+//                  and bias with the outputs padded with zeros to R_pad = padded_outputs(K*J*C)
+//                  (64 for float, 32 for double) and the weight stored in blocks of R_pad / 64
+//                  outputs: w2 (R_pad / B, S, B), b2 (R_pad), B = 256 / sizeof(T)
 //   ADD (kAdd): 4 C 5 the second buffer 6 its in_perm (offset or -1); out = src + second
 // The program's output is the last layer's buffer. Every buffer is planar and dense.
 #pragma once
@@ -312,7 +314,11 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T b
   auto block = [&](auto u, int64_t q) {  // u vectors from pixel q: u independent sums
     constexpr int U = decltype(u)::value;
     V acc[U];
-    for (int i = 0; i < U; ++i) acc[i] = V{} + bias;
+    int64_t column[U];
+    for (int i = 0; i < U; ++i) {
+      acc[i] = V{} + bias;
+      column[i] = (q + i * N) % Wo;
+    }
     for (int64_t tw = 0; tw < g.kw; ++tw) {
       const T v = w[tw];
       const T* mt = mask + tw * (Wo + N);
@@ -320,7 +326,7 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T b
       for (int i = 0; i < U; ++i) {
         const int64_t qi = q + i * N;
         V m;
-        std::memcpy(&m, mt + qi % Wo, sizeof(V));
+        std::memcpy(&m, mt + column[i], sizeof(V));
         acc[i] += (v * m) * strided_load<T, SW>(xt + SW * qi);
       }
     }
@@ -390,26 +396,36 @@ MICRONET_SIMD_CLONES void small_plane(const T* pad, const int64_t* off, const T*
                                       int64_t Pf, bool relu, T* __restrict y) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
-  auto block = [&](int64_t q) {
-    V acc = V{} + bias;
+  // four vectors at a time (four independent sums); starts past the end are clamped to the
+  // last vector, which is then computed more than once
+  for (int64_t q = 0; q < Pf; q += 4 * N) {
+    int64_t start[4], column[4];
+    V acc[4];
+    for (int i = 0; i < 4; ++i) {
+      start[i] = std::min(q + i * N, Pf - N);
+      column[i] = mask != nullptr ? start[i] % Wq : 0;
+      acc[i] = V{} + bias;
+    }
     for (int64_t t = 0; t < taps; ++t) {
-      V x = strided_load<T, SW>(pad + SW * q + off[t]);
-      if (mask != nullptr) {
-        V m;
-        std::memcpy(&m, mask + t * (Wq + N) + q % Wq, sizeof(V));
-        x *= m;
+      const T v = w[t];
+      for (int i = 0; i < 4; ++i) {
+        V x = strided_load<T, SW>(pad + SW * start[i] + off[t]);
+        if (mask != nullptr) {
+          V m;
+          std::memcpy(&m, mask + t * (Wq + N) + column[i], sizeof(V));
+          x *= m;
+        }
+        acc[i] += v * x;
       }
-      acc += w[t] * x;
     }
-    if (relu) {
-      acc = acc < V{} ? V{} : acc;
-      acc = acc > V{} + T(6) ? V{} + T(6) : acc;
+    for (int i = 0; i < 4; ++i) {
+      if (relu) {
+        acc[i] = acc[i] < V{} ? V{} : acc[i];
+        acc[i] = acc[i] > V{} + T(6) ? V{} + T(6) : acc[i];
+      }
+      std::memcpy(y + start[i], &acc[i], sizeof(V));
     }
-    std::memcpy(y + q, &acc, sizeof(V));
-  };
-  int64_t q = 0;
-  for (; q + N <= Pf; q += N) block(q);
-  if (q < Pf) block(Pf - N);
+  }
 }
 
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
@@ -525,8 +541,84 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
   }
 }
 
-// The hyper-function: mean over the plane -> fc1 -> ReLU -> fc2 (transposed weights, so the
-// K*J*C outputs are one vector loop per hidden unit) -> hard sigmoid -> coefficients.
+// Horizontal sum of a vector: a shuffle tree (compilers reduce a `simd reduction` lane by lane,
+// which dominates on 7x7 planes and short rows).
+template <typename T>
+__attribute__((always_inline)) inline T lanes_sum(typename Vec<T, 64>::type a) {
+  typedef typename Vec<T, 64>::index I;
+  constexpr int N = 64 / sizeof(T);
+  for (int half = N / 2; half >= 1; half /= 2) {
+    I swap;
+    for (int i = 0; i < N; ++i) swap[i] = i ^ half;
+    a += __builtin_shuffle(a, swap);
+  }
+  return a[0];
+}
+
+// sum_q a[q] (b == nullptr) or sum_q a[q] * b[q], q < n.
+template <typename T>
+__attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  V s0 = V{}, s1 = V{}, x, y;
+  int64_t q = 0;
+  for (; q + 2 * N <= n; q += 2 * N) {
+    std::memcpy(&x, a + q, sizeof(V));
+    std::memcpy(&y, a + q + N, sizeof(V));
+    if (b != nullptr) {
+      V u, w;
+      std::memcpy(&u, b + q, sizeof(V));
+      std::memcpy(&w, b + q + N, sizeof(V));
+      x *= u;
+      y *= w;
+    }
+    s0 += x;
+    s1 += y;
+  }
+  T sum = lanes_sum<T>(s0 + s1);
+  for (; q < n; ++q) sum += b != nullptr ? a[q] * b[q] : a[q];
+  return sum;
+}
+
+// fc2's outputs K*J*C rounded up to whole blocks of matvec_blocked (4 vectors).
+template <typename T>
+constexpr int64_t padded_outputs(int64_t n) {
+  constexpr int64_t B = 4 * 64 / sizeof(T);
+  return (n + B - 1) / B * B;
+}
+
+// out[q] = bias[q] + add + sum_h v[h] * W[q, h] for q < n_pad (a multiple of 4 vectors) with
+// W stored in blocks of 4 vectors of outputs, each block holding its `rows` rows in turn
+// (blocked[(block * rows + h) * 4N + i] = W[block * 4N + i, h]): the outputs of a block stay
+// in registers while the weights stream contiguously.
+template <typename T>
+__attribute__((always_inline)) inline void matvec_blocked(const T* blocked, const T* v,
+                                                          const T* bias, T add, int64_t rows,
+                                                          int64_t n_pad, T* out) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T), B = 4 * N;
+  for (int64_t q0 = 0; q0 < n_pad; q0 += B) {
+    V acc[4];
+    for (int i = 0; i < 4; ++i) {
+      std::memcpy(&acc[i], bias + q0 + i * N, sizeof(V));
+      acc[i] += add;
+    }
+    const T* wb = blocked + q0 * rows;
+    for (int64_t h = 0; h < rows; ++h) {
+      const T vh = v[h];
+      for (int i = 0; i < 4; ++i) {
+        V w;
+        std::memcpy(&w, wb + h * B + i * N, sizeof(V));
+        acc[i] += vh * w;
+      }
+    }
+    for (int i = 0; i < 4; ++i) std::memcpy(out + q0 + i * N, &acc[i], sizeof(V));
+  }
+}
+
+// The hyper-function: mean over the plane -> fc1 -> ReLU -> fc2 -> hard sigmoid ->
+// coefficients. fc1 (S short outputs) is S dot products; fc2 (K*J*C outputs, padded) is
+// stored blocked (matvec_blocked). coef must hold padded_outputs(K*J*C) values.
 template <typename T>
 MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, int64_t J,
                                 int64_t K, int64_t S, int64_t P, T* coef, T* scratch) {
@@ -534,39 +626,21 @@ MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, i
   const T* init = params + 1;
   const T* w1 = init + K * J;
   const T* b1 = w1 + S * C;
-  const T* w2t = b1 + S;
-  const int64_t R = K * J * C;
-  const T* b2 = w2t + S * R;
+  const T* w2 = b1 + S;
+  const int64_t R = K * J * C, R_pad = padded_outputs<T>(R);
+  const T* b2 = w2 + S * R_pad;
   T* mean = scratch;
   T* hidden = scratch + C;
-  for (int64_t c = 0; c < C; ++c) {
-    const T* __restrict plane = x[c];
-    T sum = T(0);
-#pragma omp simd reduction(+ : sum)
-    for (int64_t p = 0; p < P; ++p) sum += plane[p];
-    mean[c] = sum / T(P);
-  }
+  for (int64_t c = 0; c < C; ++c) mean[c] = dot<T>(x[c], nullptr, P) / T(P);
   for (int64_t h = 0; h < S; ++h) {
-    const T* __restrict row = w1 + h * C;
-    T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-    for (int64_t c = 0; c < C; ++c) acc += row[c] * mean[c];
-    acc += b1[h];
-    hidden[h] = acc > T(0) ? acc : T(0);
+    const T z = dot(w1 + h * C, mean, C) + b1[h];
+    hidden[h] = z > T(0) ? z : T(0);
   }
-  T* __restrict z = coef;
-#pragma omp simd
-  for (int64_t q = 0; q < R; ++q) z[q] = b2[q] + T(3);
-  for (int64_t h = 0; h < S; ++h) {
-    const T* __restrict row = w2t + h * R;
-    const T v = hidden[h];
-#pragma omp simd
-    for (int64_t q = 0; q < R; ++q) z[q] += v * row[q];
-  }
+  matvec_blocked(w2, hidden, b2, T(3), S, R_pad, coef);
   const T scale = T(2) * act_max / T(6);
   for (int64_t kj = 0; kj < K * J; ++kj) {
     const T off = init[kj] - act_max;
-    T* __restrict zr = z + kj * C;
+    T* __restrict zr = coef + kj * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) {
       const T v = zr[c];
@@ -581,8 +655,9 @@ void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* i
   const int64_t C = r[4], J = r[5], K = r[6], S = r[7], P = d.planes();
   const T* coef = params;
   if (S > 0) {
-    scratch.resize(K * J * C + C + S);
-    hyper(x, params, C, J, K, S, P, scratch.data(), scratch.data() + K * J * C);
+    const int64_t R_pad = padded_outputs<T>(K * J * C);
+    scratch.resize(R_pad + C + S);
+    hyper(x, params, C, J, K, S, P, scratch.data(), scratch.data() + R_pad);
     coef = scratch.data();
   }
   for (int64_t i = 0; i < C; ++i) {
@@ -613,6 +688,85 @@ MICRONET_SIMD_CLONES void add(const T* const* a, const T* const* b, T* const* y,
 }
 
 }  // namespace detail
+
+namespace detail {
+
+[[noreturn]] inline void fail(const std::string& what, int64_t layer) {
+  throw std::invalid_argument("micronet program: " + what + " (layer " +
+                              std::to_string(layer) + ")");
+}
+
+inline int64_t mul(int64_t a, int64_t b, int64_t layer) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
+  return r;
+}
+
+}  // namespace detail
+
+// infer() after checking everything run() reads through an offset against the lengths of
+// `weights` and `tables`, every table entry against the channels it addresses, and, before
+// infer() divides or multiplies by them, the fields it uses: a program from a file never makes
+// run() read outside its arrays. Throws std::invalid_argument naming the check and the layer.
+template <typename T>
+std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_len,
+                        int64_t tables_len, const int64_t* tables) {
+  using detail::fail;
+  using detail::mul;
+  constexpr int64_t kLimit = int64_t(1) << 31;
+  if (len < 2 || p[0] != kVersion || p[1] < 1 || p[1] > len || len != 2 + p[1] * kFields)
+    throw std::invalid_argument("micronet program: bad header or length (expected [" +
+                                std::to_string(kVersion) + ", L >= 1, L records of " +
+                                std::to_string(kFields) + "])");
+  const int64_t L = p[1];
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t* r = record(p, l);
+    for (int64_t f = 4; f < kFields; ++f)
+      if (r[f] < -1 || r[f] >= kLimit) fail("field " + std::to_string(f) + " out of range", l);
+    if (r[0] == kConv) {
+      for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
+        if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
+      if (r[11] < 0 || r[12] < 0) fail("conv padding must be >= 0", l);
+      if (r[15] != 0 && r[15] != 1) fail("conv act must be 0 or 1", l);
+    } else if (r[0] == kShiftMax && r[7] < 0) {
+      fail("shift-max squeeze width must be >= 0", l);
+    }
+  }
+  const std::vector<Dims> d = infer(p, len, in);
+  auto span = [&](int64_t off, int64_t n, int64_t total, const char* what, int64_t l) {
+    if (off < 0 || n > total - off)
+      fail(std::string(what) + " [" + std::to_string(off) + ", +" + std::to_string(n) +
+               ") outside its array of " + std::to_string(total), l);
+  };
+  auto table = [&](int64_t off, int64_t n, int64_t bound, const char* what, int64_t l) {
+    span(off, n, tables_len, what, l);
+    for (int64_t i = 0; i < n; ++i)
+      if (tables[off + i] < 0 || tables[off + i] >= bound)
+        fail(std::string(what) + " entry " + std::to_string(tables[off + i]) + " outside [0, " +
+                 std::to_string(bound) + ")", l);
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t* r = record(p, l);
+    const Dims s = d[r[1]], o = d[l + 1];
+    if (r[2] >= 0) table(r[2], s.C, s.C, "in_perm", l);
+    if (r[3] >= 0) table(r[3], o.C, o.C, "out_perm", l);
+    if (r[0] == kConv) {
+      const int64_t w = mul(mul(mul(r[5], r[4] / r[6], l), r[7], l), r[8], l);
+      span(r[16], w + r[5], weights_len, "conv weights", l);
+    } else if (r[0] == kShiftMax) {
+      const int64_t C = r[4], KJ = r[5] * r[6], S = r[7], KJC = mul(KJ, C, l);
+      table(r[8], mul(r[5], C, l), C, "shift index", l);
+      const int64_t R = detail::padded_outputs<T>(KJC);
+      const int64_t n = S == 0 ? KJC : 1 + KJ + mul(S, C, l) + S + mul(S, R, l) + R;
+      span(r[9], n, weights_len, "shift-max parameters", l);
+    } else {
+      const Dims t = d[r[5]];
+      if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
+      if (r[6] >= 0) table(r[6], t.C, t.C, "add in_perm", l);
+    }
+  }
+  return d;
+}
 
 // Run the program on samples [n_begin, n_end) of x (N, C, H, W) into y (its output shape, from
 // infer()). weights and tables are the program's parameter and table arrays.

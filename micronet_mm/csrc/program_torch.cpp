@@ -25,21 +25,23 @@ at::Tensor program(const at::Tensor& x_in, const at::Tensor& weights_in,
   const at::Tensor x = x_in.contiguous(), weights = weights_in.contiguous();
   const at::Tensor tables = tables_in.contiguous();
   const micronet::program::Dims in{x.size(1), x.size(2), x.size(3)};
-  std::vector<micronet::program::Dims> dims;
-  try {
-    dims = micronet::program::infer(prog.data(), static_cast<int64_t>(prog.size()), in);
-  } catch (const std::invalid_argument& e) {
-    TORCH_CHECK(false, e.what());
-  }
-  const auto& out = dims.back();
-  at::Tensor y = at::empty({x.size(0), out.C, out.H, out.W}, x.options());
+  const int64_t len = static_cast<int64_t>(prog.size());
+  at::Tensor y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "micronet::program", [&] {
+    std::vector<micronet::program::Dims> dims;
+    try {  // every offset and table entry, before anything runs
+      dims = micronet::program::check<scalar_t>(prog.data(), len, in, weights.numel(),
+                                                tables.numel(), tables.data_ptr<int64_t>());
+    } catch (const std::invalid_argument& e) {
+      TORCH_CHECK(false, e.what());
+    }
+    const auto& out = dims.back();
+    y = at::empty({x.size(0), out.C, out.H, out.W}, x.options());
     const scalar_t *px = x.data_ptr<scalar_t>(), *pw = weights.data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
     const int64_t* pt = tables.data_ptr<int64_t>();
     at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
-      micronet::program::run(prog.data(), static_cast<int64_t>(prog.size()), pw, pt, px, py,
-                             begin, end, in);
+      micronet::program::run(prog.data(), len, pw, pt, px, py, begin, end, in);
     });
   });
   return y;

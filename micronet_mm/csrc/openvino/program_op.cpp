@@ -13,85 +13,6 @@ namespace {
 
 namespace prog = ::micronet::program;
 
-[[noreturn]] void fail(const std::string& what, int64_t layer) {
-    throw std::invalid_argument("micronet program: " + what + " (layer " +
-                                std::to_string(layer) + ")");
-}
-
-int64_t mul(int64_t a, int64_t b, int64_t layer) {
-    int64_t r = 0;
-    if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
-    return r;
-}
-
-// Everything program.h reads through an offset, checked against the lengths of weights and
-// tables, and the entries of every table against the channels it addresses, after
-// program::infer. The fields infer() divides or multiplies by are checked
-// before it runs. Returns infer()'s buffer shapes. Throws std::invalid_argument.
-//
-// TODO(lead): this belongs next to program::infer in program.h, where the torch op could use
-// it too; it is kept here while program.h is being optimised.
-std::vector<prog::Dims> check_extents(const std::vector<int64_t>& p, prog::Dims in,
-                                      int64_t weights_len, int64_t tables_len,
-                                      const int64_t* tables) {
-    constexpr int64_t kLimit = int64_t(1) << 31;
-    const int64_t len = static_cast<int64_t>(p.size());
-    if (len < 2 || p[0] != prog::kVersion || p[1] < 1 || p[1] > len ||
-        len != 2 + p[1] * prog::kFields)
-        throw std::invalid_argument("micronet program: bad header or length (expected [" +
-                                    std::to_string(prog::kVersion) + ", L >= 1, L records of " +
-                                    std::to_string(prog::kFields) + "])");
-    const int64_t L = p[1];
-    for (int64_t l = 0; l < L; ++l) {
-        const int64_t* r = prog::record(p.data(), l);
-        for (int64_t f = 4; f < prog::kFields; ++f)
-            if (r[f] < -1 || r[f] >= kLimit)
-                fail("field " + std::to_string(f) + " out of range", l);
-        if (r[0] == prog::kConv) {
-            for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
-                if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
-            if (r[11] < 0 || r[12] < 0) fail("conv padding must be >= 0", l);
-            if (r[15] != 0 && r[15] != 1) fail("conv act must be 0 or 1", l);
-        } else if (r[0] == prog::kShiftMax && r[7] < 0) {
-            fail("shift-max squeeze width must be >= 0", l);
-        }
-    }
-    const std::vector<prog::Dims> d = prog::infer(p.data(), len, in);
-    auto span = [&](int64_t off, int64_t n, int64_t total, const char* what, int64_t l) {
-        if (off < 0 || n > total - off)
-            fail(std::string(what) + " [" + std::to_string(off) + ", +" + std::to_string(n) +
-                     ") outside its array of " + std::to_string(total),
-                 l);
-    };
-    auto table = [&](int64_t off, int64_t n, int64_t bound, const char* what, int64_t l) {
-        span(off, n, tables_len, what, l);
-        for (int64_t i = 0; i < n; ++i)
-            if (tables[off + i] < 0 || tables[off + i] >= bound)
-                fail(std::string(what) + " entry " + std::to_string(tables[off + i]) +
-                         " outside [0, " + std::to_string(bound) + ")",
-                     l);
-    };
-    for (int64_t l = 0; l < L; ++l) {
-        const int64_t* r = prog::record(p.data(), l);
-        const prog::Dims s = d[r[1]], o = d[l + 1];
-        if (r[2] >= 0) table(r[2], s.C, s.C, "in_perm", l);
-        if (r[3] >= 0) table(r[3], o.C, o.C, "out_perm", l);
-        if (r[0] == prog::kConv) {
-            const int64_t w = mul(mul(mul(r[5], r[4] / r[6], l), r[7], l), r[8], l);
-            span(r[16], w + r[5], weights_len, "conv weights", l);
-        } else if (r[0] == prog::kShiftMax) {
-            const int64_t C = r[4], KJ = r[5] * r[6], S = r[7], KJC = mul(KJ, C, l);
-            table(r[8], mul(r[5], C, l), C, "shift index", l);
-            const int64_t n = S == 0 ? KJC : 1 + KJ + mul(S, C, l) + S + mul(S, KJC, l) + KJC;
-            span(r[9], n, weights_len, "shift-max parameters", l);
-        } else {
-            const prog::Dims t = d[r[5]];
-            if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
-            if (r[6] >= 0) table(r[6], t.C, t.C, "add in_perm", l);
-        }
-    }
-    return d;
-}
 
 // Whether the Constant holds exactly `values` (int64 or int32 entries).
 bool same_tables(const ov::op::v0::Constant& c, const std::vector<int64_t>& values) {
@@ -146,9 +67,10 @@ void ProgramOp::validate_and_infer_types() {
     const prog::Dims in{shape[1].get_length(), shape[2].get_length(), shape[3].get_length()};
     std::vector<prog::Dims> d;
     try {
-        d = check_extents(m_program, in, static_cast<int64_t>(ov::shape_size(ws.to_shape())),
-                          static_cast<int64_t>(ov::shape_size(ts.to_shape())),
-                          m_tables->data());
+        d = prog::check<float>(m_program.data(), static_cast<int64_t>(m_program.size()), in,
+                               static_cast<int64_t>(ov::shape_size(ws.to_shape())),
+                               static_cast<int64_t>(ov::shape_size(ts.to_shape())),
+                               m_tables->data());
     } catch (const std::invalid_argument& e) {
         NODE_VALIDATION_CHECK(this, false, e.what());
     }

@@ -86,6 +86,25 @@ class ProgramBuilder:
         return program, weights.to(dtype), tables
 
 
+def shift_max_params(act_max: float, init: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+                     w2: torch.Tensor, b2: torch.Tensor, dtype: torch.dtype
+                     ) -> list[torch.Tensor]:
+    """The parameters of a dynamic Shift-Max layer in program.h's layout: ``act_max``,
+    ``init`` (K, J), fc1 ``w1`` (S, C) and ``b1``, then fc2 with its K·J·C outputs padded with
+    zeros to whole blocks of 4 vectors of ``dtype`` (64 floats, 32 doubles) and its weight
+    stored block by block (``(R_pad / B, S, B)``), so that the kernel streams it contiguously
+    with a block of outputs in registers."""
+    block = 4 * 64 // torch.tensor([], dtype=dtype).element_size()
+    r, s = w2.shape
+    r_pad = -(-r // block) * block
+    w2p = torch.zeros(r_pad, s, dtype=torch.float64)
+    w2p[:r] = w2.detach().double()
+    b2p = torch.zeros(r_pad, dtype=torch.float64)
+    b2p[:r] = b2.detach().double()
+    blocked = w2p.view(r_pad // block, block, s).transpose(1, 2)  # (blocks, S, B)
+    return [torch.tensor([float(act_max)]), init, w1, b1, blocked, b2p]
+
+
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
     w = conv.weight.detach().to(torch.float64)
     b = (conv.bias.detach().to(torch.float64) if conv.bias is not None
@@ -97,8 +116,9 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, tor
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, dtype: torch.dtype) -> None:
         self.b = ProgramBuilder()
+        self.dtype = dtype
 
     def conv(self, x: Value, conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> Value:
         if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
@@ -132,8 +152,8 @@ class _Compiler:
         else:
             fc1, fc2 = m.fc[0], m.fc[2]
             squeeze = fc1.out_features
-            params = [torch.tensor([float(m.act_max)]), init, fc1.weight, fc1.bias,
-                      fc2.weight.t(), fc2.bias]
+            params = shift_max_params(m.act_max, init, fc1.weight, fc1.bias, fc2.weight,
+                                      fc2.bias, self.dtype)
         return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
                                           self.b.weight(*params)], c)
 
@@ -215,7 +235,7 @@ def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = to
     Raises:
         Unsupported: ``module`` has a part the program has no layer for.
     """
-    compiler = _Compiler()
+    compiler = _Compiler(dtype)
     out = compiler.module(Value(0, in_channels), module)
     if not compiler.b.records:
         raise Unsupported('empty program')
