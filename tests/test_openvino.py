@@ -14,6 +14,7 @@ from test_deploy import M0_CONFIG, POSE_DEMO, SEG_DEMO, dense_trained_like, rel_
 from torch import nn
 
 from micronet_mm.deploy import switch_to_deploy
+from micronet_mm.deploy.rewrites.native_block import NativeProgram
 from micronet_mm.deploy.rewrites.native_shift_max import NativeShiftMax
 from micronet_mm.errors import UserError
 from micronet_mm.ops import DynamicShiftMax
@@ -84,17 +85,20 @@ def test_native_shift_max_matches_reference(tmp_path, c, groups, j, k, dynamic, 
 
 
 def test_deploy_openvino_classifier(tmp_path):
-    """M0 classifier: every Dynamic Shift-Max becomes one native node, the rest is the ONNX
-    Runtime deploy model (no BN, folded head), and OpenVINO runs it to 1e-4 of PyTorch."""
+    """M0 classifier: the stem and every stage become one native ``micronet.Program`` node each
+    (their Shift-Max activations inside), the head is the ONNX Runtime deploy form (folded, no
+    BN), and OpenVINO runs it to 1e-4 of PyTorch."""
     from tools.deployment.export_onnx import load_classifier
     model = trained_like(load_classifier(M0_CONFIG, None))
-    n_dsm = sum(isinstance(m, DynamicShiftMax) for m in model.modules())
     native = switch_to_deploy(copy.deepcopy(model), 'openvino')
-    assert sum(isinstance(m, NativeShiftMax) for m in native.modules()) == n_dsm > 0
+    programs = [m for m in native.modules() if isinstance(m, NativeProgram)]
+    assert len(programs) == 5  # the stem and four stages
+    assert not any(isinstance(m, NativeShiftMax) for m in native.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in native.modules())
     path = tmp_path / 'm0.onnx'
     ops = _export(native, path, (96, 112))
-    assert ops.count('ShiftMax') == n_dsm and 'Max' not in ops and 'Gemm' in ops  # head only
+    assert ops.count('Program') == 5 and 'ShiftMax' not in ops and 'Conv' not in ops
+    assert 'Gemm' in ops  # the head
     x = torch.randn(2, 3, 96, 112)
     with torch.no_grad():
         ref = model(x, mode='tensor')
@@ -136,8 +140,14 @@ def test_export_openvino_parity(tmp_path, capsys, config, shape, deploy):
         core.add_extension(str(library))
     ir = core.read_model(str(out))
     types = [op.get_type_name() for op in ir.get_ops()]
-    n_dsm = sum(isinstance(m, DynamicShiftMax) for m in model.modules())
-    assert types.count('ShiftMax') == (n_dsm if deploy else 0) and n_dsm > 0
+    native = switch_to_deploy(copy.deepcopy(model), 'openvino')  # what --deploy exports
+    n_programs = sum(isinstance(m, NativeProgram) for m in native.modules())
+    n_native = sum(isinstance(m, NativeShiftMax) for m in native.modules())  # outside programs
+    assert n_programs >= 4  # the stem and the backbone's stages
+    assert types.count('Program') == (n_programs if deploy else 0)
+    assert types.count('ShiftMax') == (n_native if deploy else 0)
+    assert n_native == (sum(isinstance(m, DynamicShiftMax) for m in model.head.modules())
+                        if config == POSE_DEMO else 0)  # the pose head's blocks keep theirs
     compiled = core.compile_model(ir, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
     x = torch.randn(3, 3, *shape)
     with torch.no_grad():

@@ -546,11 +546,15 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
 template <typename T>
 __attribute__((always_inline)) inline T lanes_sum(typename Vec<T, 64>::type a) {
   typedef typename Vec<T, 64>::index I;
-  constexpr int N = 64 / sizeof(T);
-  for (int half = N / 2; half >= 1; half /= 2) {
-    I swap;
-    for (int i = 0; i < N; ++i) swap[i] = i ^ half;
-    a += __builtin_shuffle(a, swap);
+  if constexpr (sizeof(T) == 4) {
+    a += __builtin_shuffle(a, I{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  } else {
+    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3});
+    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5});
+    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6});
   }
   return a[0];
 }
@@ -574,6 +578,16 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
     }
     s0 += x;
     s1 += y;
+  }
+  if (q + N <= n) {
+    std::memcpy(&x, a + q, sizeof(V));
+    if (b != nullptr) {
+      V u;
+      std::memcpy(&u, b + q, sizeof(V));
+      x *= u;
+    }
+    s0 += x;
+    q += N;
   }
   T sum = lanes_sum<T>(s0 + s1);
   for (; q < n; ++q) sum += b != nullptr ? a[q] * b[q] : a[q];

@@ -15,6 +15,7 @@ example) raises :class:`Unsupported`; callers keep such modules as they are.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -269,7 +270,9 @@ class _ProgramNode(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, weights, tables, program, shape):  # noqa: D102
         out = g.op('micronet::Program', x, weights, tables, program_i=list(program))
-        out.setType(x.type().with_sizes(list(shape)))
+        # the batch stays unknown: a static one would let the exporter fold the Shape of
+        # what follows (the pose head's reshapes) into constants of the traced batch
+        out.setType(x.type().with_sizes([None, *shape[1:]]))
         return out
 
 
@@ -293,11 +296,24 @@ class NativeProgram(nn.Module):
         self.program = program
         self.register_buffer('weights', weights, persistent=False)
         self.register_buffer('tables', tables, persistent=False)
-        self.reference = module
+        # the trained module, for PyTorch without the built op; kept out of the module tree so
+        # that other rewrites and module walks never see (or rewrite) its parts
+        self._reference = [module]
+
+    @property
+    def reference(self) -> nn.Module:
+        return self._reference[0]
+
+    def _apply(self, fn, recurse: bool = True):  # .to() / .double(): the reference follows
+        super()._apply(fn, recurse)
+        self.reference._apply(fn, recurse)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export():
-            shape = output_shape(self.program, tuple(int(s) for s in x.shape))
+            with warnings.catch_warnings():  # static sizes: the node's type keeps N unknown
+                warnings.simplefilter('ignore', torch.jit.TracerWarning)
+                shape = output_shape(self.program, tuple(int(s) for s in x.shape))
             return _ProgramNode.apply(x, self.weights.to(x.dtype), self.tables, self.program,
                                       shape)
         from micronet_mm.ops import fused_shift_max
