@@ -1,8 +1,16 @@
 """The classifier head (:class:`MicroNetClsHead`) in deploy form.
 
-For OpenVINO (``backend='openvino'``) the h-swish after each FC layer is also rewritten
-(:class:`ClampHSwish`), so that OpenVINO's CPU plugin runs the two batch-1 GEMVs with its MLAS
-kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1 sources and profile):
+For OpenVINO (``backend='openvino'``) two more parts get the form that OpenVINO's CPU plugin
+runs fastest, both exact up to float rounding:
+
+* the global average pool averages over the flattened spatial positions (:class:`FlatPool`):
+  OpenVINO runs ``GlobalAveragePool`` as a ``ReduceMean`` over two axes of the planar tensor the
+  last native Shift-Max writes, 0.015 ms for M2's 768x7x7, and a ``ReduceMean`` over the one
+  contiguous axis of the ``(N, C, H*W)`` view in 0.006 ms (the pool's h-swish stays fused into
+  it);
+* the h-swish after each FC layer is rewritten (:class:`ClampHSwish`), so that OpenVINO runs the
+  two batch-1 GEMVs with its MLAS kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1
+  sources and profile):
 
 * OpenVINO's common transformations recognise ``x * (relu6(x + 3) / 6)`` (the reference's
   order of operations, :class:`~micronet_mm.ops.shift_max.HSwish`) as one ``HSwish``
@@ -18,17 +26,32 @@ kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1 sources and profil
   into it (the optimiser fuses only into an FC with one child). The h-swish then runs as one
   ~1-2 µs elementwise ``Subgraph`` of 1000 (1024) values.
 
-Measured (head alone, M2's shapes 768 -> 1024 -> 1000, 1 thread, interleaved, per-node median):
-fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms (MLAS 11-17% faster), the two elementwise nodes
-+0.002 ms; README "Speed" has the whole-model figures. Outputs change by float rounding only
-(``x / 6 + 1/2`` against ``(x + 3) / 6``).
+Measured (head alone, M2's shapes 768x7x7 -> 1024 -> 1000, 1 thread, interleaved, per-node
+median): fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms (MLAS 11-17% faster), the two elementwise
+nodes +0.002 ms; README "Speed" has the whole-model figures. Outputs change by float rounding
+only (``x / 6 + 1/2`` against ``(x + 3) / 6``; the mean's order of summation).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from micronet_mm.ops.shift_max import HSwish
+
 from ..common import fold_bn
+
+
+class FlatPool(nn.Module):
+    """The head's pool, ReLU6 -> global average pool -> h-swish, averaging over the flattened
+    ``H*W`` axis; returns ``(N, C)`` (module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = HSwish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(F.relu6(x).flatten(2).mean(-1))
 
 
 class ClampHSwish(nn.Module):
@@ -39,14 +62,15 @@ class ClampHSwish(nn.Module):
         return x * torch.clamp(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
 
 
-def convert_cls_head(head: nn.Module, *, unfused_activations: bool = False) -> nn.Module:
+def convert_cls_head(head: nn.Module, *, openvino: bool = False) -> nn.Module:
     """Fold :class:`MicroNetClsHead`'s BatchNorm1d layers into its FC layers, drop the dropout.
 
     Args:
         head: the trained head; put in eval mode. A head converted before is left as it is
             (its activations may still be rewritten).
-        unfused_activations: write the h-swish after each FC as :class:`ClampHSwish`, so that
-            OpenVINO runs the FCs without a fused post-op, on MLAS (module doc).
+        openvino: the forms OpenVINO runs fastest (module doc): the pool as
+            :class:`FlatPool`, the h-swish after each FC as :class:`ClampHSwish` (no post-op
+            fused into the FCs, which then run on MLAS).
 
     Returns:
         ``head``, converted, with no parameter requiring gradients.
@@ -65,8 +89,8 @@ def convert_cls_head(head: nn.Module, *, unfused_activations: bool = False) -> n
             setattr(head, fc_name, fused)
             setattr(head, bn_name, nn.Identity())
         head.dropout = nn.Identity()
-    if unfused_activations:
-        head.act1, head.act2 = ClampHSwish(), ClampHSwish()
+    if openvino:
+        head.pool, head.act1, head.act2 = FlatPool(), ClampHSwish(), ClampHSwish()
     for p in head.parameters():
         p.requires_grad_(False)
     return head
