@@ -1,16 +1,8 @@
 """The classifier head (:class:`MicroNetClsHead`) in deploy form.
 
-For OpenVINO (``backend='openvino'``) two more parts get the form that OpenVINO's CPU plugin
-runs fastest, both exact up to float rounding:
-
-* the global average pool averages over the flattened spatial positions (:class:`FlatPool`):
-  OpenVINO runs ``GlobalAveragePool`` as a ``ReduceMean`` over two axes of the planar tensor the
-  last native Shift-Max writes, 0.015 ms for M2's 768x7x7, and a ``ReduceMean`` over the one
-  contiguous axis of the ``(N, C, H*W)`` view in 0.006 ms (the pool's h-swish stays fused into
-  it);
-* the h-swish after each FC layer is rewritten (:class:`ClampHSwish`), so that OpenVINO runs the
-  two batch-1 GEMVs with its MLAS kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1
-  sources and profile):
+For OpenVINO (``backend='openvino'``) the h-swish after each FC layer is also rewritten
+(:class:`ClampHSwish`), so that OpenVINO's CPU plugin runs the two batch-1 GEMVs with its MLAS
+kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1 sources and profile):
 
 * OpenVINO's common transformations recognise ``x * (relu6(x + 3) / 6)`` (the reference's
   order of operations, :class:`~micronet_mm.ops.shift_max.HSwish`) as one ``HSwish``
@@ -26,32 +18,27 @@ runs fastest, both exact up to float rounding:
   into it (the optimiser fuses only into an FC with one child). The h-swish then runs as one
   ~1-2 µs elementwise ``Subgraph`` of 1000 (1024) values.
 
-Measured (head alone, M2's shapes 768x7x7 -> 1024 -> 1000, 1 thread, interleaved, per-node
-median): fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms (MLAS 11-17% faster), the two elementwise
-nodes +0.002 ms; README "Speed" has the whole-model figures. Outputs change by float rounding
-only (``x / 6 + 1/2`` against ``(x + 3) / 6``; the mean's order of summation).
+Measured (1 thread, batch 1, before and after interleaved in one run, per-node median):
+
+* head alone, M2's shapes 768x7x7 -> 1024 -> 1000: fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms
+  (MLAS 11-17% faster); the two elementwise nodes add 0.001 ms each;
+* whole M2 deploy export: fc1 0.098 -> 0.086 ms, fc2 0.135 -> 0.114 ms, head 0.248 -> 0.212 ms,
+  model 1.925 -> 1.889 ms; M3: fc1 0.105 -> 0.099 ms, fc2 0.118 -> 0.106 ms. fc2 then costs what
+  MobileNetV3-Small's logits FC of the same shape does (0.125 against 0.123 ms in one run).
+
+Outputs change by float rounding only (``x / 6 + 1/2`` against ``(x + 3) / 6``).
+
+The pool is left as it is: averaging over the flattened ``(N, C, H*W)`` view makes its
+``ReduceMean`` one-axis (0.013 -> 0.008 ms on M2, whose last native Shift-Max writes a planar
+tensor), but on M3, whose last layer is a convolution writing a blocked tensor that the pool
+reads as it is, the view costs a layout ``Reorder`` (0.006 -> 0.023 ms).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from micronet_mm.ops.shift_max import HSwish
-
 from ..common import fold_bn
-
-
-class FlatPool(nn.Module):
-    """The head's pool, ReLU6 -> global average pool -> h-swish, averaging over the flattened
-    ``H*W`` axis; returns ``(N, C)`` (module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.act = HSwish()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(F.relu6(x).flatten(2).mean(-1))
 
 
 class ClampHSwish(nn.Module):
@@ -68,9 +55,8 @@ def convert_cls_head(head: nn.Module, *, openvino: bool = False) -> nn.Module:
     Args:
         head: the trained head; put in eval mode. A head converted before is left as it is
             (its activations may still be rewritten).
-        openvino: the forms OpenVINO runs fastest (module doc): the pool as
-            :class:`FlatPool`, the h-swish after each FC as :class:`ClampHSwish` (no post-op
-            fused into the FCs, which then run on MLAS).
+        openvino: write the h-swish after each FC as :class:`ClampHSwish`, so that OpenVINO
+            runs the FCs without a fused post-op, on MLAS (module doc).
 
     Returns:
         ``head``, converted, with no parameter requiring gradients.
@@ -90,7 +76,7 @@ def convert_cls_head(head: nn.Module, *, openvino: bool = False) -> nn.Module:
             setattr(head, bn_name, nn.Identity())
         head.dropout = nn.Identity()
     if openvino:
-        head.pool, head.act1, head.act2 = FlatPool(), ClampHSwish(), ClampHSwish()
+        head.act1, head.act2 = ClampHSwish(), ClampHSwish()
     for p in head.parameters():
         p.requires_grad_(False)
     return head
