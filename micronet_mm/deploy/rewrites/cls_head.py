@@ -21,10 +21,14 @@ kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1 sources and profil
 Measured (1 thread, batch 1, before and after interleaved in one run, per-node median):
 
 * head alone, M2's shapes 768x7x7 -> 1024 -> 1000: fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms
-  (MLAS 11-17% faster); the two elementwise nodes add 0.001 ms each;
-* whole M2 deploy export: fc1 0.098 -> 0.086 ms, fc2 0.135 -> 0.114 ms, head 0.248 -> 0.212 ms,
-  model 1.925 -> 1.889 ms; M3: fc1 0.105 -> 0.099 ms, fc2 0.118 -> 0.106 ms. fc2 then costs what
-  MobileNetV3-Small's logits FC of the same shape does (0.125 against 0.123 ms in one run).
+  (MLAS 4-17% faster over 3 runs, more when the machine is loaded); the two elementwise
+  nodes add 0.001 ms each;
+* whole M2 deploy export, 4 runs (2 with MobileNetV3-Small x0.5 in the same run): head (pool
+  + 2 FC + elementwise) 0.177 -> 0.165, 0.211 -> 0.194, 0.220 -> 0.196, 0.297 -> 0.260 ms,
+  the whole model 0.3-1.2% faster (1.534 -> 1.529 ... 2.222 -> 2.196 ms, within the noise of
+  some runs); M3, 1 run: head 0.288 -> 0.256 ms. fc2 then costs what MobileNetV3-Small's
+  logits FC of the same shape does (0.103 against 0.103 ms in one run); fc1 stays dearer
+  than MobileNetV3's 288 -> 1024 (0.080 against 0.039 ms): 2.7x its weights, memory-bound.
 
 Outputs change by float rounding only (``x / 6 + 1/2`` against ``(x + 3) / 6``).
 
