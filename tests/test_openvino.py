@@ -207,3 +207,56 @@ def test_deploy_openvino_exact_in_float64(config, shape):
         ref, out = model(x, None, mode='tensor'), deploy(x, None, mode='tensor')
     assert rel_err(out, ref) < 1e-9
     assert any(isinstance(m, NativeShiftMax) for m in deploy.modules())
+
+
+class _Head(nn.Module):
+    """A classifier head taking the backbone's last feature map as one tensor."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x):
+        return self.head((x,))
+
+
+@pytest.mark.parametrize('in_channels, mid_channels', [(384, 640), (768, 1024)],
+                         ids=['m0', 'm2'])
+def test_openvino_head_fcs_run_on_mlas(tmp_path, in_channels, mid_channels):
+    """The ``openvino`` deploy head (h-swish as ``ClampHSwish``) equals the trained head in
+    float64 to 1e-9, and OpenVINO runs it to 1e-5 of PyTorch with both FCs on MLAS, nothing
+    fused into them; the reference h-swish form gets fused and sends them to oneDNN brgemm."""
+    from conftest import mmpretrain_scope
+
+    from micronet_mm.deploy.rewrites.cls_head import ClampHSwish, convert_cls_head
+    from micronet_mm.models.heads.cls_head import MicroNetClsHead
+    with mmpretrain_scope():
+        head = MicroNetClsHead(num_classes=1000, in_channels=in_channels,
+                               mid_channels=mid_channels, dropout=0.1)
+    trained_like(head)
+    x = torch.randn(2, in_channels, 7, 7)
+    with torch.no_grad():
+        ref64 = copy.deepcopy(head).double()((x.double(),))
+        deploy64 = switch_to_deploy(copy.deepcopy(head).double(), 'openvino')
+        assert rel_err(deploy64((x.double(),)), ref64) < 1e-9
+        logit = deploy64.fc2(deploy64.pre_logits((x.double(),)))  # before the last h-swish
+        assert (logit < -3).any() and (logit.abs() < 3).any() and (logit > 3).any()
+    for unfused in (True, False):
+        deploy = convert_cls_head(copy.deepcopy(head), openvino=unfused)
+        assert isinstance(deploy.act2, ClampHSwish) == unfused
+        path = str(tmp_path / f'head-{unfused}.onnx')
+        with torch.no_grad():
+            torch.onnx.export(_Head(deploy), (x[:1],), path, input_names=['input'],
+                              output_names=['logits'], opset_version=17, dynamo=False)
+            want = deploy((x[:1],)).numpy()
+        request = ovrt.compile_model(path, profile=True).create_infer_request()
+        got = request.infer({0: x[:1].numpy()})[0]
+        assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+        fcs = [i.exec_type for i in request.get_profiling_info()
+               if i.node_type == 'FullyConnected' and i.status.name == 'EXECUTED']
+        assert len(fcs) == 2
+        assert all(('mlas' in e) == unfused for e in fcs), fcs
+        fused = [n.get_rt_info()['originalLayersNames'].astype(str) for n in
+                 request.get_compiled_model().get_runtime_model().get_ops()
+                 if n.get_rt_info()['layerType'].astype(str) == 'FullyConnected']
+        assert all((',' in names) != unfused for names in fused), fused  # a fused post-op

@@ -50,7 +50,7 @@ def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
     model.eval()
     heads = [m for m in model.modules() if isinstance(m, MicroNetClsHead)]
     for head in heads:
-        convert_cls_head(head)
+        convert_cls_head(head, openvino=backend == 'openvino')
     convert_backbone(model, backend)
     if hasattr(model, 'deploy'):
         model.deploy = True
