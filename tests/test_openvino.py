@@ -197,16 +197,19 @@ def test_profile_by_type_counts_native_nodes(tmp_path):
 @pytest.mark.parametrize('config, shape', [(POSE_DEMO, (64, 48)), (SEG_DEMO, (64, 128))],
                          ids=['pose', 'seg'])
 def test_deploy_openvino_exact_in_float64(config, shape):
-    """The ``openvino`` deploy model run in PyTorch (native nodes as the trained module, the
-    pose head's last permutation folded into its final convolution) equals the model in
-    float64 to 1e-9."""
+    """The ``openvino`` deploy model run in PyTorch (programs through ``micronet::program`` in
+    float64, native Shift-Max nodes as the trained module, the pose head's last permutation
+    folded into its final convolution) equals the model in float64 to 1e-9."""
     model = dense_trained_like(config, shape).double()
     deploy = switch_to_deploy(copy.deepcopy(model), 'openvino')
     x = torch.randn(2, 3, *shape, dtype=torch.float64)
     with torch.no_grad():
         ref, out = model(x, None, mode='tensor'), deploy(x, None, mode='tensor')
     assert rel_err(out, ref) < 1e-9
-    assert any(isinstance(m, NativeShiftMax) for m in deploy.modules())
+    # the backbone's stages as programs (run by micronet::program here), the pose head's
+    # Shift-Max activations as native nodes
+    assert sum(isinstance(m, NativeProgram) for m in deploy.modules()) >= 4
+    assert any(isinstance(m, NativeShiftMax) for m in deploy.modules()) == (config == POSE_DEMO)
 
 
 class _Head(nn.Module):
