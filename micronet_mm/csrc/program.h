@@ -496,15 +496,12 @@ MICRONET_SIMD_CLONES void deinterleave(const T* __restrict in, int64_t P, T* con
 constexpr int64_t kMaxBlockedTaps = 49;
 
 template <typename T>
-MICRONET_SIMD_CLONES void depthwise_interleaved(const T* const* x, T* const* y, const T* w,
-                                                const T* b, const ConvGeom& g, Dims in,
-                                                Dims out, int64_t o0, T* xin, T* yout) {
+MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const T* w, const T* b,
+                                           const ConvGeom& g, Dims in, Dims out, int64_t o0,
+                                           T* yout) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   const int64_t taps = g.kh * g.kw;
-  const T* planes[N];
-  for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
-  interleave(planes, in.planes(), xin);
   V wv[kMaxBlockedTaps], bias;
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t i = 0; i < N; ++i) wv[t][i] = w[(o0 + i) * taps + t];
@@ -558,7 +555,42 @@ MICRONET_SIMD_CLONES void depthwise_interleaved(const T* const* x, T* const* y, 
       ++wo;
     }
   }
-  deinterleave(yout, out.planes(), y + o0);
+}
+
+// Layer r (and, with r2, the depthwise layer after it, fused: its input never leaves the
+// interleaved scratch) on small planes, N output channels at a time.
+template <typename T>
+void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, const int64_t* r,
+                           const int64_t* r2, Dims in, Dims mid, Dims out) {
+  constexpr int64_t N = 64 / sizeof(T);
+  thread_local std::vector<T> xin, ymid, yout;
+  xin.resize(in.planes() * N);
+  ymid.resize(mid.planes() * N);
+  yout.resize(out.planes() * N);
+  const ConvGeom g = geometry(r), g2 = r2 ? geometry(r2) : g;
+  const T* w = weights + r[16];
+  const T* b = w + r[5] * g.Cg * g.kh * g.kw;
+  for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
+    const T* planes[N];
+    for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
+    interleave(planes, in.planes(), xin.data());
+    conv_interleaved(xin.data(), w, b, g, in, mid, o0, r2 ? ymid.data() : yout.data());
+    if (r2) {
+      const T* w2 = weights + r2[16];
+      conv_interleaved(ymid.data(), w2, w2 + r2[5] * g2.kh * g2.kw, g2, mid, out, o0,
+                       yout.data());
+    }
+    deinterleave(yout.data(), out.planes(), y + o0);
+  }
+}
+
+// Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
+// with `second`, which reads only r's output, in order, and is depthwise itself).
+template <typename T>
+bool interleavable(const int64_t* r, Dims in) {
+  constexpr int64_t N = 64 / sizeof(T);
+  return r[0] == kConv && r[4] == r[6] && r[5] % N == 0 && in.planes() <= kSmallPlane &&
+         r[7] * r[8] <= kMaxBlockedTaps;
 }
 
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
@@ -603,15 +635,6 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     pad.assign(in.planes() + 2 * kMargin, T(0));
     for (int64_t t = 0; t < std::max(g.kh, g.kw); ++t)
       off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
-  }
-  if (g.Cg == 1 && r[5] % N == 0 && in.planes() <= kSmallPlane &&
-      g.kh * g.kw <= kMaxBlockedTaps) {  // small planes, whole vectors of channels
-    thread_local std::vector<T> xin, yout;
-    xin.resize(in.planes() * N);
-    yout.resize(out.planes() * N);
-    for (int64_t o0 = 0; o0 < r[5]; o0 += N)
-      depthwise_interleaved(x, y, w, b, g, in, out, o0, xin.data(), yout.data());
-    return;
   }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
   if (!small && !vertical && !horizontal) {
@@ -876,14 +899,26 @@ namespace detail {
 // the last layer reading it has run, first fit, so that a stage's layers keep writing into
 // memory that is still in cache (one program over a whole backbone without reuse ran 25%
 // slower than one per stage). `total` gets the arena size.
-inline std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>& d,
-                                          int64_t& total) {
+template <typename T>
+std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>& d,
+                                   int64_t& total, std::vector<bool>& pair) {
   const int64_t L = prog[1];
-  std::vector<int64_t> last(L + 1, -1), offset(L + 1, 0);
+  std::vector<int64_t> offset(L + 1, 0), last(L + 1, -1);  // the last layer reading a buffer
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
     last[r[1]] = l;
     if (r[0] == kAdd) last[r[5]] = l;
+  }
+  // depthwise pairs (kx1 then 1xk) that run fused: nothing else reads the first's output and
+  // no shuffle sits between them; the pair reads the first's input while it writes the
+  // second's output, so that input lives one layer longer
+  pair.assign(L, false);
+  for (int64_t l = 0; l + 1 < L; ++l) {
+    const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
+    pair[l] = interleavable<T>(r, d[r[1]]) && r[3] < 0 && r2[1] == l + 1 && r2[2] < 0 &&
+              last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) && r2[5] == r2[4];
+    if (pair[l] && r[1] > 0) last[r[1]] = std::max(last[r[1]], l + 1);
+    if (pair[l]) ++l;
   }
   struct Block { int64_t begin, end, buffer; };  // live buffers, by offset
   std::vector<Block> live;
@@ -981,7 +1016,8 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
   const std::vector<Dims> d = infer(prog, len, in);
   const int64_t L = prog[1];
   int64_t total = 0;
-  const std::vector<int64_t> offset = detail::place_buffers(prog, d, total);
+  std::vector<bool> pair;  // layer l and l + 1 run fused
+  const std::vector<int64_t> offset = detail::place_buffers<T>(prog, d, total, pair);
   // scratch of this thread, kept between calls (never read before written)
   thread_local std::vector<T> arena, scratch;
   thread_local std::vector<const T*> src, second;
@@ -1003,7 +1039,20 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
       T* out = buffer(l + 1);
       dst.resize(o.C);
       for (int64_t c = 0; c < o.C; ++c) dst[c] = out + (r[3] < 0 ? c : tables[r[3] + c]) * o.planes();
-      if (r[0] == kConv) {
+      if (r[0] == kConv && detail::interleavable<T>(r, s)) {
+        if (pair[l]) {  // with layer l + 1 (place_buffers)
+          const int64_t* r2 = record(prog, l + 1);
+          T* out2 = buffer(l + 2);
+          const Dims o2 = d[l + 2];
+          dst.resize(o2.C);
+          for (int64_t c = 0; c < o2.C; ++c)
+            dst[c] = out2 + (r2[3] < 0 ? c : tables[r2[3] + c]) * o2.planes();
+          detail::depthwise_interleaved(src.data(), dst.data(), weights, r, r2, s, o, o2);
+          ++l;  // layer l + 1 done too
+        } else {
+          detail::depthwise_interleaved<T>(src.data(), dst.data(), weights, r, nullptr, s, o, o);
+        }
+      } else if (r[0] == kConv) {
         const T* w = weights + r[16];
         const T* b = w + r[5] * (r[4] / r[6]) * r[7] * r[8];
         if (r[7] == 1 && r[8] == 1 && r[9] == 1 && r[10] == 1 && r[11] == 0 && r[12] == 0)

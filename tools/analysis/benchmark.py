@@ -1,5 +1,4 @@
-"""CPU latency of MicroNet M0-M3 (as trained, deploy mode, and with the native Shift-Max
-operation) against mmpretrain's MobileNetV3-Small x0.5 / x0.75 / x1.0 in PyTorch eager, ONNX
+"""CPU latency of MicroNet M0-M3 (as trained, deploy mode, and as native fused blocks) against mmpretrain's MobileNetV3-Small x0.5 / x0.75 / x1.0 in PyTorch eager, ONNX
 Runtime and OpenVINO, in one run; each latency as a multiple of the model's arithmetic bound;
 training throughput and peak memory with and without the fused Shift-Max operator; and the
 dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against mmseg's
@@ -21,8 +20,10 @@ per-call mean and the interquartile range. Runtimes:
   provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
 * ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its
   default on AMX CPUs is bf16) on the same two ONNX files; ``ov fused``: the
-  ``backend='openvino'`` deploy export, one native ``micronet::ShiftMax`` node per Dynamic
-  Shift-Max (the extension of ``micronet_mm/csrc/openvino``).
+  ``backend='openvino'`` deploy export: the stem and every stage one native
+  ``micronet::Program`` node (``micronet_mm/csrc/program.h``), any Dynamic Shift-Max outside
+  them (the pose head's) one native ``micronet::ShiftMax`` node (the extension of
+  ``micronet_mm/csrc/openvino``).
 
 Arithmetic bound: the model's multiply-adds (``micronet_mm.analysis.count_complexity``, the
 papers' convention) divided by the peak of one thread, measured in the same interleaved rounds
@@ -331,7 +332,7 @@ def plot(med: dict, names, path: str) -> None:
         micro = [n for n in names if n in MICRONET_MID]
         series = [('MicroNet as trained', micro, runtime, 'o--'),
                   ('MicroNet deploy', micro, runtime + ' deploy', 's-'),
-                  ('MicroNet native Shift-Max', micro, runtime + ' fused', 'D-'),
+                  ('MicroNet native blocks', micro, runtime + ' fused', 'D-'),
                   ('MobileNetV3-Small', [n for n in names if n in MNV3_ARCH], runtime, '^-')]
         for name, ns, r, style in series:
             pts = [(med[(n, r)], TOP1[n], n) for n in ns if (n, r) in med]
