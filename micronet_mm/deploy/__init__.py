@@ -55,10 +55,18 @@ Use :func:`switch_to_deploy` on a classifier, a backbone, or any model that cont
 parts (detectors, segmentors and pose models included): it rewrites every part it knows, in
 place, and returns the model.
 
+``backend='openvino'`` (``export_onnx.py --deploy --backend openvino``) compiles the stem and
+every stage of Micro-Blocks into ONE native ``micronet.Program`` node each
+(:mod:`.rewrites.native_block`, the layer program of ``micronet_mm/csrc/program.h``: convolutions
+with BN folded, Shift-Max with its hyper-function, residuals, every shuffle a table of plane
+indices); what has no program layer (the pose head's blocks with spatial attention, MR-ASPP)
+takes the ONNX Runtime forms with each Shift-Max one native ``micronet.ShiftMax`` node.
+
 Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrite under
 :mod:`.rewrites` (``pointwise``, ``depthwise``, ``stem``, ``shift_max``, ``shuffles``,
-``prescale``, ``cls_head``; ``leaves`` says which form each part takes); one module per
-backend under :mod:`.backends` (``pytorch``, ``onnxruntime``), each a ``convert(module)`` listed
+``prescale``, ``cls_head``, ``native_shift_max``, ``native_block``, ``output_permutation``;
+``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
+(``pytorch``, ``onnxruntime``, ``openvino``), each a ``convert(module)`` listed
 in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Nothing in ``micronet_mm.models``
 imports this package at import time (the backbone's ``switch_to_deploy`` method imports it when
 called), so there is no import cycle.

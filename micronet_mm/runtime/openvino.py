@@ -97,16 +97,30 @@ def extension_library() -> str:
     return path
 
 
+_CORES: dict[str | None, object] = {}
+
+
 def core():
-    """An ``openvino.Core`` with the extension loaded when it is there (models without
-    ``micronet`` nodes need none; :func:`read_model` says when one is missing)."""
+    """The process's ``openvino.Core`` with the extension loaded when it is there (models
+    without ``micronet`` nodes need none; :func:`read_model` says when one is missing), one per
+    extension library.
+
+    One Core is kept for the life of the process: OpenVINO unloads its CPU plugin when the last
+    Core goes, and in a process that went on to start subprocesses (mmengine runs ``git`` when a
+    training starts) that crashed with SIGSEGV in the parent after some OpenVINO runs (test suite,
+    reproduced in one pytest process; not in a short script).
+    """
     import openvino as ov
-    c = ov.Core()
     try:
-        c.add_extension(extension_library())
+        library = extension_library()
     except UserError:
-        pass
-    return c
+        library = None
+    if library not in _CORES:
+        c = ov.Core()
+        if library is not None:
+            c.add_extension(library)
+        _CORES[library] = c
+    return _CORES[library]
 
 
 def read_model(path: str):
