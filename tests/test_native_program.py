@@ -9,7 +9,7 @@ import torch
 from test_deploy import calibrate, rel_err, trained_like
 from torch import nn
 
-from micronet_mm.deploy.rewrites.native_block import (NativeProgram, Unsupported,
+from micronet_mm.deploy.rewrites.native_block import (NativeProgram, Unsupported, _in_channels,
                                                       compile_program, convert_programs,
                                                       output_shape)
 from micronet_mm.models import MicroNet
@@ -18,9 +18,7 @@ from micronet_mm.ops.blocks import ActSettings, BlockSpec, MicroBlockA, MicroBlo
 
 
 def _programs(backbone: MicroNet, dtype: torch.dtype) -> list[NativeProgram]:
-    return [NativeProgram(m, next(c for c in m.modules()
-                                  if isinstance(c, nn.Conv2d)).in_channels, dtype)
-            for m in [backbone.stem, *backbone.stages]]
+    return [NativeProgram(m, _in_channels(m), dtype) for m in [backbone.stem, *backbone.stages]]
 
 
 def _static_coefficients(model: nn.Module) -> None:
@@ -102,8 +100,7 @@ def test_program_layout():
     activations and residual adds; ReLU6 is fused into its convolution."""
     model = trained_like(MicroNet('m2'))
     stage = next(s for s in model.stages if any(getattr(b, 'use_residual', False) for b in s))
-    in_channels = next(m for m in stage.modules() if isinstance(m, nn.Conv2d)).in_channels
-    program, _, tables = compile_program(stage, in_channels)
+    program, _, tables = compile_program(stage, _in_channels(stage))
     kinds = [program[2 + i * 17] for i in range(program[1])]
     n_conv = sum(isinstance(m, nn.Conv2d) for m in stage.modules())
     n_dsm = sum(isinstance(m, DynamicShiftMax) for m in stage.modules())
