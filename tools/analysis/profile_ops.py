@@ -1,14 +1,17 @@
 """Where the CPU time goes: ONNX Runtime profile by op type (MicroNet deploy export vs
 MobileNetV3-Small x0.5), OpenVINO per-node profile (``PERF_COUNT``) by node type of the deploy
-export, the native-Shift-Max export and MobileNetV3-Small x0.5, and torch.profiler of the deploy
-model in eager, one thread, batch 1.
+export, the fused export (``backend='openvino'``: the stem and each stage one
+``micronet::Program`` node; also its slowest nodes by name) and MobileNetV3-Small x0.5, and
+torch.profiler of the deploy model in eager, one thread, batch 1. Inside the Program nodes:
+``tools/analysis/bench_program.py``.
 
     OMP_NUM_THREADS=1 python tools/analysis/profile_ops.py [m2] [--runs 200]
 
 The models, the exports, the ONNX Runtime session options and the OpenVINO compile options
 (CPU, f32, one thread, one stream) are those of tools/analysis/benchmark.py. OpenVINO's node
 types: ``Reorder`` nodes convert between the plugin's planar and blocked layouts, ``Subgraph``
-nodes are its fused elementwise chains, ``ShiftMax`` the native operation.
+nodes are its fused elementwise chains; the native operations (``micronet::Program``,
+``micronet::ShiftMax``) run as ``Reference`` nodes.
 """
 from __future__ import annotations
 
@@ -82,18 +85,26 @@ def profile_ort(tag: str, model: torch.nn.Module, tmp: str, runs: int) -> None:
         print_table('role', events, role, total, runs)
 
 
-def profile_openvino(tag: str, path: str, runs: int) -> dict[str, tuple[float, int]]:
+def profile_openvino(tag: str, path: str, runs: int, nodes: int = 0
+                     ) -> dict[str, tuple[float, int]]:
     """Run ``path`` ``runs`` times in OpenVINO with per-node profiling and print its time by
-    node type; returns ``{node type: (ms per run, nodes)}``."""
+    node type (and, with ``nodes``, its slowest nodes by name); returns ``{node type: (ms per
+    run, nodes)}``."""
     from micronet_mm.runtime.openvino import profile_by_type
     req = openvino_request(path, profile=True)
     x = torch.randn(1, 3, *SHAPE).numpy()
     total = collections.defaultdict(lambda: [0.0, 0])
+    by_node = collections.defaultdict(float)
     for _ in range(runs):
         req.infer({0: x})
         for kind, (ms, count) in profile_by_type(req).items():
             total[kind][0] += ms / runs
             total[kind][1] = count
+        if nodes:
+            for info in req.get_profiling_info():
+                if info.status.name == 'EXECUTED':
+                    by_node[info.node_name, info.node_type] += \
+                        info.real_time.total_seconds() * 1e3 / runs
     run_ms = sum(v[0] for v in total.values())
     print(f'## OpenVINO {tag}: {run_ms:.2f} ms of node time per run, executed nodes '
           f'{sum(v[1] for v in total.values())}')
@@ -101,6 +112,10 @@ def profile_openvino(tag: str, path: str, runs: int) -> dict[str, tuple[float, i
     print('| --- | --- | --- | --- |')
     for kind, (ms, count) in sorted(total.items(), key=lambda kv: -kv[1][0]):
         print(f'| {kind} | {ms:.3f} | {100 * ms / run_ms:.0f}% | {count} |')
+    if nodes:
+        print('\n| slowest nodes | node type | ms/run |\n| --- | --- | --- |')
+        for (name, kind), ms in sorted(by_node.items(), key=lambda kv: -kv[1])[:nodes]:
+            print(f'| {name} | {kind} | {ms:.3f} |')
     return {k: (v[0], v[1]) for k, v in total.items()}
 
 
@@ -119,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         for backend in ('onnxruntime', 'openvino'):
             path = export_file(switch_to_deploy(copy.deepcopy(model), backend), SHAPE, tmp,
                                f'{name}-{backend}', native=backend == 'openvino')
-            profile_openvino(f'{name} {backend} deploy export', path, args.runs)
+            # the fused export (one micronet::Program node per stage): node by node too
+            profile_openvino(f'{name} {backend} deploy export', path, args.runs,
+                             nodes=12 if backend == 'openvino' else 0)
         profile_openvino('mnv3-s-050', export_file(build('mnv3-s-050'), SHAPE, tmp, 'mnv3'),
                          args.runs)
     from torch.profiler import ProfilerActivity, profile

@@ -1,0 +1,80 @@
+"""tools/analysis/bench_program.py: the C++ harness that times the layer programs
+(micronet_mm/csrc/program.h) step by step outside any framework. It compiles with the torch
+library's compiler and flags, so these tests run where that library builds."""
+import os.path as osp
+import subprocess
+
+import pytest
+
+from micronet_mm.errors import UserError
+from tools.analysis import bench_program as B
+
+
+@pytest.fixture(scope='module')
+def harness(tmp_path_factory):
+    return B.compile_harness(str(tmp_path_factory.mktemp('harness')))
+
+
+@pytest.mark.parametrize('name', ['m0', 'm3'])
+def test_bench_program_reports_every_layer(name, capsys, monkeypatch, harness):
+    """M0 and M3 at 64x64, two runs: the output matches PyTorch (the tool refuses otherwise),
+    one time per program, and the steps cover every layer record of every program exactly once
+    (fused pairs as one step over two records)."""
+    monkeypatch.setattr(B, 'compile_harness', lambda tmp: harness)
+    res = B.main([name, '--blocks', '2', '--shape', '64', '64'])
+    assert res['parity'] <= B.TOLERANCE
+    _, programs, _ = B.compile_chain(name, (64, 64))
+    assert sorted(res['programs']) == list(range(len(programs))) == list(range(5))
+    covered = {(k, layer) for k, first, last, _ in res['steps']
+               for layer in range(first, last + 1)}
+    records = {(k, layer) for k, (prog, _, _) in enumerate(programs) for layer in range(prog[1])}
+    assert covered == records
+    assert sum(last - first + 1 for _, first, last, _ in res['steps']) == len(records)
+    assert any(last > first for _, first, last, _ in res['steps'])  # the depthwise pairs
+    assert res['chain_us'] >= max(res['programs'].values()) > 0
+    assert {'grouped 1x1', 'Shift-Max (hyper-function + fusions)'} <= set(res['families'])
+    out = capsys.readouterr().out
+    assert out.count('| stages.') == 4 and '| kernel family |' in out
+
+
+def test_bench_program_refuses_a_corrupt_program(tmp_path, harness):
+    """A program whose weights offset points outside its array is one line from program::check
+    and exit code 2, before anything runs; a truncated file likewise."""
+    _, programs, x = B.compile_chain('m0', (32, 32))
+    prog, weights, tables = programs[1]
+    bad = list(prog)
+    bad[2 + 16] = weights.size  # layer 0's weights start past the end
+    B.write_input(str(tmp_path / 'in.bin'), [programs[0], (bad, weights, tables)], x)
+    done = subprocess.run([harness, str(tmp_path / 'in.bin'), str(tmp_path / 'out.bin'), '1'],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ''
+    assert done.stderr.count('\n') == 1 and 'conv weights' in done.stderr
+    assert 'layer 0' in done.stderr
+    data = (tmp_path / 'in.bin').read_bytes()
+    (tmp_path / 'short.bin').write_bytes(data[:len(data) // 2])
+    done = subprocess.run([harness, str(tmp_path / 'short.bin'), str(tmp_path / 'out.bin'), '1'],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and 'truncated or malformed' in done.stderr
+    assert not osp.exists(tmp_path / 'out.bin')
+
+
+def test_bench_program_catches_a_wrong_output(monkeypatch, harness):
+    """The parity check can fail: with the chain's input perturbed after the reference was
+    computed, the tool stops with a UserError naming the relative difference."""
+    real = B.write_input
+
+    def perturbed(path, programs, x):
+        real(path, programs, x + 0.5)
+    monkeypatch.setattr(B, 'compile_harness', lambda tmp: harness)
+    monkeypatch.setattr(B, 'write_input', perturbed)
+    with pytest.raises(UserError, match='differs from PyTorch'):
+        B.main(['m0', '--blocks', '1', '--shape', '32', '32'])
+
+
+def test_describe_and_category():
+    prog, _, _ = B.compile_chain('m0', (32, 32))[1][3]
+    texts = [B.describe(B.record(prog, layer)) for layer in range(prog[1])]
+    assert any(t.startswith('shift-max C') for t in texts)
+    assert any(t.startswith('conv ') and ' g' in t for t in texts)
+    kinds = {B.category(B.record(prog, layer)) for layer in range(prog[1])}
+    assert 'depthwise' in kinds and 'grouped 1x1' in kinds
