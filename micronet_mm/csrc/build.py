@@ -8,7 +8,10 @@ wheel is: a second run finds it and builds nothing. Nothing builds at import or 
 
 Flags: ``-O3`` with the compiler's baseline x86-64 ISA (the library may run on another machine
 than the one that built it, as on CI), and ``-fopenmp-simd``, which honours the kernel's
-``#pragma omp simd`` (vectorised loops and reductions) without linking an OpenMP runtime.
+``#pragma omp simd`` (vectorised loops and reductions) without linking an OpenMP runtime. The
+kernels themselves are compiled three times (``target_clones``: baseline, x86-64-v3, x86-64-v4;
+``MICRONET_SIMD_CLONES`` in ``shift_max.h``) and the CPU picks one at load time, so building with
+``-march`` for the host gains nothing (measured: README, Speed).
 """
 from __future__ import annotations
 
