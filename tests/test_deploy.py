@@ -9,13 +9,30 @@ from torch import nn
 
 from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
                                 FusedShiftMax, MergedDepthwise, switch_to_deploy)
+from micronet_mm.deploy.rewrites.native_block import NativeProgram
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, MicroFactorizedDepthwise,
                              fused_shift_max)
 
-#: the deploy form of Dynamic Shift-Max per backend: PyTorch runs the fused C++ operator (it
-#: must be built: tools/setup_env.sh), ONNX Runtime standard operators
-SHIFT_MAX_FORM = {'pytorch': FusedShiftMax, 'onnxruntime': FastShiftMax}
+#: the deploy form of Dynamic Shift-Max per backend: PyTorch's per-layer form runs the fused C++
+#: operator (it must be built: tools/setup_env.sh), ONNX Runtime standard operators. The PyTorch
+#: backend itself runs the stem and the stages as native programs (NativeProgram).
+SHIFT_MAX_FORM = {'pytorch': FusedShiftMax, 'pytorch-layers': FusedShiftMax,
+                  'onnxruntime': FastShiftMax}
+
+
+def deploy_as(model: nn.Module, backend: str) -> nn.Module:
+    """``switch_to_deploy(model, backend)``; ``'pytorch-layers'``: the PyTorch backend's
+    per-layer form (what it takes where the operators are not built, and for the parts that
+    have no program layer), with the stem and stages not made programs."""
+    if backend != 'pytorch-layers':
+        return switch_to_deploy(model, backend)
+    from micronet_mm.deploy.backends import pytorch
+    saved, pytorch.PROGRAMS = pytorch.PROGRAMS, False
+    try:
+        return switch_to_deploy(model, 'pytorch')
+    finally:
+        pytorch.PROGRAMS = saved
 
 M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
 
@@ -37,22 +54,28 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3'])
-@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+@pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
 def test_deploy_backbone_matches(arch, backend):
     model = calibrate(trained_like(MicroNet(arch, out_indices=(0, 1, 2, 3))), (96, 128),
                       run=lambda m, x: m(x))
-    x = torch.randn(2, 3, 96, 128)  # not square: the depthwise bias maps depend on the width
+    # not square: the depthwise bias maps depend on the width; a fixed draw, so that a rounding
+    # comparison on these ill-conditioned random models does not change from run to run
+    x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         with fused_shift_max.use_fused(False):  # the reference code of every Shift-Max
             ref = model(x)
             ref64 = copy.deepcopy(model).double()(x.double())
-        deploy = switch_to_deploy(copy.deepcopy(model), backend)
+        # the model's own float64 rounding: the fused Shift-Max operator against the reference
+        # code (both exact; random deep models amplify rounding, v1-m3's last stage to ~1e-8)
+        own64 = copy.deepcopy(model).double()(x.double())
+        deploy = deploy_as(copy.deepcopy(model), backend)
         out = deploy(x)
-        out64 = switch_to_deploy(copy.deepcopy(model).double(), backend)(x.double())
+        out64 = deploy_as(copy.deepcopy(model).double(), backend)(x.double())
     assert rel_err(ref[-1][0], ref[-1][1]) > 0.1  # the last stage depends on the image
-    for o, r, o64, r64 in zip(out, ref, out64, ref64):
+    for o, r, o64, r64, w64 in zip(out, ref, out64, ref64, own64):
         assert o.shape == r.shape
-        assert rel_err(o64, r64) < 1e-9  # the rewrite is exact
+        # the rewrite is exact: float64 to 1e-9, or to 10x the model's own float64 rounding
+        assert rel_err(o64, r64) < max(1e-9, 10 * rel_err(w64, r64))
         # float32: 1e-4 relative, unless the original's own rounding (vs float64) is larger
         # (v1-m2/v1-m3: 12-15 Shift-Max blocks in series reach ~1e-4 by themselves)
         assert rel_err(o, r) < max(1e-4, 4 * rel_err(r, r64))
@@ -60,9 +83,14 @@ def test_deploy_backbone_matches(arch, backend):
     assert len(mods) < len(list(model.modules()))
     assert not any(isinstance(m, (nn.BatchNorm2d, DynamicShiftMax, MicroFactorizedDepthwise,
                                   ChannelShuffle)) for m in mods)
+    if backend == 'pytorch':  # the stem and every stage one native program, nothing else
+        leaves = [m for m in mods[1:] if not isinstance(m, nn.ModuleList)]
+        assert [type(m) for m in leaves] == [NativeProgram] * (1 + len(model.stages))
+        assert all(p.program[1] > 1 for p in leaves)
+        return
     n_dsm = sum(isinstance(m, DynamicShiftMax) for m in model.modules())
     assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm > 0
-    assert all(m.use_matmul == (backend == 'pytorch')
+    assert all(m.use_matmul == (backend == 'pytorch-layers')
                for m in mods if isinstance(m, FusedPointwise))
     # one kxk convolution per factorized pair (plus the stem's); for ONNX Runtime the pairs
     # without channel multipliers stay two convolutions with folded BN
@@ -75,7 +103,7 @@ def test_deploy_backbone_matches(arch, backend):
     assert 0 < sum(isinstance(m, ChannelPermute) for m in mods) < n_shuffles
 
 
-@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+@pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
 def test_deploy_dilated_and_static(backend):
     """Output stride 16 (dilated depthwise) and static Shift-Max convert exactly too."""
     for kwargs in (dict(output_stride=16), dict(act_cfg=dict(dynamic=False))):
@@ -86,7 +114,7 @@ def test_deploy_dilated_and_static(backend):
         x = torch.randn(1, 3, 64, 80)
         with torch.no_grad():
             ref = model(x)[-1]
-            out = switch_to_deploy(copy.deepcopy(model), backend)(x)[-1]
+            out = deploy_as(copy.deepcopy(model), backend)(x)[-1]
         assert rel_err(out, ref) < 1e-4, kwargs
 
 
@@ -329,7 +357,7 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     series), to within 4x the original's own float32 error against float64."""
     from micronet_mm.ops import GroupPointwise, SpatialAttention
     model = dense_trained_like(path, shape)
-    x = torch.randn(2, 3, *shape)
+    x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(0))  # a fixed draw
     with torch.no_grad():
         with fused_shift_max.use_fused(False):  # the reference code of every Shift-Max
             ref = model(x, None, mode='tensor')
@@ -344,16 +372,30 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert out.shape == ref.shape and out.shape[2:] == (shape[0] // stride, shape[1] // stride)
     assert out64.dtype == torch.float64 and rel_err(out64, ref64) < 1e-9
     own = rel_err(ref.double(), ref64)  # the original's float32 rounding
-    assert rel_err(out.double(), ref64) < max(1e-4, 4 * own)
+    factor = 4
+    if backend == 'pytorch':
+        # the programs' float32 kernels round 2-3x more than the reference and the per-layer
+        # form (M2/M3 backbones, stages 2-3, four draws: README, Speed), which the pose heads
+        # amplify: within 8x of the larger of the two others' rounding
+        with torch.no_grad():
+            layers = deploy_as(copy.deepcopy(model), 'pytorch-layers')(x, None, mode='tensor')
+        own, factor = max(own, rel_err(layers.double(), ref64)), 8
+    assert rel_err(out.double(), ref64) < max(1e-4, factor * own)
     if '/seg/' in path:
         assert rel_err(out, ref) < 1e-4
     mods, orig = list(deploy.modules()), list(model.modules())
     assert not any(isinstance(m, (nn.modules.batchnorm._BatchNorm, DynamicShiftMax,
                                   MicroFactorizedDepthwise, ChannelShuffle, GroupPointwise))
                    for m in mods)
-    n_dsm = sum(isinstance(m, DynamicShiftMax) for m in orig)
-    assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm > 0
     head = deploy.head if '/pose/' in path else deploy.decode_head
+    n_dsm = sum(isinstance(m, DynamicShiftMax) for m in orig)
+    if backend == 'pytorch':  # the backbone's stem and stages as programs, the head per layer
+        programs = [m for m in deploy.backbone.modules() if isinstance(m, NativeProgram)]
+        assert len(programs) == 1 + sum(len(s) > 0 for s in model.backbone.stages)
+        n_dsm = sum(isinstance(m, DynamicShiftMax)  # MR-ASPP has none
+                    for m in (model.head if '/pose/' in path else model.decode_head).modules())
+    assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm
+    assert n_dsm > 0 or backend == 'pytorch' and '/seg/' in path
     assert any(isinstance(m, FusedPointwise) for m in head.modules())
     # the spatial attentions are kept (pose head: one per activation slot; MR-ASPP: one)
     n_sa = sum(isinstance(m, SpatialAttention) for m in orig)

@@ -132,3 +132,31 @@ def test_program_rejects_bad_programs():
         torch.ops.micronet.program(torch.randn(1, 9, 8, 8), weights, tables, program)
     with pytest.raises(RuntimeError, match='header'):
         torch.ops.micronet.program(torch.randn(1, 8, 8, 8), weights, tables, program[:-1])
+
+
+def test_pytorch_deploy_programs_compile_export_aoti(tmp_path):
+    """``switch_to_deploy(model, 'pytorch')`` runs the stem and every stage as one
+    ``micronet::program`` call; that form matches the trained backbone in eager, under
+    ``torch.compile`` (the op's fake kernel gives the output shapes), through ``torch.export``
+    (one program node per stage) and as an AOTInductor package."""
+    from micronet_mm.deploy import switch_to_deploy
+    model = trained_like(MicroNet('m0', out_indices=(0, 1, 2, 3)))
+    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    assert sum(isinstance(m, NativeProgram) for m in deploy.modules()) == 5
+    with fused_shift_max.use_fused(False):  # the operators off (or not built): per layer
+        layers = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    assert not any(isinstance(m, NativeProgram) for m in layers.modules())
+    x = torch.randn(2, 3, 41, 53)
+    with torch.no_grad():
+        ref = model(x)
+
+        def err(outs):
+            return max(rel_err(o, r) for o, r in zip(outs, ref))
+        assert err(deploy(x)) < 1e-4
+        assert err(torch.compile(deploy)(x)) < 1e-4
+        ep = torch.export.export(deploy, (x,))
+        targets = [str(n.target) for n in ep.graph.nodes]
+        assert targets.count('micronet.program.default') == 5
+        assert err(ep.module()(x)) < 1e-4
+        path = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / 'm.pt2'))
+        assert err(torch._inductor.aoti_load_package(path)(x)) < 1e-4

@@ -6,7 +6,10 @@ once, and takes the shift as index arithmetic, where :class:`DynamicShiftMax`'s 
 stacks the J shifted copies and the ``K·J`` products. Its backward is one C++ pass too, so
 training keeps no ``(K, J, N, C, H, W)`` intermediate. The hyper-function stays in autograd-able
 torch ops for training. ``micronet::shift_max_dynamic`` adds the hyper-function to the same
-call; it is the deploy form (``switch_to_deploy(model, 'pytorch')``): one node per activation.
+call; it is the deploy form of a Shift-Max outside the layer programs (the pose head's, for
+example): one node per activation. The same library holds ``micronet::program`` (whole stems and
+stages, :mod:`micronet_mm.deploy.rewrites.native_block`, the PyTorch deploy form of the
+backbones); its fake kernel is registered here as well.
 
 The library is built by ``tools/setup_env.sh`` (:mod:`micronet_mm.csrc.build`) and only
 loaded here; nothing compiles at run time. Without it (or on another device or dtype than CPU
@@ -46,6 +49,11 @@ def _register_python_parts() -> None:
     @torch.library.register_fake('micronet::shift_max_dynamic')
     def _(x, w1, b1, w2, b2, init, act_max, index):
         return x.new_empty(x.shape)
+
+    @torch.library.register_fake('micronet::program')
+    def _(x, weights, tables, program):
+        from micronet_mm.deploy.rewrites.native_block import output_shape
+        return x.new_empty(output_shape(list(program), tuple(x.shape)))
 
     def setup_context(ctx, inputs, output):
         x, coef, index = inputs

@@ -1,6 +1,12 @@
 """``backend='pytorch'``: eager PyTorch (and what ``torch.compile`` / ``torch.export`` trace).
 
-Grouped 1x1 convolutions run as one ``baddbmm`` over their groups (2-5x faster than ``conv2d``
+Where the C++ operators are built (``tools/setup_env.sh``; :func:`fused_shift_max.active`), the
+stem and every stage of Micro-Blocks become ONE ``micronet::program`` call each
+(:class:`NativeProgram`, :mod:`..rewrites.native_block`: the kernels of the OpenVINO backend,
+3-4x faster than the per-layer form below in eager PyTorch). What has no program layer (the pose
+head's blocks with spatial attention, MR-ASPP, the classifier head), and everything when the
+operators are not built, takes the per-layer form:
+grouped 1x1 convolutions run as one ``baddbmm`` over their groups (2-5x faster than ``conv2d``
 with groups, which splits the call per group); every Micro-Factorized depthwise pair is one kxk
 convolution with a one-row bias map (oneDNN spends ~100 µs per depthwise call whatever its size);
 every Dynamic Shift-Max is one call of the fused C++ operator when it is built
@@ -10,7 +16,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from micronet_mm.ops import fused_shift_max
+
 from ..rewrites.leaves import LeafRules, convert_leaves
+from ..rewrites.native_block import convert_programs
 from ..rewrites.shift_max import pytorch_shift_max
 from ..rewrites.shuffles import merge_block_permutations
 
@@ -18,7 +27,13 @@ RULES = LeafRules(use_matmul=True, keep_factorized=False, full_map=False,
                   shift_max=pytorch_shift_max)
 
 
+#: False: the per-layer form even where the operators are built (tests, inspection)
+PROGRAMS = True
+
+
 def convert(module: nn.Module) -> None:
     """Rewrite the MicroNet parts of ``module`` in place for PyTorch."""
+    if PROGRAMS and fused_shift_max.active():
+        convert_programs(module)
     convert_leaves(module, RULES)
     merge_block_permutations(module)
