@@ -27,12 +27,9 @@ def deploy_as(model: nn.Module, backend: str) -> nn.Module:
     have no program layer), with the stem and stages not made programs."""
     if backend != 'pytorch-layers':
         return switch_to_deploy(model, backend)
-    from micronet_mm.deploy.backends import pytorch
-    saved, pytorch.PROGRAMS = pytorch.PROGRAMS, False
-    try:
+    from micronet_mm.deploy.backends.pytorch import per_layer
+    with per_layer():
         return switch_to_deploy(model, 'pytorch')
-    finally:
-        pytorch.PROGRAMS = saved
 
 M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
 

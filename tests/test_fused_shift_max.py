@@ -336,6 +336,6 @@ def test_bench_shift_max_smoke(capsys):
                 '--train', '--latency'])
     assert {'reference', 'deploy FastShiftMax', 'deploy FusedShiftMax', 'fused module',
             'fusion only', 'train reference', 'train fused', 'm2 deploy FusedShiftMax ms',
-            'mnv3-s-050 eager ms'} <= set(med)
+            'm2 deploy programs ms', 'mnv3-s-050 eager ms'} <= set(med)
     assert all(v > 0 for v in med.values())
     assert '| deploy FusedShiftMax |' in capsys.readouterr().out

@@ -19,7 +19,8 @@ from its parent across ``exec``; glibc's mmap threshold fixed so that freed acti
 RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
 
 ``--latency`` adds whole classifiers, batch 1: M2 and M3 as built and in PyTorch deploy mode
-with ``FusedShiftMax`` or ``FastShiftMax``, against mmpretrain's MobileNetV3-Small x0.5 / x0.75,
+(``deploy programs``: the stem and stages as native programs, the backend's default where the
+operators are built; and per layer with ``FusedShiftMax`` or ``FastShiftMax``), against mmpretrain's MobileNetV3-Small x0.5 / x0.75,
 interleaved, with the ratios of the issue's targets.
 """
 from __future__ import annotations
@@ -146,10 +147,12 @@ LATENCY_PAIRS = (('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'))
 
 
 def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], object]]:
-    """Classifiers (benchmark.build) as built, deploy fused and deploy standard-op, batch 1."""
+    """Classifiers (benchmark.build) as built, deploy as programs, deploy per layer fused and
+    per layer standard-op, batch 1."""
     import copy
 
     from micronet_mm.deploy import switch_to_deploy
+    from micronet_mm.deploy.backends.pytorch import per_layer
     from micronet_mm.ops import fused_shift_max
     from tools.analysis.benchmark import build
     x = torch.randn(1, 3, *shape)
@@ -157,7 +160,10 @@ def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], 
     for name, base in LATENCY_PAIRS:
         model = build(name)
         fns[(name, 'eager')] = lambda m=model: m(x, mode='tensor')
-        fused = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        programs = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fns[(name, 'deploy programs')] = lambda m=programs: m(x, mode='tensor')
+        with per_layer():
+            fused = switch_to_deploy(copy.deepcopy(model), 'pytorch')
         fns[(name, 'deploy FusedShiftMax')] = lambda m=fused: m(x, mode='tensor')
         with fused_shift_max.use_fused(False):
             fast = switch_to_deploy(copy.deepcopy(model), 'pytorch')
@@ -208,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
               f'(ms; ratio to the MobileNetV3-Small of similar accuracy, eager)')
         print('| model | form | ms | ÷ MobileNetV3 |\n| --- | --- | --- | --- |')
         for name, base in LATENCY_PAIRS:
-            for form in ('eager', 'deploy FastShiftMax', 'deploy FusedShiftMax'):
+            for form in ('eager', 'deploy FastShiftMax', 'deploy FusedShiftMax',
+                         'deploy programs'):
                 ms = lat[(name, form)]
                 print(f'| {name} | {form} | {ms:.2f} | {ms / lat[(base, "eager")]:.2f} |')
                 med[f'{name} {form} ms'] = ms

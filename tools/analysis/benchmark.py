@@ -15,7 +15,7 @@ changes on a shared machine hit all alike; the tables give the median over round
 per-call mean and the interquartile range. Runtimes:
 
 * ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
-  (with the fused Shift-Max operator when it is built);
+  (the stem and every stage one native ``micronet::program`` call when the operators are built);
 * ``ort`` / ``ort deploy``: ONNX Runtime (ORT_ENABLE_ALL, sequential, 1 + 1 threads, CPU
   provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
 * ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its

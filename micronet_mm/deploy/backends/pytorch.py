@@ -14,6 +14,9 @@ every Dynamic Shift-Max is one call of the fused C++ operator when it is built
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from torch import nn
 
 from micronet_mm.ops import fused_shift_max
@@ -27,8 +30,20 @@ RULES = LeafRules(use_matmul=True, keep_factorized=False, full_map=False,
                   shift_max=pytorch_shift_max)
 
 
-#: False: the per-layer form even where the operators are built (tests, inspection)
+#: False: the per-layer form even where the operators are built (see :func:`per_layer`)
 PROGRAMS = True
+
+
+@contextlib.contextmanager
+def per_layer() -> Iterator[None]:
+    """Inside the ``with`` block, :func:`convert` makes the per-layer form even where the
+    operators are built (tests, benchmarks, inspecting the layers)."""
+    global PROGRAMS
+    saved, PROGRAMS = PROGRAMS, False
+    try:
+        yield
+    finally:
+        PROGRAMS = saved
 
 
 def convert(module: nn.Module) -> None:
