@@ -20,10 +20,13 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
 * Dynamic Shift-Max computes its fusions with explicit multiply-adds and one ``maximum``
   (``K`` fusions of ``J`` shifts), the shifted copy by ``index_select``: no stacked
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
-* ``backend='pytorch'`` with the fused C++ operator built
-  (:mod:`micronet_mm.ops.fused_shift_max`, ``tools/setup_env.sh``): each Dynamic Shift-Max is ONE
-  ``micronet::shift_max_dynamic`` call, hyper-function included (:class:`FusedShiftMax`), 0.3x
-  the time of :class:`FastShiftMax` over M2's layers (README, "Speed").
+* ``backend='pytorch'`` with the C++ operators built (:mod:`micronet_mm.ops.fused_shift_max`,
+  ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks are ONE
+  ``micronet::program`` call each (:class:`~.rewrites.native_block.NativeProgram`, the fused
+  blocks of the OpenVINO backend; M2 0.78 ms against 2.79 ms per layer, README "Speed"); every
+  other Dynamic Shift-Max (the pose head's) is ONE ``micronet::shift_max_dynamic`` call,
+  hyper-function included (:class:`FusedShiftMax`), 0.3x the time of :class:`FastShiftMax` over
+  M2's layers. ``backends.pytorch.per_layer()`` keeps the per-layer form everywhere.
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
   With ``backend='openvino'`` its two h-swish are written as ``x * clamp(x / 6 + 1/2, 0, 1)``,
   which OpenVINO does not fuse into the FCs, so that they run on its MLAS kernel

@@ -16,9 +16,11 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
 
     Args:
         backbone: the trained module; put in eval mode.
-        backend: a key of :data:`BACKENDS`: ``'pytorch'`` (grouped 1x1 convolutions as batched
-            matmuls) or ``'onnxruntime'`` (as grouped ``Conv``; what
-            ``tools/deployment/export_onnx.py --deploy`` exports).
+        backend: a key of :data:`BACKENDS`: ``'pytorch'`` (the stem and stages as native
+            ``micronet::program`` calls where the operators are built, else per layer with
+            grouped 1x1 convolutions as batched matmuls), ``'onnxruntime'`` (per layer, grouped
+            ``Conv``; what ``tools/deployment/export_onnx.py --deploy`` exports) or
+            ``'openvino'`` (``--backend openvino``: the stages as native OpenVINO nodes).
 
     Returns:
         ``backbone``, converted, with no parameter requiring gradients.
