@@ -15,6 +15,14 @@ from micronet_mm.deploy.rewrites.native_block import (NativeProgram, Unsupported
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import DynamicShiftMax, SpatialAttention, fused_shift_max
 from micronet_mm.ops.blocks import ActSettings, BlockSpec, MicroBlockA, MicroBlockC
+from micronet_mm.ops.stem import MicroStem
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _library():
+    """The tests call ``torch.ops.micronet.program`` directly: the library must be built
+    (tools/setup_env.sh) and loaded, also when a test runs alone."""
+    assert fused_shift_max.available(), 'not built: python -m micronet_mm.csrc.build'
 
 
 def _programs(backbone: MicroNet, dtype: torch.dtype) -> list[NativeProgram]:
@@ -92,6 +100,24 @@ def test_program_block_kernels(kind, kernel, stride, dilation, shape):
         ref = block(x)
     out = torch.ops.micronet.program(x, weights, tables, program)
     assert tuple(out.shape) == output_shape(program, tuple(x.shape)) == tuple(ref.shape)
+    assert rel_err(out, ref) < 1e-10
+
+
+@pytest.mark.parametrize('mid, multiplier', [(1, 1), (3, 2), (4, 3), (5, 2), (6, 4)])
+@pytest.mark.parametrize('stride, kernel', [(2, 3), (1, 3), (2, 5)])
+@pytest.mark.parametrize('shape', [(9, 7), (17, 40), (48, 70)], ids=['narrow', 'mid', 'wide'])
+def test_program_stem_kernels(mid, multiplier, stride, kernel, shape):
+    """The stem's kernels: the dense kx1 convolution (vertical taps only) runs up to four output
+    channels per pass over the input rows (1, 3, 4, 4 + 1 and 4 + 2 outputs), the 1xk one with a
+    channel multiplier two outputs per input plane where the multiplier is even (1, 2, 3, 4);
+    rows narrower than a vector take the other paths. float64 to 1e-10."""
+    stem = trained_like(MicroStem(3, mid, multiplier, stride, kernel)).double()
+    program, weights, tables = compile_program(stem, 3, torch.float64)
+    x = torch.randn(2, 3, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        ref = stem(x)
+    out = torch.ops.micronet.program(x, weights, tables, program)
+    assert tuple(out.shape) == tuple(ref.shape)
     assert rel_err(out, ref) < 1e-10
 
 

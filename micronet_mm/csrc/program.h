@@ -300,10 +300,12 @@ MICRONET_SIMD_CLONES void conv_row(const T* const* rows, const T* const* wt, int
 // padded row would (mask holds one row of it and one vector more, for a vector starting
 // anywhere in a row); the first and last few pixels, where a vector would leave the plane,
 // check their taps.
-template <typename T, int SW>
-MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T bias,
+template <typename T, int SW, int NO>
+MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, const T* bias,
                                           const ConvGeom& g, Dims in, Dims out,
-                                          const T* mask, T* __restrict y) {
+                                          const T* mask, T* const* y) {
+  // NO (1 or 2) output planes of one input plane (a channel multiplier): output i has the kw
+  // weights w[i * kw ..] and bias[i]; each input vector and mask is loaded once for all NO
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   const int64_t Wo = out.W, Po = out.H * Wo, Pi = in.H * in.W;
@@ -311,32 +313,34 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T b
   const int64_t q0 = (g.pw + SW - 1) / SW;  // first pixel whose taps start inside the plane
   // last vector start: its last read SW * (q + N - 1) + reach (+ 1 for SW = 2) inside
   const int64_t q_last = (Pi - 1 - reach - (SW - 1) - SW * (N - 1)) / SW;
-  auto block = [&](auto u, int64_t q) {  // u vectors from pixel q: u independent sums
+  auto block = [&](auto u, int64_t q) {  // u vectors from pixel q: u x NO independent sums
     constexpr int U = decltype(u)::value;
-    V acc[U];
+    V acc[NO][U];
     int64_t column[U];
     for (int i = 0; i < U; ++i) {
-      acc[i] = V{} + bias;
+      for (int o = 0; o < NO; ++o) acc[o][i] = V{} + bias[o];
       column[i] = (q + i * N) % Wo;
     }
     for (int64_t tw = 0; tw < g.kw; ++tw) {
-      const T v = w[tw];
       const T* mt = mask + tw * (Wo + N);
       const T* xt = x + tw * g.dw - g.pw;
       for (int i = 0; i < U; ++i) {
         const int64_t qi = q + i * N;
         V m;
         std::memcpy(&m, mt + column[i], sizeof(V));
-        acc[i] += (v * m) * strided_load<T, SW>(xt + SW * qi);
+        const V xv = strided_load<T, SW>(xt + SW * qi);
+        for (int o = 0; o < NO; ++o) acc[o][i] += (w[o * g.kw + tw] * m) * xv;
       }
     }
-    for (int i = 0; i < U; ++i) {
-      if (g.relu) {
-        acc[i] = acc[i] < V{} ? V{} : acc[i];
-        acc[i] = acc[i] > V{} + T(6) ? V{} + T(6) : acc[i];
+    for (int o = 0; o < NO; ++o)
+      for (int i = 0; i < U; ++i) {
+        V a = acc[o][i];
+        if (g.relu) {
+          a = a < V{} ? V{} : a;
+          a = a > V{} + T(6) ? V{} + T(6) : a;
+        }
+        std::memcpy(y[o] + q + i * N, &a, sizeof(V));
       }
-      std::memcpy(y + q + i * N, &acc[i], sizeof(V));
-    }
   };
   int64_t done_lo = q0, done_hi = q0;
   if (q_last >= q0) {
@@ -350,12 +354,14 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, T b
     if (q == done_lo) q = done_hi;
     if (q >= Po) break;
     const int64_t h = q / Wo, wo = q % Wo;
-    T acc = bias;
-    for (int64_t tw = 0; tw < g.kw; ++tw) {
-      const int64_t wi = wo * SW - g.pw + tw * g.dw;
-      if (wi >= 0 && wi < in.W) acc += w[tw] * x[h * in.W + wi];
+    for (int o = 0; o < NO; ++o) {
+      T acc = bias[o];
+      for (int64_t tw = 0; tw < g.kw; ++tw) {
+        const int64_t wi = wo * SW - g.pw + tw * g.dw;
+        if (wi >= 0 && wi < in.W) acc += w[o * g.kw + tw] * x[h * in.W + wi];
+      }
+      y[o][q] = g.relu ? relu6(acc) : acc;
     }
-    y[q] = g.relu ? relu6(acc) : acc;
   }
 }
 
@@ -593,6 +599,45 @@ bool interleavable(const int64_t* r, Dims in) {
          r[7] * r[8] <= kMaxBlockedTaps;
 }
 
+// NO output rows of a vertical-only convolution (kx1, horizontal stride 1, no horizontal
+// padding) that share their input rows: out[i][q] = bias[i] + sum_t w[i * stride + tap[t]] *
+// rows[t][q], two vectors at a time (NO x 2 sums in registers, each input vector loaded once for
+// all NO outputs); the last vector overlaps the one before (W >= N).
+template <typename T, int NO>
+MICRONET_SIMD_CLONES void vertical_rows(const T* const* rows, const int64_t* tap, int64_t taps,
+                                        const T* w, int64_t stride, const T* bias, bool relu,
+                                        int64_t W, T* const* out) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  auto block = [&](auto u, int64_t q) {  // u vectors from column q
+    constexpr int U = decltype(u)::value;
+    V acc[NO][U];
+    for (int i = 0; i < NO; ++i)
+      for (int k = 0; k < U; ++k) acc[i][k] = V{} + bias[i];
+    for (int64_t t = 0; t < taps; ++t) {
+      V v[U];
+      for (int k = 0; k < U; ++k) std::memcpy(&v[k], rows[t] + q + k * N, sizeof(V));
+      for (int i = 0; i < NO; ++i) {
+        const T wt = w[i * stride + tap[t]];
+        for (int k = 0; k < U; ++k) acc[i][k] += wt * v[k];
+      }
+    }
+    for (int i = 0; i < NO; ++i)
+      for (int k = 0; k < U; ++k) {
+        V a = acc[i][k];
+        if (relu) {
+          a = a < V{} ? V{} : a;
+          a = a > V{} + T(6) ? V{} + T(6) : a;
+        }
+        std::memcpy(out[i] + q + k * N, &a, sizeof(V));
+      }
+  };
+  int64_t q = 0;
+  for (; q + 2 * N <= W; q += 2 * N) block(std::integral_constant<int, 2>{}, q);
+  for (; q + N <= W; q += N) block(std::integral_constant<int, 1>{}, q);
+  if (q < W) block(std::integral_constant<int, 1>{}, W - N);
+}
+
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
 // dense stem).
 template <typename T>
@@ -637,6 +682,35 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
       off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
   }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
+  if (!small && !vertical && !horizontal && g.kw == 1 && g.sw == 1 && g.pw == 0 &&
+      out.W == in.W && in.W >= N) {
+    // vertical taps only (the stem's dense 3x1, stage 1's strided kx1): up to four output
+    // channels of a group per pass over its input rows, which each vector then feeds to all
+    std::vector<int64_t> tap(g.Cg * g.kh);
+    for (int64_t ho = 0; ho < out.H; ++ho)
+      for (int64_t grp = 0; grp < r[6]; ++grp) {
+        int64_t taps = 0;
+        for (int64_t c = 0; c < g.Cg; ++c)
+          for (int64_t th = 0; th < g.kh; ++th) {
+            const int64_t hi_row = ho * g.sh - g.ph + th * g.dh;
+            if (hi_row < 0 || hi_row >= in.H) continue;
+            rows[taps] = x[grp * g.Cg + c] + hi_row * in.W;
+            tap[taps++] = c * g.kh + th;
+          }
+        for (int64_t o = grp * g.Og; o < (grp + 1) * g.Og;) {
+          const int64_t n = std::min<int64_t>(4, (grp + 1) * g.Og - o);
+          T* yr[4];
+          for (int64_t i = 0; i < n; ++i) yr[i] = y[o + i] + ho * out.W;
+          const T* wo = w + o * g.Cg * g.kh;
+          if (n == 4) vertical_rows<T, 4>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
+          else if (n == 3) vertical_rows<T, 3>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
+          else if (n == 2) vertical_rows<T, 2>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
+          else vertical_rows<T, 1>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
+          o += n;
+        }
+      }
+    return;
+  }
   if (!small && !vertical && !horizontal) {
     // row by row, every output channel of a row in turn: the input rows of a group stay in L1
     // (output channel by channel, the dense stem streamed its input from L2 once per channel)
@@ -707,9 +781,18 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
         std::memcpy(y[o] + ho * out.W, rows_s1.data() + ho * g.sh * out.W, out.W * sizeof(T));
       continue;
     }
-    if (horizontal) {
-      if (g.sw == 1) horizontal_flat<T, 1>(x[grp], wo, b[o], g, in, out, scratch.data(), y[o]);
-      else horizontal_flat<T, 2>(x[grp], wo, b[o], g, in, out, scratch.data(), y[o]);
+    if (horizontal) {  // two outputs of one input plane at a time where there are two
+      T* const* yo = y + o;
+      const T* mask = scratch.data();
+      if (g.Og % 2 == 0) {
+        if (g.sw == 1) horizontal_flat<T, 1, 2>(x[grp], wo, b + o, g, in, out, mask, yo);
+        else horizontal_flat<T, 2, 2>(x[grp], wo, b + o, g, in, out, mask, yo);
+        ++o;
+      } else if (g.sw == 1) {
+        horizontal_flat<T, 1, 1>(x[grp], wo, b + o, g, in, out, mask, yo);
+      } else {
+        horizontal_flat<T, 2, 1>(x[grp], wo, b + o, g, in, out, mask, yo);
+      }
       continue;
     }
   }
