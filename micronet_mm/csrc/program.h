@@ -93,6 +93,13 @@ inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
 
 namespace detail {
 
+// The kernels (MICRONET_SIMD_CLONES, shift_max.h) are compiled once per ISA level and picked at
+// load time. target_clones clones the function, not a lambda that GCC emits out of line: such a
+// lambda runs baseline code (64-byte vectors emulated with SSE2) under every clone. In the
+// -fPIC libraries GCC did so for the inner blocks of conv_row, horizontal_flat and
+// vertical_rows; so every lambda inside a kernel is always_inline (check: nm -C on the
+// library shows no kernel lambda).
+
 // GCC vector types of VB bytes (vector_size needs a literal size) and their shuffle index.
 template <typename T, int VB> struct Vec;
 template <> struct Vec<float, 64> {
@@ -268,7 +275,7 @@ MICRONET_SIMD_CLONES void conv_row(const T* const* rows, const T* const* wt, int
     out[wo] = g.relu ? relu6(acc) : acc;
   }
   if (!vec) return;
-  auto block = [&](auto u, int64_t w0) {  // u vectors from column w0: u independent sums
+  auto block = [&](auto u, int64_t w0) __attribute__((always_inline)) {  // u vectors from w0
     constexpr int U = decltype(u)::value;
     V acc[U];
     for (int i = 0; i < U; ++i) acc[i] = V{} + bias;
@@ -313,7 +320,8 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
   const int64_t q0 = (g.pw + SW - 1) / SW;  // first pixel whose taps start inside the plane
   // last vector start: its last read SW * (q + N - 1) + reach (+ 1 for SW = 2) inside
   const int64_t q_last = (Pi - 1 - reach - (SW - 1) - SW * (N - 1)) / SW;
-  auto block = [&](auto u, int64_t q) {  // u vectors from pixel q: u x NO independent sums
+  const bool k3 = g.kw == 3 && g.dw == 1 && g.pw == 1;  // the stride-2 stems' 1x3
+  auto block = [&](auto u, int64_t q) __attribute__((always_inline)) {  // u x NO sums
     constexpr int U = decltype(u)::value;
     V acc[NO][U];
     int64_t column[U];
@@ -321,15 +329,52 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
       for (int o = 0; o < NO; ++o) acc[o][i] = V{} + bias[o];
       column[i] = (q + i * N) % Wo;
     }
-    for (int64_t tw = 0; tw < g.kw; ++tw) {
-      const T* mt = mask + tw * (Wo + N);
-      const T* xt = x + tw * g.dw - g.pw;
+    if (SW == 2 && k3) {
+      // 1x3, stride 2, padding 1: output q's taps x[2q - 1], x[2q], x[2q + 1] are the odd
+      // lanes one pixel back, the even lanes and the odd lanes of the pair at 2q; the first
+      // (masked at each row's column 0) is the previous vector's odd lanes shifted in, so each
+      // input element is loaded once (the first vector of a block loads its own)
+      typedef typename Vec<T, 64>::index I;
+      // even and odd lanes of a pair; lane N - 1 of the previous vector, then lanes 0..N-2
+      I even, odd, back;
+      if constexpr (N == 16) {
+        even = I{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+        odd = I{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+        back = I{15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30};
+      } else {
+        even = I{0, 2, 4, 6, 8, 10, 12, 14};
+        odd = I{1, 3, 5, 7, 9, 11, 13, 15};
+        back = I{7, 8, 9, 10, 11, 12, 13, 14};
+      }
+      V prev = V{};
       for (int i = 0; i < U; ++i) {
         const int64_t qi = q + i * N;
+        V a, b;
+        std::memcpy(&a, x + 2 * qi, sizeof(V));
+        std::memcpy(&b, x + 2 * qi + N, sizeof(V));
+        const V e = __builtin_shuffle(a, b, even), od = __builtin_shuffle(a, b, odd);
+        const V left = i == 0 ? strided_load<T, 2>(x + 2 * qi - 1)
+                              : __builtin_shuffle(prev, od, back);
         V m;
-        std::memcpy(&m, mt + column[i], sizeof(V));
-        const V xv = strided_load<T, SW>(xt + SW * qi);
-        for (int o = 0; o < NO; ++o) acc[o][i] += (w[o * g.kw + tw] * m) * xv;
+        std::memcpy(&m, mask + column[i], sizeof(V));
+        for (int o = 0; o < NO; ++o) {
+          acc[o][i] += (w[o * 3] * m) * left;
+          acc[o][i] += w[o * 3 + 1] * e;
+          acc[o][i] += w[o * 3 + 2] * od;
+        }
+        prev = od;
+      }
+    } else {
+      for (int64_t tw = 0; tw < g.kw; ++tw) {
+        const T* mt = mask + tw * (Wo + N);
+        const T* xt = x + tw * g.dw - g.pw;
+        for (int i = 0; i < U; ++i) {
+          const int64_t qi = q + i * N;
+          V m;
+          std::memcpy(&m, mt + column[i], sizeof(V));
+          const V xv = strided_load<T, SW>(xt + SW * qi);
+          for (int o = 0; o < NO; ++o) acc[o][i] += (w[o * g.kw + tw] * m) * xv;
+        }
       }
     }
     for (int o = 0; o < NO; ++o)
@@ -440,7 +485,7 @@ template <typename T>
 __attribute__((always_inline)) inline void transpose_block(typename Vec<T, 64>::type* r) {
   typedef typename Vec<T, 64>::index I;
   constexpr int N = 64 / sizeof(T);
-  auto stage = [&](int s, const I& lo, const I& hi) {
+  auto stage = [&](int s, const I& lo, const I& hi) __attribute__((always_inline)) {
     for (int i = 0; i < N; ++i) {
       if (i & s) continue;
       const auto a = r[i], b = r[i + s];
@@ -514,7 +559,7 @@ MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const T* w, const T* b,
   for (int64_t i = 0; i < N; ++i) bias[i] = b[o0 + i];
   int64_t lo, hi;  // output columns whose horizontal taps are all inside
   interior(g, in.W, out.W, lo, hi);
-  auto finish = [&](V acc, int64_t q) {
+  auto finish = [&](V acc, int64_t q) __attribute__((always_inline)) {
     if (g.relu) {
       acc = acc < V{} ? V{} : acc;
       acc = acc > V{} + T(6) ? V{} + T(6) : acc;
@@ -609,7 +654,7 @@ MICRONET_SIMD_CLONES void vertical_rows(const T* const* rows, const int64_t* tap
                                         int64_t W, T* const* out) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
-  auto block = [&](auto u, int64_t q) {  // u vectors from column q
+  auto block = [&](auto u, int64_t q) __attribute__((always_inline)) {  // u vectors from q
     constexpr int U = decltype(u)::value;
     V acc[NO][U];
     for (int i = 0; i < NO; ++i)
