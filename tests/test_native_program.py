@@ -106,19 +106,22 @@ def test_program_block_kernels(kind, kernel, stride, dilation, shape):
 @pytest.mark.parametrize('mid, multiplier', [(1, 1), (3, 2), (4, 3), (5, 2), (6, 4)])
 @pytest.mark.parametrize('stride, kernel', [(2, 3), (1, 3), (2, 5)])
 @pytest.mark.parametrize('shape', [(9, 7), (17, 40), (48, 70)], ids=['narrow', 'mid', 'wide'])
-def test_program_stem_kernels(mid, multiplier, stride, kernel, shape):
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=['f64', 'f32'])
+def test_program_stem_kernels(mid, multiplier, stride, kernel, shape, dtype):
     """The stem's kernels: the dense kx1 convolution (vertical taps only) runs up to four output
     channels per pass over the input rows (1, 3, 4, 4 + 1 and 4 + 2 outputs), the 1xk one with a
-    channel multiplier two outputs per input plane where the multiplier is even (1, 2, 3, 4);
-    rows narrower than a vector take the other paths. float64 to 1e-10."""
+    channel multiplier two outputs per input plane where the multiplier is even (1, 2, 3, 4),
+    and the stride-2 1x3 on large planes from even/odd lanes; rows narrower than a vector take
+    the other paths. Both vector widths (8 doubles, 16 floats): float64 to 1e-10, float32 to
+    1e-5 of the float64 module."""
     stem = trained_like(MicroStem(3, mid, multiplier, stride, kernel)).double()
-    program, weights, tables = compile_program(stem, 3, torch.float64)
+    program, weights, tables = compile_program(stem, 3, dtype)
     x = torch.randn(2, 3, *shape, dtype=torch.float64)
     with torch.no_grad():
         ref = stem(x)
-    out = torch.ops.micronet.program(x, weights, tables, program)
+    out = torch.ops.micronet.program(x.to(dtype), weights, tables, program)
     assert tuple(out.shape) == tuple(ref.shape)
-    assert rel_err(out, ref) < 1e-10
+    assert rel_err(out.double(), ref) < (1e-10 if dtype == torch.float64 else 1e-5)
 
 
 def test_program_layout():
