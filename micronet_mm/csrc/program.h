@@ -96,8 +96,8 @@ namespace detail {
 // The kernels (MICRONET_SIMD_CLONES, shift_max.h) are compiled once per ISA level and picked at
 // load time. target_clones clones the function, not a lambda that GCC emits out of line: such a
 // lambda runs baseline code (64-byte vectors emulated with SSE2) under every clone. In the
-// -fPIC libraries GCC did so for the inner blocks of conv_row, horizontal_flat and
-// vertical_rows; so every lambda inside a kernel is always_inline (check: nm -C on the
+// -fPIC libraries GCC did so for the inner blocks of conv_row, horizontal_flat and the
+// vertical rows; so every lambda inside a kernel is always_inline (check: nm -C on the
 // library shows no kernel lambda).
 
 // GCC vector types of VB bytes (vector_size needs a literal size) and their shuffle index.
@@ -135,7 +135,8 @@ inline T relu6(T v) { return v < T(0) ? T(0) : (v > T(6) ? T(6) : v); }
 template <typename T, int R, int U>
 __attribute__((always_inline)) inline void pointwise_block(const T* const* x, T* const* y,
                                                            const T* w, const T* b, int64_t Cg,
-                                                           int64_t p0, bool relu) {
+                                                           int64_t p0, bool relu,
+                                                           const int64_t* tap, int64_t stride) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   V acc[R][U];
@@ -144,8 +145,9 @@ __attribute__((always_inline)) inline void pointwise_block(const T* const* x, T*
   for (int64_t c = 0; c < Cg; ++c) {
     V xv[U];
     for (int u = 0; u < U; ++u) std::memcpy(&xv[u], x[c] + p0 + u * N, sizeof(V));
+    const int64_t k = tap ? tap[c] : c;
     for (int r = 0; r < R; ++r) {
-      const T v = w[r * Cg + c];
+      const T v = w[r * stride + k];
       for (int u = 0; u < U; ++u) acc[r][u] += v * xv[u];
     }
   }
@@ -164,22 +166,26 @@ __attribute__((always_inline)) inline void pointwise_block(const T* const* x, T*
 // planes of one group at a time; R x U vectors of 64 bytes accumulate in registers while the
 // loop runs over the group's input channels. A ragged end is one more vector that overlaps
 // the previous one (recomputing a few pixels), so no pixel takes a scalar path unless the
-// plane is shorter than one vector.
+// plane is shorter than one vector. With `tap`, input c takes the weights w[r * stride +
+// tap[c]] (the vertical convolutions: x are the input rows of an output row's taps).
 template <typename T, int R>
 MICRONET_SIMD_CLONES void pointwise_rows(const T* const* x, T* const* y, const T* w,
-                                         const T* b, int64_t Cg, int64_t P, bool relu) {
+                                         const T* b, int64_t Cg, int64_t P, bool relu,
+                                         const int64_t* tap = nullptr, int64_t stride = 0) {
   constexpr int64_t N = 64 / sizeof(T);
+  if (tap == nullptr) stride = Cg;
   int64_t p0 = 0;
-  for (; p0 + 2 * N <= P; p0 += 2 * N) pointwise_block<T, R, 2>(x, y, w, b, Cg, p0, relu);
-  for (; p0 + N <= P; p0 += N) pointwise_block<T, R, 1>(x, y, w, b, Cg, p0, relu);
+  for (; p0 + 2 * N <= P; p0 += 2 * N)
+    pointwise_block<T, R, 2>(x, y, w, b, Cg, p0, relu, tap, stride);
+  for (; p0 + N <= P; p0 += N) pointwise_block<T, R, 1>(x, y, w, b, Cg, p0, relu, tap, stride);
   if (p0 < P && P >= N) {
-    pointwise_block<T, R, 1>(x, y, w, b, Cg, P - N, relu);
+    pointwise_block<T, R, 1>(x, y, w, b, Cg, P - N, relu, tap, stride);
     return;
   }
   for (; p0 < P; ++p0) {  // a plane shorter than one vector
     for (int r = 0; r < R; ++r) {
       T a = b[r];
-      for (int64_t c = 0; c < Cg; ++c) a += w[r * Cg + c] * x[c][p0];
+      for (int64_t c = 0; c < Cg; ++c) a += w[r * stride + (tap ? tap[c] : c)] * x[c][p0];
       y[r][p0] = relu ? relu6(a) : a;
     }
   }
@@ -644,45 +650,6 @@ bool interleavable(const int64_t* r, Dims in) {
          r[7] * r[8] <= kMaxBlockedTaps;
 }
 
-// NO output rows of a vertical-only convolution (kx1, horizontal stride 1, no horizontal
-// padding) that share their input rows: out[i][q] = bias[i] + sum_t w[i * stride + tap[t]] *
-// rows[t][q], two vectors at a time (NO x 2 sums in registers, each input vector loaded once for
-// all NO outputs); the last vector overlaps the one before (W >= N).
-template <typename T, int NO>
-MICRONET_SIMD_CLONES void vertical_rows(const T* const* rows, const int64_t* tap, int64_t taps,
-                                        const T* w, int64_t stride, const T* bias, bool relu,
-                                        int64_t W, T* const* out) {
-  typedef typename Vec<T, 64>::type V;
-  constexpr int64_t N = 64 / sizeof(T);
-  auto block = [&](auto u, int64_t q) __attribute__((always_inline)) {  // u vectors from q
-    constexpr int U = decltype(u)::value;
-    V acc[NO][U];
-    for (int i = 0; i < NO; ++i)
-      for (int k = 0; k < U; ++k) acc[i][k] = V{} + bias[i];
-    for (int64_t t = 0; t < taps; ++t) {
-      V v[U];
-      for (int k = 0; k < U; ++k) std::memcpy(&v[k], rows[t] + q + k * N, sizeof(V));
-      for (int i = 0; i < NO; ++i) {
-        const T wt = w[i * stride + tap[t]];
-        for (int k = 0; k < U; ++k) acc[i][k] += wt * v[k];
-      }
-    }
-    for (int i = 0; i < NO; ++i)
-      for (int k = 0; k < U; ++k) {
-        V a = acc[i][k];
-        if (relu) {
-          a = a < V{} ? V{} : a;
-          a = a > V{} + T(6) ? V{} + T(6) : a;
-        }
-        std::memcpy(out[i] + q + k * N, &a, sizeof(V));
-      }
-  };
-  int64_t q = 0;
-  for (; q + 2 * N <= W; q += 2 * N) block(std::integral_constant<int, 2>{}, q);
-  for (; q + N <= W; q += N) block(std::integral_constant<int, 1>{}, q);
-  if (q < W) block(std::integral_constant<int, 1>{}, W - N);
-}
-
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
 // dense stem).
 template <typename T>
@@ -730,7 +697,8 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
   if (!small && !vertical && !horizontal && g.kw == 1 && g.sw == 1 && g.pw == 0 &&
       out.W == in.W && in.W >= N) {
     // vertical taps only (the stem's dense 3x1, stage 1's strided kx1): up to four output
-    // channels of a group per pass over its input rows, which each vector then feeds to all
+    // channels of a group per pass over its input rows (pointwise_rows over the taps' rows),
+    // which each vector then feeds to all
     std::vector<int64_t> tap(g.Cg * g.kh);
     for (int64_t ho = 0; ho < out.H; ++ho)
       for (int64_t grp = 0; grp < r[6]; ++grp) {
@@ -747,10 +715,12 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
           T* yr[4];
           for (int64_t i = 0; i < n; ++i) yr[i] = y[o + i] + ho * out.W;
           const T* wo = w + o * g.Cg * g.kh;
-          if (n == 4) vertical_rows<T, 4>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
-          else if (n == 3) vertical_rows<T, 3>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
-          else if (n == 2) vertical_rows<T, 2>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
-          else vertical_rows<T, 1>(rows.data(), tap.data(), taps, wo, g.Cg * g.kh, b + o, g.relu, in.W, yr);
+          const int64_t* tp = tap.data();
+          const int64_t k = g.Cg * g.kh;  // weights per output channel
+          if (n == 4) pointwise_rows<T, 4>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
+          else if (n == 3) pointwise_rows<T, 3>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
+          else if (n == 2) pointwise_rows<T, 2>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
+          else pointwise_rows<T, 1>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
           o += n;
         }
       }
