@@ -650,6 +650,22 @@ bool interleavable(const int64_t* r, Dims in) {
          r[7] * r[8] <= kMaxBlockedTaps;
 }
 
+// The input rows of output row ho's valid (channel, vertical tap) pairs in group grp, and each
+// pair's index c * kh + th among an output channel's kernel rows; returns their count.
+template <typename T>
+int64_t tap_rows(const T* const* x, const ConvGeom& g, Dims in, int64_t ho, int64_t grp,
+                 const T** rows, int64_t* tap) {
+  int64_t taps = 0;
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t th = 0; th < g.kh; ++th) {
+      const int64_t hi_row = ho * g.sh - g.ph + th * g.dh;
+      if (hi_row < 0 || hi_row >= in.H) continue;
+      rows[taps] = x[grp * g.Cg + c] + hi_row * in.W;
+      tap[taps++] = c * g.kh + th;
+    }
+  return taps;
+}
+
 // Any grouped spatial convolution (depthwise kx1 / 1xk / kxk with channel multipliers, the
 // dense stem).
 template <typename T>
@@ -694,22 +710,15 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
       off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
   }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
+  std::vector<int64_t> tap(g.Cg * g.kh);
   if (!small && !vertical && !horizontal && g.kw == 1 && g.sw == 1 && g.pw == 0 &&
       out.W == in.W && in.W >= N) {
     // vertical taps only (the stem's dense 3x1, stage 1's strided kx1): up to four output
     // channels of a group per pass over its input rows (pointwise_rows over the taps' rows),
     // which each vector then feeds to all
-    std::vector<int64_t> tap(g.Cg * g.kh);
     for (int64_t ho = 0; ho < out.H; ++ho)
       for (int64_t grp = 0; grp < r[6]; ++grp) {
-        int64_t taps = 0;
-        for (int64_t c = 0; c < g.Cg; ++c)
-          for (int64_t th = 0; th < g.kh; ++th) {
-            const int64_t hi_row = ho * g.sh - g.ph + th * g.dh;
-            if (hi_row < 0 || hi_row >= in.H) continue;
-            rows[taps] = x[grp * g.Cg + c] + hi_row * in.W;
-            tap[taps++] = c * g.kh + th;
-          }
+        const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
         for (int64_t o = grp * g.Og; o < (grp + 1) * g.Og;) {
           const int64_t n = std::min<int64_t>(4, (grp + 1) * g.Og - o);
           T* yr[4];
@@ -733,14 +742,8 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
       for (int64_t o = 0; o < r[5]; ++o) {
         const int64_t grp = o / g.Og;
         const T* wo = w + o * g.Cg * g.kh * g.kw;
-        int64_t taps = 0;
-        for (int64_t c = 0; c < g.Cg; ++c)
-          for (int64_t th = 0; th < g.kh; ++th) {
-            const int64_t hi_row = ho * g.sh - g.ph + th * g.dh;
-            if (hi_row < 0 || hi_row >= in.H) continue;
-            rows[taps] = x[grp * g.Cg + c] + hi_row * in.W;
-            wt[taps++] = wo + (c * g.kh + th) * g.kw;
-          }
+        const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
+        for (int64_t t = 0; t < taps; ++t) wt[t] = wo + tap[t] * g.kw;
         T* yr = y[o] + ho * out.W;
         const bool wide = hi - lo >= N;
         if (g.sw == 1 && wide)
