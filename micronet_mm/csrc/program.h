@@ -191,6 +191,17 @@ MICRONET_SIMD_CLONES void pointwise_rows(const T* const* x, T* const* y, const T
   }
 }
 
+// pointwise_rows for R = rows (1 to 4) known at run time.
+template <typename T>
+void pointwise_rows_n(int64_t rows, const T* const* x, T* const* y, const T* w, const T* b,
+                      int64_t Cg, int64_t P, bool relu, const int64_t* tap = nullptr,
+                      int64_t stride = 0) {
+  if (rows == 4) pointwise_rows<T, 4>(x, y, w, b, Cg, P, relu, tap, stride);
+  else if (rows == 3) pointwise_rows<T, 3>(x, y, w, b, Cg, P, relu, tap, stride);
+  else if (rows == 2) pointwise_rows<T, 2>(x, y, w, b, Cg, P, relu, tap, stride);
+  else pointwise_rows<T, 1>(x, y, w, b, Cg, P, relu, tap, stride);
+}
+
 template <typename T>
 void pointwise(const T* const* x, T* const* y, const T* w, const T* b, int64_t Cin,
                int64_t Cout, int64_t groups, int64_t P, bool relu) {
@@ -199,11 +210,7 @@ void pointwise(const T* const* x, T* const* y, const T* w, const T* b, int64_t C
     const int64_t g = o0 / Og;
     rows = std::min<int64_t>(4, (g + 1) * Og - o0);  // never cross a group
     const T* const* xg = x + g * Cg;
-    const T* wo = w + o0 * Cg;
-    if (rows == 4) pointwise_rows<T, 4>(xg, y + o0, wo, b + o0, Cg, P, relu);
-    else if (rows == 3) pointwise_rows<T, 3>(xg, y + o0, wo, b + o0, Cg, P, relu);
-    else if (rows == 2) pointwise_rows<T, 2>(xg, y + o0, wo, b + o0, Cg, P, relu);
-    else pointwise_rows<T, 1>(xg, y + o0, wo, b + o0, Cg, P, relu);
+    pointwise_rows_n(rows, xg, y + o0, w + o0 * Cg, b + o0, Cg, P, relu);
   }
 }
 
@@ -723,13 +730,9 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
           const int64_t n = std::min<int64_t>(4, (grp + 1) * g.Og - o);
           T* yr[4];
           for (int64_t i = 0; i < n; ++i) yr[i] = y[o + i] + ho * out.W;
-          const T* wo = w + o * g.Cg * g.kh;
-          const int64_t* tp = tap.data();
           const int64_t k = g.Cg * g.kh;  // weights per output channel
-          if (n == 4) pointwise_rows<T, 4>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
-          else if (n == 3) pointwise_rows<T, 3>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
-          else if (n == 2) pointwise_rows<T, 2>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
-          else pointwise_rows<T, 1>(rows.data(), yr, wo, b + o, taps, in.W, g.relu, tp, k);
+          pointwise_rows_n(n, rows.data(), yr, w + o * k, b + o, taps, in.W, g.relu, tap.data(),
+                           k);
           o += n;
         }
       }
