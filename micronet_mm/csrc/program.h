@@ -29,6 +29,12 @@
 //                  outputs: w2 (R_pad / B, S, B), b2 (R_pad), B = 256 / sizeof(T)
 //   ADD (kAdd): 4 C 5 the second buffer 6 its in_perm (offset or -1); out = src + second
 // The program's output is the last layer's buffer. Every buffer is planar and dense.
+//
+// run() fuses what the program allows (place_buffers): a depthwise kx1 + 1xk pair on a small
+// plane runs in one pass over a channel-interleaved scratch, and a Shift-Max layer whose
+// output only such a depthwise layer reads is applied as that layer interleaves its input
+// (the Shift-Max output never goes to memory). plan() works this out once per program and
+// input shape.
 #pragma once
 
 #include <algorithm>
@@ -230,11 +236,6 @@ inline void interior(const ConvGeom& g, int64_t Wi, int64_t Wo, int64_t& lo, int
   const int64_t last = Wi - 1 - (g.kw - 1) * g.dw + g.pw;  // wo * sw <= last
   hi = last < 0 ? lo : std::max(lo, std::min(Wo, last / g.sw + 1));
 }
-
-// N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector (SW 1 or 2; SW = 2
-// reads 2N elements and keeps the even ones).
-// N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector (SW 1 or 2; SW = 2
-// reads 2N elements and keeps the even ones).
 
 // N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector of VB bytes (SW 1 or
 // 2; SW = 2 reads 2N elements and keeps the even ones).
@@ -553,6 +554,78 @@ MICRONET_SIMD_CLONES void deinterleave(const T* __restrict in, int64_t P, T* con
     for (int64_t i = 0; i < N; ++i) planes[i][p0] = in[p0 * N + i];
 }
 
+// A Shift-Max layer applied where its output is read (depthwise_interleaved): its output plane
+// q is max_k sum_j coef[(k J + j) C + q] x[index[j C + q]] (J, K <= 2), and the convolution's
+// input channel c reads plane plane[c] (nullptr: plane c).
+template <typename T>
+struct ShiftMaxIn {
+  const T* const* x;
+  const int64_t* index;
+  const T* coef;
+  const int64_t* plane;
+  int64_t C, J, K;
+};
+
+// interleave() of N Shift-Max output planes computed on the fly from their sources xs[i][j]
+// and coefficients a[i][k][j] (the fusion pass of shift_max: its output never goes to memory).
+template <typename T, int J, int K>
+MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T (*a)[2][2],
+                                               int64_t P, T* __restrict out) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  int64_t p0 = 0;
+  for (; p0 + N <= P; p0 += N) {
+    V r[N];
+    for (int64_t i = 0; i < N; ++i) {
+      V x0, x1{};
+      std::memcpy(&x0, xs[i][0] + p0, sizeof(V));
+      if constexpr (J > 1) std::memcpy(&x1, xs[i][1] + p0, sizeof(V));
+      V f0 = a[i][0][0] * x0;
+      if constexpr (J > 1) f0 += a[i][0][1] * x1;
+      if constexpr (K > 1) {
+        V f1 = a[i][1][0] * x0;
+        if constexpr (J > 1) f1 += a[i][1][1] * x1;
+        f0 = f0 < f1 ? f1 : f0;
+      }
+      r[i] = f0;
+    }
+    transpose_block<T>(r);
+    for (int64_t j = 0; j < N; ++j) std::memcpy(out + (p0 + j) * N, &r[j], sizeof(V));
+  }
+  for (; p0 < P; ++p0)
+    for (int64_t i = 0; i < N; ++i) {
+      const T x0 = xs[i][0][p0], x1 = J > 1 ? xs[i][1][p0] : T(0);
+      T f0 = a[i][0][0] * x0;
+      if constexpr (J > 1) f0 += a[i][0][1] * x1;
+      if constexpr (K > 1) {
+        T f1 = a[i][1][0] * x0;
+        if constexpr (J > 1) f1 += a[i][1][1] * x1;
+        f0 = ::micronet::detail::max_of(f0, f1);
+      }
+      out[p0 * N + i] = f0;
+    }
+}
+
+// Output channels [o0, o0 + N) of a depthwise convolution whose input is Shift-Max sm's output:
+// their input planes, computed and interleaved into out.
+template <typename T>
+void interleave_shift_max(const ShiftMaxIn<T>& sm, int64_t o0, int64_t Og, int64_t P, T* out) {
+  constexpr int64_t N = 64 / sizeof(T);
+  const T* xs[N][2];
+  T a[N][2][2] = {};
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t c = (o0 + i) / Og, q = sm.plane ? sm.plane[c] : c;
+    for (int64_t j = 0; j < sm.J; ++j) xs[i][j] = sm.x[sm.index[j * sm.C + q]];
+    if (sm.J == 1) xs[i][1] = xs[i][0];
+    for (int64_t k = 0; k < sm.K; ++k)
+      for (int64_t j = 0; j < sm.J; ++j) a[i][k][j] = sm.coef[(k * sm.J + j) * sm.C + q];
+  }
+  if (sm.J == 2 && sm.K == 2) interleave_shift_max<T, 2, 2>(xs, a, P, out);
+  else if (sm.J == 2) interleave_shift_max<T, 2, 1>(xs, a, P, out);
+  else if (sm.K == 2) interleave_shift_max<T, 1, 2>(xs, a, P, out);
+  else interleave_shift_max<T, 1, 1>(xs, a, P, out);
+}
+
 // Depthwise convolution (any kernel, stride, dilation) of small planes, N output channels at a
 // time: their input planes interleaved (pixel-major, one vector of N channels per pixel), each
 // output pixel the sum of its valid taps as whole vectors, then deinterleaved. On 7x7 and
@@ -622,10 +695,12 @@ MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const T* w, const T* b,
 }
 
 // Layer r (and, with r2, the depthwise layer after it, fused: its input never leaves the
-// interleaved scratch) on small planes, N output channels at a time.
+// interleaved scratch) on small planes, N output channels at a time. With sm, r's input is
+// Shift-Max sm's output, computed as it is interleaved (x is not read).
 template <typename T>
 void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, const int64_t* r,
-                           const int64_t* r2, Dims in, Dims mid, Dims out) {
+                           const int64_t* r2, Dims in, Dims mid, Dims out,
+                           const ShiftMaxIn<T>* sm) {
   constexpr int64_t N = 64 / sizeof(T);
   thread_local std::vector<T> xin, ymid, yout;
   xin.resize(in.planes() * N);
@@ -635,9 +710,13 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   const T* w = weights + r[16];
   const T* b = w + r[5] * g.Cg * g.kh * g.kw;
   for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
-    const T* planes[N];
-    for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
-    interleave(planes, in.planes(), xin.data());
+    if (sm) {
+      interleave_shift_max(*sm, o0, g.Og, in.planes(), xin.data());
+    } else {
+      const T* planes[N];
+      for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
+      interleave(planes, in.planes(), xin.data());
+    }
     conv_interleaved(xin.data(), w, b, g, in, mid, o0, r2 ? ymid.data() : yout.data());
     if (r2) {
       const T* w2 = weights + r2[16];
@@ -942,17 +1021,24 @@ MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, i
   }
 }
 
+// The (K, J, C) coefficients of Shift-Max layer r on input planes x: its parameters (static),
+// or the hyper-function's output in scratch.
+template <typename T>
+const T* shift_max_coefficients(const T* const* x, const T* params, const int64_t* r, Dims d,
+                                std::vector<T>& scratch) {
+  const int64_t C = r[4], J = r[5], K = r[6], S = r[7];
+  if (S == 0) return params;
+  const int64_t R_pad = padded_outputs<T>(K * J * C);
+  scratch.resize(R_pad + C + S);
+  hyper(x, params, C, J, K, S, d.planes(), scratch.data(), scratch.data() + R_pad);
+  return scratch.data();
+}
+
 template <typename T>
 void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* index,
                const int64_t* r, Dims d, std::vector<T>& scratch) {
-  const int64_t C = r[4], J = r[5], K = r[6], S = r[7], P = d.planes();
-  const T* coef = params;
-  if (S > 0) {
-    const int64_t R_pad = padded_outputs<T>(K * J * C);
-    scratch.resize(R_pad + C + S);
-    hyper(x, params, C, J, K, S, P, scratch.data(), scratch.data() + R_pad);
-    coef = scratch.data();
-  }
+  const int64_t C = r[4], J = r[5], K = r[6], P = d.planes();
+  const T* coef = shift_max_coefficients(x, params, r, d, scratch);
   for (int64_t i = 0; i < C; ++i) {
     const T* xs[::micronet::detail::kMaxJ];
     T a[::micronet::detail::kMaxK][::micronet::detail::kMaxJ];
@@ -1005,13 +1091,23 @@ namespace detail {
 // slower than one per stage). `total` gets the arena size.
 template <typename T>
 std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>& d,
-                                   int64_t& total, std::vector<bool>& pair) {
+                                   int64_t& total, std::vector<bool>& pair,
+                                   std::vector<bool>& into) {
   const int64_t L = prog[1];
   std::vector<int64_t> offset(L + 1, 0), last(L + 1, -1);  // the last layer reading a buffer
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
     last[r[1]] = l;
     if (r[0] == kAdd) last[r[5]] = l;
+  }
+  // Shift-Max layers (J, K <= 2, no output table) whose output only the next layer reads, a
+  // depthwise layer on the interleaved path: that layer computes it as it interleaves its
+  // input (the Shift-Max's input lives until then; the output buffer is never written)
+  into.assign(L, false);
+  for (int64_t l = 0; l + 1 < L; ++l) {
+    const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
+    into[l] = r[0] == kShiftMax && r[3] < 0 && r[5] <= 2 && r[6] <= 2 && r2[1] == l + 1 &&
+              last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]);
   }
   // depthwise pairs (kx1 then 1xk) that run fused: nothing else reads the first's output and
   // no shuffle sits between them; the pair reads the first's input while it writes the
@@ -1023,6 +1119,10 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
               last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) && r2[5] == r2[4];
     if (pair[l] && r[1] > 0) last[r[1]] = std::max(last[r[1]], l + 1);
     if (pair[l]) ++l;
+  }
+  for (int64_t l = 0; l + 1 < L; ++l) {
+    const int64_t src = record(prog, l)[1];
+    if (into[l] && src > 0) last[src] = std::max(last[src], pair[l + 1] ? l + 2 : l + 1);
   }
   struct Block { int64_t begin, end, buffer; };  // live buffers, by offset
   std::vector<Block> live;
@@ -1112,21 +1212,44 @@ std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_
   return d;
 }
 
-// Run the program on samples [n_begin, n_end) of x (N, C, H, W) into y (its output shape, from
-// infer()). weights and tables are the program's parameter and table arrays.
+// What run() works out from the program and the input shape alone, once (an operation that
+// runs the same program on every call keeps it): the buffers' shapes and arena offsets, and
+// which layers run fused.
+struct Plan {
+  Dims in;
+  std::vector<Dims> d;           // infer()
+  std::vector<int64_t> offset;   // arena offset of buffers 1..L-1
+  int64_t total = 0;             // arena size
+  std::vector<bool> pair, into;  // layer l runs with l + 1; Shift-Max l runs inside l + 1
+};
+
 template <typename T>
-void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tables, const T* x,
-         T* y, int64_t n_begin, int64_t n_end, Dims in) {
-  const std::vector<Dims> d = infer(prog, len, in);
-  const int64_t L = prog[1];
-  int64_t total = 0;
-  std::vector<bool> pair;  // layer l and l + 1 run fused
-  const std::vector<int64_t> offset = detail::place_buffers<T>(prog, d, total, pair);
+Plan plan(const int64_t* prog, int64_t len, Dims in) {
+  Plan p;
+  p.in = in;
+  p.d = infer(prog, len, in);
+  p.offset = detail::place_buffers<T>(prog, p.d, p.total, p.pair, p.into);
+  return p;
+}
+
+// Run the program on samples [n_begin, n_end) of x (N, C, H, W; C, H, W those of the plan)
+// into y (its output shape, from infer()). weights and tables are the program's parameter and
+// table arrays.
+template <typename T>
+void run(const Plan& plan, const int64_t* prog, const T* weights, const int64_t* tables,
+         const T* x, T* y, int64_t n_begin, int64_t n_end) {
+  const std::vector<Dims>& d = plan.d;
+  const Dims in = plan.in;
+  const int64_t L = prog[1], total = plan.total;
+  const std::vector<bool>& pair = plan.pair;
+  const std::vector<bool>& into = plan.into;
+  const std::vector<int64_t>& offset = plan.offset;
   // scratch of this thread, kept between calls (never read before written)
-  thread_local std::vector<T> arena, scratch;
-  thread_local std::vector<const T*> src, second;
+  thread_local std::vector<T> arena, scratch, coef;
+  thread_local std::vector<const T*> src, second, sm_src;
   thread_local std::vector<T*> dst;
   if (arena.size() < static_cast<size_t>(total)) arena.resize(static_cast<size_t>(total));
+  detail::ShiftMaxIn<T> sm{};  // the Shift-Max layer that the next layer applies (into)
   for (int64_t n = n_begin; n < n_end; ++n) {
     auto buffer = [&](int64_t id) -> T* {
       if (id == 0) return const_cast<T*>(x + n * in.size());
@@ -1143,7 +1266,14 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
       T* out = buffer(l + 1);
       dst.resize(o.C);
       for (int64_t c = 0; c < o.C; ++c) dst[c] = out + (r[3] < 0 ? c : tables[r[3] + c]) * o.planes();
-      if (r[0] == kConv && detail::interleavable<T>(r, s)) {
+      if (r[0] == kShiftMax && into[l]) {  // the coefficients now, the rest in layer l + 1
+        sm_src = src;
+        const int64_t* r2 = record(prog, l + 1);
+        sm = {sm_src.data(), tables + r[8],
+              detail::shift_max_coefficients(sm_src.data(), weights + r[9], r, s, coef),
+              r2[2] < 0 ? nullptr : tables + r2[2], r[4], r[5], r[6]};
+      } else if (r[0] == kConv && detail::interleavable<T>(r, s)) {
+        const detail::ShiftMaxIn<T>* in_sm = l > 0 && into[l - 1] ? &sm : nullptr;
         if (pair[l]) {  // with layer l + 1 (place_buffers)
           const int64_t* r2 = record(prog, l + 1);
           T* out2 = buffer(l + 2);
@@ -1151,10 +1281,11 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
           dst.resize(o2.C);
           for (int64_t c = 0; c < o2.C; ++c)
             dst[c] = out2 + (r2[3] < 0 ? c : tables[r2[3] + c]) * o2.planes();
-          detail::depthwise_interleaved(src.data(), dst.data(), weights, r, r2, s, o, o2);
+          detail::depthwise_interleaved(src.data(), dst.data(), weights, r, r2, s, o, o2, in_sm);
           ++l;  // layer l + 1 done too
         } else {
-          detail::depthwise_interleaved<T>(src.data(), dst.data(), weights, r, nullptr, s, o, o);
+          detail::depthwise_interleaved<T>(src.data(), dst.data(), weights, r, nullptr, s, o, o,
+                                           in_sm);
         }
       } else if (r[0] == kConv) {
         const T* w = weights + r[16];
@@ -1178,6 +1309,13 @@ void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tabl
 #endif
     }
   }
+}
+
+// run() of a program whose plan is made for this call.
+template <typename T>
+void run(const int64_t* prog, int64_t len, const T* weights, const int64_t* tables, const T* x,
+         T* y, int64_t n_begin, int64_t n_end, Dims in) {
+  run(plan<T>(prog, len, in), prog, weights, tables, x, y, n_begin, n_end);
 }
 
 }  // namespace program

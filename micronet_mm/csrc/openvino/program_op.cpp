@@ -74,6 +74,8 @@ void ProgramOp::validate_and_infer_types() {
     } catch (const std::invalid_argument& e) {
         NODE_VALIDATION_CHECK(this, false, e.what());
     }
+    m_plan = std::make_shared<const prog::Plan>(
+        prog::plan<float>(m_program.data(), static_cast<int64_t>(m_program.size()), in));
     const prog::Dims out = d.back();
     m_in[0] = in.C, m_in[1] = in.H, m_in[2] = in.W;
     m_out[0] = out.C, m_out[1] = out.H, m_out[2] = out.W;
@@ -103,10 +105,8 @@ bool ProgramOp::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inpu
     const int64_t n = static_cast<int64_t>(xs[0]);
     outputs[0].set_shape({xs[0], static_cast<size_t>(m_out[0]), static_cast<size_t>(m_out[1]),
                           static_cast<size_t>(m_out[2])});
-    prog::run<float>(m_program.data(), static_cast<int64_t>(m_program.size()),
-                     inputs[1].data<const float>(), m_tables->data(),
-                     inputs[0].data<const float>(), outputs[0].data<float>(), 0, n,
-                     {m_in[0], m_in[1], m_in[2]});
+    prog::run<float>(*m_plan, m_program.data(), inputs[1].data<const float>(), m_tables->data(),
+                     inputs[0].data<const float>(), outputs[0].data<float>(), 0, n);
     return true;
 }
 

@@ -24,6 +24,10 @@
 
 namespace micronet {
 
+namespace program {
+struct Plan;  // program.h
+}  // namespace program
+
 class ProgramOp : public ov::op::Op {
 public:
     OPENVINO_OP("Program", "micronet");
@@ -45,6 +49,7 @@ private:
     std::vector<int64_t> m_program;
     int64_t m_in[3] = {0, 0, 0}, m_out[3] = {0, 0, 0};  // (C, H, W) of x and of the output
     std::shared_ptr<const std::vector<int64_t>> m_tables;  // int64 copy of the tables input
+    std::shared_ptr<const program::Plan> m_plan;  // program::plan of the validated shape
 };
 
 }  // namespace micronet
