@@ -31,10 +31,17 @@ def test_bench_program_reports_every_layer(name, capsys, monkeypatch, harness):
     assert covered == records
     assert sum(last - first + 1 for _, first, last, _ in res['steps']) == len(records)
     assert any(last > first for _, first, last, _ in res['steps'])  # the depthwise pairs
+    # Shift-Max layers applied inside the next step (program.h's plan), as the table says: in
+    # M0 a Shift-Max feeds each depthwise pair; M3 has one Shift-Max per block, after the
+    # depthwise layers (micronet_archs.py), and it feeds a 1x1 convolution, which does not
+    # take it
+    assert bool(res['into']) == (name == 'm0')
+    assert all(B.record(programs[k][0], l)[0] == B.SHIFT_MAX for k, l in res['into'])
     assert res['chain_us'] >= max(res['programs'].values()) > 0
     assert {'grouped 1x1', 'Shift-Max (hyper-function + fusions)'} <= set(res['families'])
     out = capsys.readouterr().out
     assert out.count('| stages.') == 4 and '| kernel family |' in out
+    assert ('the Shift-Max before it + conv' in out) == (name == 'm0')
 
 
 def test_bench_program_refuses_a_corrupt_program(tmp_path, harness):

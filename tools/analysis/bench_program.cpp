@@ -10,6 +10,8 @@
 //   program K US                   program K
 //   layer K FIRST LAST US          one run() step of program K: layer FIRST, or the fused pair
 //                                  FIRST..LAST
+//   into K L                       Shift-Max layer L of program K runs inside layer L + 1 (its
+//                                  own step is the hyper-function alone)
 // and writes the chain's output (float32) to OUT.bin, for the driver's parity check.
 #include <algorithm>
 #include <chrono>
@@ -120,7 +122,11 @@ int main(int argc, char** argv) {
     chain = std::min(chain, std::chrono::duration<double>(Clock::now() - t0).count());
   }
   std::printf("chain %.3f\n", 1e6 * chain);
-  for (size_t k = 0; k < ps.size(); ++k) std::printf("program %zu %.3f\n", k, 1e6 * best[k]);
+  for (size_t k = 0; k < ps.size(); ++k) {
+    std::printf("program %zu %.3f\n", k, 1e6 * best[k]);
+    for (size_t l = 0; l < ps[k].plan.into.size(); ++l)
+      if (ps[k].plan.into[l]) std::printf("into %zu %zu\n", k, l);
+  }
   for (const auto& kv : g_layers)
     std::printf("layer %ld %ld %ld %.3f\n", static_cast<long>(kv.first.first),
                 static_cast<long>(kv.first.second), static_cast<long>(kv.second.first),

@@ -7,7 +7,9 @@ header's per-layer profile hook (``MICRONET_PROGRAM_PROFILE``).
 The harness (``tools/analysis/bench_program.cpp``) is compiled with the flags of the torch
 library (:data:`micronet_mm.csrc.build.FLAGS`) into a temporary folder, runs the chain of
 programs ``--blocks`` times on one thread and reports the minimum over those runs of the
-chain, of each program and of each run() step (a layer, or a fused pair of depthwise layers):
+chain, of each program and of each run() step (a layer, or a fused pair of depthwise layers;
+a Shift-Max that program.h applies inside the depthwise step after it is listed as its
+hyper-function, and that step names it):
 minima, because on a shared machine they move by a few per cent where means move by tens. It
 writes nothing but the temporary folder, and checks the chain's output against the PyTorch
 modules it was compiled from before it prints anything.
@@ -110,7 +112,7 @@ def compile_harness(tmp: str) -> str:
 
 
 def parse(stdout: str) -> dict:
-    out = {'programs': {}, 'steps': []}
+    out = {'programs': {}, 'steps': [], 'into': set()}
     for line in stdout.splitlines():
         f = line.split()
         if f[0] == 'chain':
@@ -119,6 +121,8 @@ def parse(stdout: str) -> dict:
             out['programs'][int(f[1])] = float(f[2])
         elif f[0] == 'layer':
             out['steps'].append((int(f[1]), int(f[2]), int(f[3]), float(f[4])))
+        elif f[0] == 'into':
+            out['into'].add((int(f[1]), int(f[2])))
     return out
 
 
@@ -167,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
         kind = category(record(prog, first))
         if last > first:
             kind += ' (fused pairs)'
+        if (k, first) in res['into']:  # program.h: its fusion pass runs in the next step
+            text += ' (hyper-function; applied by the next step)'
+        if (k, first - 1) in res['into']:
+            text = 'the Shift-Max before it + ' + text
         rows.append((us, k, first, text))
         groups[kind][0] += us
         groups[kind][1] += 1
@@ -175,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     for kind, (us, n) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
         print(f'| {kind} | {us:.1f} | {100 * us / steps_total:.0f}% | {n} |')
     print(f'\nsteps total {steps_total:.1f} us; the rest of the chain ({chain - steps_total:.1f} '
-          f'us) is run()\'s set-up (shape inference, buffer placement)')
+          f'us) is run()\'s set-up of each call and layer (the plan is made once) and the '
+          f'profile hook')
     print(f'\n| slowest steps | program | layer | us |\n| --- | --- | --- | --- |')
     for us, k, first, text in sorted(rows, reverse=True)[:args.top]:
         print(f'| {text} | {k} | {first} | {us:.1f} |')
