@@ -523,9 +523,11 @@ __attribute__((always_inline)) inline void transpose_block(typename Vec<T, 64>::
   }
 }
 
-// N planes of P pixels <-> one channel-interleaved array (pixel p of plane i at p * N + i).
+// N planes of P pixels -> one channel-interleaved array: pixel p of plane i at at[p] + i (at:
+// each pixel's vector in a zero-padded plane, padded()).
 template <typename T>
-MICRONET_SIMD_CLONES void interleave(const T* const* planes, int64_t P, T* __restrict out) {
+MICRONET_SIMD_CLONES void interleave(const T* const* planes, int64_t P, const int64_t* at,
+                                     T* __restrict out) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   int64_t p0 = 0;
@@ -533,12 +535,13 @@ MICRONET_SIMD_CLONES void interleave(const T* const* planes, int64_t P, T* __res
     V r[N];
     for (int64_t i = 0; i < N; ++i) std::memcpy(&r[i], planes[i] + p0, sizeof(V));
     transpose_block<T>(r);
-    for (int64_t j = 0; j < N; ++j) std::memcpy(out + (p0 + j) * N, &r[j], sizeof(V));
+    for (int64_t j = 0; j < N; ++j) std::memcpy(out + at[p0 + j], &r[j], sizeof(V));
   }
   for (; p0 < P; ++p0)
-    for (int64_t i = 0; i < N; ++i) out[p0 * N + i] = planes[i][p0];
+    for (int64_t i = 0; i < N; ++i) out[at[p0] + i] = planes[i][p0];
 }
 
+// One channel-interleaved array (pixel p of plane i at p * N + i) -> N planes of P pixels.
 template <typename T>
 MICRONET_SIMD_CLONES void deinterleave(const T* __restrict in, int64_t P, T* const* planes) {
   typedef typename Vec<T, 64>::type V;
@@ -570,7 +573,8 @@ struct ShiftMaxIn {
 // and coefficients a[i][k][j] (the fusion pass of shift_max: its output never goes to memory).
 template <typename T, int J, int K>
 MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T (*a)[2][2],
-                                               int64_t P, T* __restrict out) {
+                                               int64_t P, const int64_t* at,
+                                               T* __restrict out) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   int64_t p0 = 0;
@@ -590,7 +594,7 @@ MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T 
       r[i] = f0;
     }
     transpose_block<T>(r);
-    for (int64_t j = 0; j < N; ++j) std::memcpy(out + (p0 + j) * N, &r[j], sizeof(V));
+    for (int64_t j = 0; j < N; ++j) std::memcpy(out + at[p0 + j], &r[j], sizeof(V));
   }
   for (; p0 < P; ++p0)
     for (int64_t i = 0; i < N; ++i) {
@@ -602,14 +606,15 @@ MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T 
         if constexpr (J > 1) f1 += a[i][1][1] * x1;
         f0 = ::micronet::detail::max_of(f0, f1);
       }
-      out[p0 * N + i] = f0;
+      out[at[p0] + i] = f0;
     }
 }
 
 // Output channels [o0, o0 + N) of a depthwise convolution whose input is Shift-Max sm's output:
 // their input planes, computed and interleaved into out.
 template <typename T>
-void interleave_shift_max(const ShiftMaxIn<T>& sm, int64_t o0, int64_t Og, int64_t P, T* out) {
+void interleave_shift_max(const ShiftMaxIn<T>& sm, int64_t o0, int64_t Og, int64_t P,
+                          const int64_t* at, T* out) {
   constexpr int64_t N = 64 / sizeof(T);
   const T* xs[N][2];
   T a[N][2][2] = {};
@@ -620,22 +625,116 @@ void interleave_shift_max(const ShiftMaxIn<T>& sm, int64_t o0, int64_t Og, int64
     for (int64_t k = 0; k < sm.K; ++k)
       for (int64_t j = 0; j < sm.J; ++j) a[i][k][j] = sm.coef[(k * sm.J + j) * sm.C + q];
   }
-  if (sm.J == 2 && sm.K == 2) interleave_shift_max<T, 2, 2>(xs, a, P, out);
-  else if (sm.J == 2) interleave_shift_max<T, 2, 1>(xs, a, P, out);
-  else if (sm.K == 2) interleave_shift_max<T, 1, 2>(xs, a, P, out);
-  else interleave_shift_max<T, 1, 1>(xs, a, P, out);
+  if (sm.J == 2 && sm.K == 2) interleave_shift_max<T, 2, 2>(xs, a, P, at, out);
+  else if (sm.J == 2) interleave_shift_max<T, 2, 1>(xs, a, P, at, out);
+  else if (sm.K == 2) interleave_shift_max<T, 1, 2>(xs, a, P, at, out);
+  else interleave_shift_max<T, 1, 1>(xs, a, P, at, out);
 }
 
 // Depthwise convolution (any kernel, stride, dilation) of small planes, N output channels at a
-// time: their input planes interleaved (pixel-major, one vector of N channels per pixel), each
-// output pixel the sum of its valid taps as whole vectors, then deinterleaved. On 7x7 and
-// 14x14 planes this replaces hundreds of short per-plane loops by one loop over the pixels.
+// time: their input planes interleaved (pixel-major, one vector of N channels per pixel) into
+// a zero-padded plane, so that every output pixel is the sum of all its taps as whole vectors
+// with no border case; U pixels of a row at a time (U independent sums: 8 keep both FMA
+// pipes busy), a row's last block overlapping the one before. On 7x7 and 14x14 planes this
+// replaces hundreds of short per-plane loops by one loop over the pixels.
 constexpr int64_t kMaxBlockedTaps = 49;
 
+// A plane zero-padded so that every tap of every output pixel reads inside it: input pixel
+// (h, w) at (h + top, w + left) of `rows` rows `pitch` pixels wide.
+struct Padded {
+  int64_t top, left, rows, pitch;
+  int64_t size(int64_t N) const { return rows * pitch * N; }
+};
+
+inline Padded padded(const ConvGeom& g, Dims in, Dims out) {
+  return {g.ph, g.pw, std::max(g.ph + in.H, (out.H - 1) * g.sh + (g.kh - 1) * g.dh + 1),
+          std::max(g.pw + in.W, (out.W - 1) * g.sw + (g.kw - 1) * g.dw + 1)};
+}
+
+// buf resized to p (N values a pixel), zero around its H x W plane (which every block of
+// channels overwrites).
 template <typename T>
-MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const T* w, const T* b,
-                                           const ConvGeom& g, Dims in, Dims out, int64_t o0,
-                                           T* yout) {
+void zero_margins(std::vector<T>& buf, const Padded& p, int64_t H, int64_t W, int64_t N) {
+  buf.resize(p.size(N));
+  T* b = buf.data();
+  const int64_t row = p.pitch * N, bottom = p.top + H;
+  std::fill(b, b + p.top * row, T(0));
+  std::fill(b + bottom * row, b + p.rows * row, T(0));
+  for (int64_t h = p.top; h < bottom; ++h) {
+    std::fill(b + h * row, b + h * row + p.left * N, T(0));
+    std::fill(b + h * row + (p.left + W) * N, b + (h + 1) * row, T(0));
+  }
+}
+
+// U output pixels from x (the first one's first tap): taps th * row_step + tw * tap_step,
+// pixels px_step apart; KH x KW taps known at compile time, or (KH = 0) kh x kw at run time.
+template <typename T, int U, int KH, int KW>
+__attribute__((always_inline)) inline void interleaved_pixels(
+    const T* __restrict x, int64_t row_step, int64_t tap_step, int64_t px_step,
+    const typename Vec<T, 64>::type* wv, typename Vec<T, 64>::type bias, int64_t kh,
+    int64_t kw, bool relu, T* __restrict y) {
+  typedef typename Vec<T, 64>::type V;
+  constexpr int64_t N = 64 / sizeof(T);
+  const int64_t nh = KH ? KH : kh, nw = KH ? KW : kw;
+  V acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = bias;
+  for (int64_t th = 0; th < nh; ++th)
+    for (int64_t tw = 0; tw < nw; ++tw) {
+      const V wt = wv[th * nw + tw];
+      const T* p = x + th * row_step + tw * tap_step;
+      for (int u = 0; u < U; ++u) {
+        V v;
+        std::memcpy(&v, p + u * px_step, sizeof(V));
+        acc[u] += wt * v;
+      }
+    }
+  for (int u = 0; u < U; ++u) {
+    if (relu) {
+      acc[u] = acc[u] < V{} ? V{} : acc[u];
+      acc[u] = acc[u] > V{} + T(6) ? V{} + T(6) : acc[u];
+    }
+    std::memcpy(y + u * N, &acc[u], sizeof(V));
+  }
+}
+
+template <typename T, int KH, int KW>
+__attribute__((always_inline)) inline void interleaved_rows(
+    const T* xin, const Padded& pin, const typename Vec<T, 64>::type* wv,
+    typename Vec<T, 64>::type bias, const ConvGeom& g, Dims out, T* yout, const Padded& pout) {
+  constexpr int64_t N = 64 / sizeof(T);
+  // locals, not g's fields: the stores through yout could alias g for the compiler
+  const int64_t kh = g.kh, kw = g.kw, Wo = out.W, row_step = g.dh * pin.pitch * N;
+  const int64_t tap_step = g.dw * N, px_step = g.sw * N, in_row = g.sh * pin.pitch * N;
+  const bool relu = g.relu;
+  for (int64_t ho = 0; ho < out.H; ++ho) {
+    const T* x = xin + ho * in_row;
+    T* y = yout + ((ho + pout.top) * pout.pitch + pout.left) * N;
+    if (Wo >= 8) {
+      for (int64_t w0 = 0; w0 < Wo; w0 += 8) {
+        const int64_t wo = std::min(w0, Wo - 8);
+        interleaved_pixels<T, 8, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
+                                         bias, kh, kw, relu, y + wo * N);
+      }
+    } else if (Wo >= 4) {
+      for (int64_t w0 = 0; w0 < Wo; w0 += 4) {
+        const int64_t wo = std::min(w0, Wo - 4);
+        interleaved_pixels<T, 4, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
+                                         bias, kh, kw, relu, y + wo * N);
+      }
+    } else {
+      for (int64_t wo = 0; wo < Wo; ++wo)
+        interleaved_pixels<T, 1, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
+                                         bias, kh, kw, relu, y + wo * N);
+    }
+  }
+}
+
+// Output channels [o0, o0 + N): input xin padded as pin, output pixel (ho, wo) to the vector at
+// (ho + pout.top, wo + pout.left) of rows pout.pitch pixels wide.
+template <typename T>
+MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const Padded& pin, const T* w,
+                                           const T* b, const ConvGeom& g, Dims out, int64_t o0,
+                                           T* yout, const Padded& pout) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   const int64_t taps = g.kh * g.kw;
@@ -643,55 +742,14 @@ MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const T* w, const T* b,
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t i = 0; i < N; ++i) wv[t][i] = w[(o0 + i) * taps + t];
   for (int64_t i = 0; i < N; ++i) bias[i] = b[o0 + i];
-  int64_t lo, hi;  // output columns whose horizontal taps are all inside
-  interior(g, in.W, out.W, lo, hi);
-  auto finish = [&](V acc, int64_t q) __attribute__((always_inline)) {
-    if (g.relu) {
-      acc = acc < V{} ? V{} : acc;
-      acc = acc > V{} + T(6) ? V{} + T(6) : acc;
-    }
-    std::memcpy(yout + q * N, &acc, sizeof(V));
-  };
-  for (int64_t ho = 0; ho < out.H; ++ho) {
-    const int64_t h0 = ho * g.sh - g.ph;
-    int64_t th0 = 0, th1 = g.kh;  // taps whose row is inside
-    while (th0 < th1 && h0 + th0 * g.dh < 0) ++th0;
-    while (th1 > th0 && h0 + (th1 - 1) * g.dh >= in.H) --th1;
-    for (int64_t wo = 0; wo < out.W;) {
-      const int64_t w0 = wo * g.sw - g.pw;
-      if (wo >= lo && wo + 4 <= hi) {  // four interior pixels: four independent sums
-        V acc[4] = {bias, bias, bias, bias};
-        for (int64_t th = th0; th < th1; ++th) {
-          const T* row = xin + ((h0 + th * g.dh) * in.W + w0) * N;
-          for (int64_t tw = 0; tw < g.kw; ++tw) {
-            const V wt = wv[th * g.kw + tw];
-            for (int u = 0; u < 4; ++u) {
-              V v;
-              std::memcpy(&v, row + (tw * g.dw + u * g.sw) * N, sizeof(V));
-              acc[u] += wt * v;
-            }
-          }
-        }
-        for (int u = 0; u < 4; ++u) finish(acc[u], ho * out.W + wo + u);
-        wo += 4;
-        continue;
-      }
-      int64_t tw0 = 0, tw1 = g.kw;
-      while (tw0 < tw1 && w0 + tw0 * g.dw < 0) ++tw0;
-      while (tw1 > tw0 && w0 + (tw1 - 1) * g.dw >= in.W) --tw1;
-      V acc = bias;
-      for (int64_t th = th0; th < th1; ++th) {
-        const T* row = xin + ((h0 + th * g.dh) * in.W + w0) * N;
-        for (int64_t tw = tw0; tw < tw1; ++tw) {
-          V v;
-          std::memcpy(&v, row + tw * g.dw * N, sizeof(V));
-          acc += wv[th * g.kw + tw] * v;
-        }
-      }
-      finish(acc, ho * out.W + wo);
-      ++wo;
-    }
-  }
+  const int64_t k = g.kh * 8 + g.kw;  // MicroNet's kx1 and 1xk kernels, unrolled
+  if (k == 3 * 8 + 1) interleaved_rows<T, 3, 1>(xin, pin, wv, bias, g, out, yout, pout);
+  else if (k == 1 * 8 + 3) interleaved_rows<T, 1, 3>(xin, pin, wv, bias, g, out, yout, pout);
+  else if (k == 5 * 8 + 1) interleaved_rows<T, 5, 1>(xin, pin, wv, bias, g, out, yout, pout);
+  else if (k == 1 * 8 + 5) interleaved_rows<T, 1, 5>(xin, pin, wv, bias, g, out, yout, pout);
+  else if (k == 7 * 8 + 1) interleaved_rows<T, 7, 1>(xin, pin, wv, bias, g, out, yout, pout);
+  else if (k == 1 * 8 + 7) interleaved_rows<T, 1, 7>(xin, pin, wv, bias, g, out, yout, pout);
+  else interleaved_rows<T, 0, 0>(xin, pin, wv, bias, g, out, yout, pout);
 }
 
 // Layer r (and, with r2, the depthwise layer after it, fused: its input never leaves the
@@ -703,25 +761,34 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
                            const ShiftMaxIn<T>* sm) {
   constexpr int64_t N = 64 / sizeof(T);
   thread_local std::vector<T> xin, ymid, yout;
-  xin.resize(in.planes() * N);
-  ymid.resize(mid.planes() * N);
-  yout.resize(out.planes() * N);
+  thread_local std::vector<int64_t> at;
   const ConvGeom g = geometry(r), g2 = r2 ? geometry(r2) : g;
+  const Padded pin = padded(g, in, mid), pmid = r2 ? padded(g2, mid, out) : Padded{},
+               pout{0, 0, out.H, out.W};
+  zero_margins(xin, pin, in.H, in.W, N);
+  if (r2) zero_margins(ymid, pmid, mid.H, mid.W, N);
+  yout.resize(out.planes() * N);
+  at.resize(in.planes());
+  for (int64_t h = 0; h < in.H; ++h)
+    for (int64_t w = 0; w < in.W; ++w)
+      at[h * in.W + w] = ((h + pin.top) * pin.pitch + w + pin.left) * N;
   const T* w = weights + r[16];
   const T* b = w + r[5] * g.Cg * g.kh * g.kw;
   for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
     if (sm) {
-      interleave_shift_max(*sm, o0, g.Og, in.planes(), xin.data());
+      interleave_shift_max(*sm, o0, g.Og, in.planes(), at.data(), xin.data());
     } else {
       const T* planes[N];
       for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
-      interleave(planes, in.planes(), xin.data());
+      interleave(planes, in.planes(), at.data(), xin.data());
     }
-    conv_interleaved(xin.data(), w, b, g, in, mid, o0, r2 ? ymid.data() : yout.data());
     if (r2) {
+      conv_interleaved(xin.data(), pin, w, b, g, mid, o0, ymid.data(), pmid);
       const T* w2 = weights + r2[16];
-      conv_interleaved(ymid.data(), w2, w2 + r2[5] * g2.kh * g2.kw, g2, mid, out, o0,
-                       yout.data());
+      conv_interleaved(ymid.data(), pmid, w2, w2 + r2[5] * g2.kh * g2.kw, g2, out, o0,
+                       yout.data(), pout);
+    } else {
+      conv_interleaved(xin.data(), pin, w, b, g, out, o0, yout.data(), pout);
     }
     deinterleave(yout.data(), out.planes(), y + o0);
   }
