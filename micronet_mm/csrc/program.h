@@ -523,22 +523,41 @@ __attribute__((always_inline)) inline void transpose_block(typename Vec<T, 64>::
   }
 }
 
-// N planes of P pixels -> one channel-interleaved array: pixel p of plane i at at[p] + i (at:
-// each pixel's vector in a zero-padded plane, padded()).
-template <typename T>
-MICRONET_SIMD_CLONES void interleave(const T* const* planes, int64_t P, const int64_t* at,
-                                     T* __restrict out) {
+// A value of type U (a vector, or one element) read from p.
+template <typename U, typename T>
+__attribute__((always_inline)) inline U load(const T* p) {
+  U v;
+  std::memcpy(&v, p, sizeof(U));
+  return v;
+}
+
+// N channels of P pixels -> one channel-interleaved array: pixel p of channel i at at[p] + i
+// (at: each pixel's vector in a zero-padded plane, padded()). channel(i, p, zero) gives channel
+// i's pixels from p as a value of zero's type: a vector of N pixels, or one pixel at the end.
+template <typename T, typename F>
+__attribute__((always_inline)) inline void interleave_with(int64_t P, const int64_t* at,
+                                                           T* __restrict out, F&& channel) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
   int64_t p0 = 0;
   for (; p0 + N <= P; p0 += N) {
     V r[N];
-    for (int64_t i = 0; i < N; ++i) std::memcpy(&r[i], planes[i] + p0, sizeof(V));
+    for (int64_t i = 0; i < N; ++i) r[i] = channel(i, p0, V{});
     transpose_block<T>(r);
     for (int64_t j = 0; j < N; ++j) std::memcpy(out + at[p0 + j], &r[j], sizeof(V));
   }
   for (; p0 < P; ++p0)
-    for (int64_t i = 0; i < N; ++i) out[at[p0] + i] = planes[i][p0];
+    for (int64_t i = 0; i < N; ++i) out[at[p0] + i] = channel(i, p0, T(0));
+}
+
+// N planes of P pixels, interleaved (interleave_with).
+template <typename T>
+MICRONET_SIMD_CLONES void interleave(const T* const* planes, int64_t P, const int64_t* at,
+                                     T* __restrict out) {
+  interleave_with<T>(P, at, out, [&](int64_t i, int64_t p, auto zero)
+                                     __attribute__((always_inline)) {
+    return load<decltype(zero)>(planes[i] + p);
+  });
 }
 
 // One channel-interleaved array (pixel p of plane i at p * N + i) -> N planes of P pixels.
@@ -575,39 +594,20 @@ template <typename T, int J, int K>
 MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T (*a)[2][2],
                                                int64_t P, const int64_t* at,
                                                T* __restrict out) {
-  typedef typename Vec<T, 64>::type V;
-  constexpr int64_t N = 64 / sizeof(T);
-  int64_t p0 = 0;
-  for (; p0 + N <= P; p0 += N) {
-    V r[N];
-    for (int64_t i = 0; i < N; ++i) {
-      V x0, x1{};
-      std::memcpy(&x0, xs[i][0] + p0, sizeof(V));
-      if constexpr (J > 1) std::memcpy(&x1, xs[i][1] + p0, sizeof(V));
-      V f0 = a[i][0][0] * x0;
-      if constexpr (J > 1) f0 += a[i][0][1] * x1;
-      if constexpr (K > 1) {
-        V f1 = a[i][1][0] * x0;
-        if constexpr (J > 1) f1 += a[i][1][1] * x1;
-        f0 = f0 < f1 ? f1 : f0;
-      }
-      r[i] = f0;
+  // shift_max.h's forward_plane_small, on a vector or one pixel (max_of: a < b ? b : a)
+  interleave_with<T>(P, at, out, [&](int64_t i, int64_t p, auto zero)
+                                     __attribute__((always_inline)) {
+    typedef decltype(zero) U;
+    const U x0 = load<U>(xs[i][0] + p);
+    U f0 = a[i][0][0] * x0;
+    if constexpr (J > 1) f0 += a[i][0][1] * load<U>(xs[i][1] + p);
+    if constexpr (K > 1) {
+      U f1 = a[i][1][0] * x0;
+      if constexpr (J > 1) f1 += a[i][1][1] * load<U>(xs[i][1] + p);
+      f0 = f0 < f1 ? f1 : f0;
     }
-    transpose_block<T>(r);
-    for (int64_t j = 0; j < N; ++j) std::memcpy(out + at[p0 + j], &r[j], sizeof(V));
-  }
-  for (; p0 < P; ++p0)
-    for (int64_t i = 0; i < N; ++i) {
-      const T x0 = xs[i][0][p0], x1 = J > 1 ? xs[i][1][p0] : T(0);
-      T f0 = a[i][0][0] * x0;
-      if constexpr (J > 1) f0 += a[i][0][1] * x1;
-      if constexpr (K > 1) {
-        T f1 = a[i][1][0] * x0;
-        if constexpr (J > 1) f1 += a[i][1][1] * x1;
-        f0 = ::micronet::detail::max_of(f0, f1);
-      }
-      out[at[p0] + i] = f0;
-    }
+    return f0;
+  });
 }
 
 // Output channels [o0, o0 + N) of a depthwise convolution whose input is Shift-Max sm's output:
