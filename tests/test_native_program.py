@@ -9,12 +9,13 @@ import torch
 from test_deploy import calibrate, rel_err, trained_like
 from torch import nn
 
-from micronet_mm.deploy.rewrites.native_block import (NativeProgram, Unsupported, _in_channels,
-                                                      compile_program, convert_programs,
-                                                      output_shape)
+from micronet_mm.deploy.rewrites.native_block import (HeadPart, NativeProgram, Unsupported,
+                                                      _in_channels, compile_program,
+                                                      convert_programs, output_shape)
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import DynamicShiftMax, SpatialAttention, fused_shift_max
 from micronet_mm.ops.blocks import ActSettings, BlockSpec, MicroBlockA, MicroBlockC
+from micronet_mm.ops.shift_max import HSwish
 from micronet_mm.ops.stem import MicroStem
 
 
@@ -122,6 +123,69 @@ def test_program_stem_kernels(mid, multiplier, stride, kernel, shape, dtype):
     out = torch.ops.micronet.program(x.to(dtype), weights, tables, program)
     assert tuple(out.shape) == tuple(ref.shape)
     assert rel_err(out.double(), ref) < (1e-10 if dtype == torch.float64 else 1e-5)
+
+
+def _pool(kind: str) -> nn.Module | None:
+    pool = nn.AdaptiveAvgPool2d(1)
+    return {'none': None, 'pool': pool, 'relu6-pool-hswish': nn.Sequential(nn.ReLU6(), pool, HSwish()),
+            'relu6-pool': nn.Sequential(nn.ReLU6(), pool)}[kind]
+
+
+@pytest.mark.parametrize('pool, shape', [('none', (1, 1)), ('pool', (7, 7)),
+                                         ('relu6-pool-hswish', (3, 5)), ('relu6-pool', (33, 33))])
+@pytest.mark.parametrize('c_in, widths', [(5, (1,)), (64, (63, 64)), (70, (130, 100))])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=['f64', 'f32'])
+def test_program_head_kernels(pool, shape, c_in, widths, dtype):
+    """POOL and LINEAR layers (the classifier head's parts): every pool form, outputs that are
+    and are not whole blocks of 4 vectors, every activation, against the module."""
+    acts = [HSwish(), nn.ReLU6(), nn.Identity()]
+    layers, width = [], c_in
+    for i, w in enumerate(widths):
+        layers.append((nn.Linear(width, w), acts[i % 3] if len(widths) > 1 else acts[c_in % 3]))
+        width = w
+    part = HeadPart(_pool(pool), layers).to(dtype).eval()
+    for fc, _ in layers:
+        fc.weight.data.mul_(8)  # outputs on all three pieces of ReLU6 and h-swish
+    x = 3 * torch.randn(2, c_in, *shape, dtype=dtype) + 4 * torch.randn(1, c_in, 1, 1, dtype=dtype)
+    program, weights, tables = compile_program(part, c_in, dtype)
+    assert [program[2 + i * 17] for i in range(program[1])] == (
+        [4] * (pool != 'none') + [5] * len(widths))
+    with torch.no_grad():
+        ref = part(x)
+        out = torch.ops.micronet.program(x, weights, tables, program)
+    assert out.shape == ref.shape == (2, widths[-1], 1, 1)
+    assert output_shape(program, tuple(x.shape)) == tuple(out.shape)
+    with torch.no_grad():  # the last layer's input to its activation
+        z = part.pool(x).flatten(1)
+        for fc, act in zip(part.fcs[:-1], part.acts[:-1]):
+            z = act(fc(z))
+        z = part.fcs[-1](z)
+    assert z.numel() < 16 or ((z < -3).any() and (z.abs() < 3).any() and (z > 6).any())
+    assert rel_err(out, ref) < (1e-10 if dtype == torch.float64 else 1e-5)
+
+
+def test_program_rejects_bad_head_programs():
+    """POOL and LINEAR fields, the LINEAR input shape and its parameter span are checked."""
+    part = HeadPart(_pool('relu6-pool-hswish'), [(nn.Linear(8, 70), HSwish())]).eval()
+    program, weights, tables = compile_program(part, 8)
+    x = torch.randn(1, 8, 4, 4)
+
+    def run(field_or_none, value, inp=x, w=weights):
+        prog = list(program)
+        if field_or_none is not None:
+            layer, field = field_or_none
+            prog[2 + layer * 17 + field] = value
+        return torch.ops.micronet.program(inp, w, tables, prog)
+
+    with pytest.raises(RuntimeError, match='pool fields 5 and 6'):
+        run((0, 5), 2)
+    with pytest.raises(RuntimeError, match='linear act'):
+        run((1, 6), 3)
+    with pytest.raises(RuntimeError, match=r'linear parameters'):
+        run(None, 0, w=weights[:-1])
+    with pytest.raises(RuntimeError, match=r'linear of a \(C_in, 1, 1\) input'):
+        run((1, 1), 0)  # the linear layer reads the 4x4 input, not the pool
+    assert run(None, 0).shape == (1, 70, 1, 1)
 
 
 def test_program_layout():

@@ -85,20 +85,20 @@ def test_native_shift_max_matches_reference(tmp_path, c, groups, j, k, dynamic, 
 
 
 def test_deploy_openvino_classifier(tmp_path):
-    """M0 classifier: the stem and every stage become one native ``micronet.Program`` node each
-    (their Shift-Max activations inside), the head is the ONNX Runtime deploy form (folded, no
-    BN), and OpenVINO runs it to 1e-4 of PyTorch."""
+    """M0 classifier: the stem, every stage and the head's two parts (pool + fc1, fc2) become
+    one native ``micronet.Program`` node each (their Shift-Max activations inside, no BN), and
+    OpenVINO runs it to 1e-4 of PyTorch."""
     from tools.deployment.export_onnx import load_classifier
     model = trained_like(load_classifier(M0_CONFIG, None))
     native = switch_to_deploy(copy.deepcopy(model), 'openvino')
     programs = [m for m in native.modules() if isinstance(m, NativeProgram)]
-    assert len(programs) == 5  # the stem and four stages
+    assert len(programs) == 7  # the stem, four stages and the head's two parts
     assert not any(isinstance(m, NativeShiftMax) for m in native.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in native.modules())
     path = tmp_path / 'm0.onnx'
     ops = _export(native, path, (96, 112))
-    assert ops.count('Program') == 5 and 'ShiftMax' not in ops and 'Conv' not in ops
-    assert 'Gemm' in ops  # the head
+    assert ops.count('Program') == 7 and 'ShiftMax' not in ops and 'Conv' not in ops
+    assert 'Gemm' not in ops and 'GlobalAveragePool' not in ops  # the head: programs
     x = torch.randn(2, 3, 96, 112)
     with torch.no_grad():
         ref = model(x, mode='tensor')
@@ -225,13 +225,14 @@ class _Head(nn.Module):
 
 @pytest.mark.parametrize('in_channels, mid_channels', [(384, 640), (768, 1024)],
                          ids=['m0', 'm2'])
-def test_openvino_head_fcs_run_on_mlas(tmp_path, in_channels, mid_channels):
-    """The ``openvino`` deploy head (h-swish as ``ClampHSwish``) equals the trained head in
-    float64 to 1e-9, and OpenVINO runs it to 1e-5 of PyTorch with both FCs on MLAS, nothing
-    fused into them; the reference h-swish form gets fused and sends them to oneDNN brgemm."""
+def test_openvino_head_runs_as_programs(tmp_path, in_channels, mid_channels):
+    """The ``openvino`` deploy head is two native programs (pool + fc1, fc2) that equal the
+    trained head in float64 to 1e-9, ``pre_logits`` included, over all three pieces of the
+    h-swish; OpenVINO runs them as two ``Program`` nodes and no ``FullyConnected``, to 1e-5 of
+    PyTorch."""
     from conftest import mmpretrain_scope
 
-    from micronet_mm.deploy.rewrites.cls_head import ClampHSwish, convert_cls_head
+    from micronet_mm.deploy.rewrites.native_block import NativeProgram
     from micronet_mm.models.heads.cls_head import MicroNetClsHead
     with mmpretrain_scope():
         head = MicroNetClsHead(num_classes=1000, in_channels=in_channels,
@@ -239,27 +240,23 @@ def test_openvino_head_fcs_run_on_mlas(tmp_path, in_channels, mid_channels):
     trained_like(head)
     x = torch.randn(2, in_channels, 7, 7)
     with torch.no_grad():
-        ref64 = copy.deepcopy(head).double()((x.double(),))
+        ref64 = copy.deepcopy(head).double()
         deploy64 = switch_to_deploy(copy.deepcopy(head).double(), 'openvino')
-        assert rel_err(deploy64((x.double(),)), ref64) < 1e-9
-        logit = deploy64.fc2(deploy64.pre_logits((x.double(),)))  # before the last h-swish
+        assert isinstance(deploy64.pool, NativeProgram)
+        assert rel_err(deploy64((x.double(),)), ref64((x.double(),))) < 1e-9
+        assert rel_err(deploy64.pre_logits((x.double(),)), ref64.pre_logits((x.double(),))) < 1e-9
+        logit = ref64.bn2(ref64.fc2(ref64.pre_logits((x.double(),))))  # before the h-swish
         assert (logit < -3).any() and (logit.abs() < 3).any() and (logit > 3).any()
-    for unfused in (True, False):
-        deploy = convert_cls_head(copy.deepcopy(head), openvino=unfused)
-        assert isinstance(deploy.act2, ClampHSwish) == unfused
-        path = str(tmp_path / f'head-{unfused}.onnx')
-        with torch.no_grad():
-            torch.onnx.export(_Head(deploy), (x[:1],), path, input_names=['input'],
-                              output_names=['logits'], opset_version=17, dynamo=False)
-            want = deploy((x[:1],)).numpy()
-        request = ovrt.compile_model(path, profile=True).create_infer_request()
-        got = request.infer({0: x[:1].numpy()})[0]
-        assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
-        fcs = [i.exec_type for i in request.get_profiling_info()
-               if i.node_type == 'FullyConnected' and i.status.name == 'EXECUTED']
-        assert len(fcs) == 2
-        assert all(('mlas' in e) == unfused for e in fcs), fcs
-        fused = [n.get_rt_info()['originalLayersNames'].astype(str) for n in
-                 request.get_compiled_model().get_runtime_model().get_ops()
-                 if n.get_rt_info()['layerType'].astype(str) == 'FullyConnected']
-        assert all((',' in names) != unfused for names in fused), fused  # a fused post-op
+    deploy = switch_to_deploy(copy.deepcopy(head), 'openvino')
+    path = str(tmp_path / 'head.onnx')
+    with torch.no_grad():
+        torch.onnx.export(_Head(deploy), (x[:1],), path, input_names=['input'],
+                          output_names=['logits'], opset_version=17, dynamo=False,
+                          custom_opsets={'micronet': 1})
+        want = deploy((x[:1],)).numpy()
+    request = ovrt.compile_model(path, profile=True).create_infer_request()
+    got = request.infer({0: x[:1].numpy()})[0]
+    assert got.shape == (1, 1000)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+    executed = [i.node_type for i in request.get_profiling_info() if i.status.name == 'EXECUTED']
+    assert 'FullyConnected' not in executed and executed.count('Reference') == 2, executed

@@ -28,9 +28,10 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
   hyper-function included (:class:`FusedShiftMax`), 0.3x the time of :class:`FastShiftMax` over
   M2's layers. ``backends.pytorch.per_layer()`` keeps the per-layer form everywhere.
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
-  With ``backend='openvino'`` its two h-swish are written as ``x * clamp(x / 6 + 1/2, 0, 1)``,
-  which OpenVINO does not fuse into the FCs, so that they run on its MLAS kernel
-  (:mod:`.rewrites.cls_head` says why and what it measured).
+  With ``backend='openvino'``, and ``'pytorch'`` where the operators are built, it then runs as
+  two native programs (pool + fc1, fc2), whose matrix-vector products read their weights
+  faster than OpenVINO's MLAS FC or ``addmm`` (:mod:`.rewrites.cls_head` says what it
+  measured).
 
 ``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
 where ONNX Runtime's CPU kernels differ, each measured (README, "Speed"):

@@ -7,7 +7,7 @@ from torch import nn
 
 from micronet_mm.models.heads.cls_head import MicroNetClsHead
 
-from .backends import BACKENDS
+from .backends import BACKENDS, HEAD_PROGRAMS
 from .rewrites.cls_head import convert_cls_head
 
 
@@ -49,10 +49,12 @@ def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
     Returns:
         ``model``, converted.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
     model.eval()
     heads = [m for m in model.modules() if isinstance(m, MicroNetClsHead)]
     for head in heads:
-        convert_cls_head(head, openvino=backend == 'openvino')
+        convert_cls_head(head, programs=HEAD_PROGRAMS[backend]())
     convert_backbone(model, backend)
     if hasattr(model, 'deploy'):
         model.deploy = True

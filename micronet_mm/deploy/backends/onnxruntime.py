@@ -23,3 +23,8 @@ def convert(module: nn.Module) -> None:
     convert_leaves(module, RULES)
     merge_block_permutations(module)
     prescale_shift_max(module)
+
+
+def head_programs() -> bool:
+    """No: ONNX Runtime has no program operator; the head stays two ``Gemm``."""
+    return False

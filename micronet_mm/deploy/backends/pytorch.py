@@ -3,9 +3,9 @@
 Where the C++ operators are built (``tools/setup_env.sh``; :func:`fused_shift_max.active`), the
 stem and every stage of Micro-Blocks become ONE ``micronet::program`` call each
 (:class:`NativeProgram`, :mod:`..rewrites.native_block`: the kernels of the OpenVINO backend,
-3-4x faster than the per-layer form below in eager PyTorch). What has no program layer (the pose
-head's blocks with spatial attention, MR-ASPP, the classifier head), and everything when the
-operators are not built, takes the per-layer form:
+3-4x faster than the per-layer form below in eager PyTorch), and the classifier head two
+(pool + fc1, fc2). What has no program layer (the pose head's blocks with spatial attention,
+MR-ASPP), and everything when the operators are not built, takes the per-layer form:
 grouped 1x1 convolutions run as one ``baddbmm`` over their groups (2-5x faster than ``conv2d``
 with groups, which splits the call per group); every Micro-Factorized depthwise pair is one kxk
 convolution with a one-row bias map (oneDNN spends ~100 µs per depthwise call whatever its size);
@@ -52,3 +52,10 @@ def convert(module: nn.Module) -> None:
         convert_programs(module)
     convert_leaves(module, RULES)
     merge_block_permutations(module)
+
+
+def head_programs() -> bool:
+    """The classifier head as two programs where the operators are built (and not
+    :func:`per_layer`): M2's head 0.14 against 0.22 ms per layer (``addmm``), minima of one
+    interleaved throw-away run."""
+    return PROGRAMS and fused_shift_max.active()

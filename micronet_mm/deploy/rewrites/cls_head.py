@@ -1,41 +1,24 @@
 """The classifier head (:class:`MicroNetClsHead`) in deploy form.
 
-For OpenVINO (``backend='openvino'``) the h-swish after each FC layer is also rewritten
-(:class:`ClampHSwish`), so that OpenVINO's CPU plugin runs the two batch-1 GEMVs with its MLAS
-kernel instead of oneDNN's brgemm one. Why (OpenVINO 2026.4.1 sources and profile):
+BatchNorm1d is folded into each FC layer and the dropout dropped. With ``programs=True`` (the
+``openvino`` backend, and ``pytorch`` where the operators are built: each backend's
+``head_programs()``) the head then runs as two native programs
+(:mod:`.native_block`, ``POOL`` and ``LINEAR`` layers of ``micronet_mm/csrc/program.h``):
+``pool`` = ReLU6 -> pool -> h-swish -> fc1 -> h-swish, ``fc2`` = fc2 -> h-swish, so that
+``pre_logits`` still returns fc1's activations. Each FC is one pass over its weight, stored
+blocked so that 64 outputs stay in registers while the weight streams contiguously.
 
-* OpenVINO's common transformations recognise ``x * (relu6(x + 3) / 6)`` (the reference's
-  order of operations, :class:`~micronet_mm.ops.shift_max.HSwish`) as one ``HSwish``
-  (``HSigmoidFusionWithClampDiv`` then ``HSwishFusionWithHSigmoid``), and the CPU graph
-  optimiser fuses that into the FC before it as a post-op
-  (``GraphOptimizer::FuseFullyConnectedAndSimpleOperation``).
-* A FullyConnected with a post-op cannot take the MLAS implementation
-  (``fullyconnected_implementations.cpp``: ``fullyconnected_mlas`` requires ``noPostOps``) and
-  runs ``brgemm_avx512_f32``. MobileNetV3's logits FC has no activation after it and gets
-  ``gemm_mlas_f32``.
-* ``x * clamp(x / 6 + 1/2, 0, 1)`` is the same function, matches none of the HSwish/HSigmoid
-  patterns, and reads the FC's output twice, so the FC has two consumers and nothing is fused
-  into it (the optimiser fuses only into an FC with one child). The h-swish then runs as one
-  ~1-2 µs elementwise ``Subgraph`` of 1000 (1024) values.
+Why: at batch 1 the head is two matrix-vector products bound by reading their weights (M2:
+768 -> 1024 -> 1000, 1.8M weights, 7.2 MB a call, from L3 since the backbone's weights and
+activations pass through the cache in between). Measured, 1 thread, batch 1, 2026-12-02:
 
-Measured (1 thread, batch 1, before and after interleaved in one run, per-node median):
+* OpenVINO 2026.4.1 runs an FC on MLAS (``gemm_mlas_f32``; with an h-swish fused as a post-op
+  on oneDNN ``brgemm_avx512_f32``, 4-17% slower) at about 45 GB/s: M2's head 0.16-0.18 ms
+  (``PERF_COUNT``, pool 0.02 ms included); as two programs 0.09 ms, and the whole M2 export
+  0.87 -> 0.79 ms, M3 1.29 -> 1.11 ms (minima, one interleaved throw-away run);
+* PyTorch eager: 0.22 ms per layer (``addmm``) against 0.14 ms as programs (minima).
 
-* head alone, M2's shapes 768x7x7 -> 1024 -> 1000: fc1 0.064 -> 0.057 ms, fc2 0.086 -> 0.071 ms
-  (MLAS 4-17% faster over 3 runs, more when the machine is loaded); the two elementwise
-  nodes add 0.001 ms each;
-* whole M2 deploy export, 4 runs (2 with MobileNetV3-Small x0.5 in the same run): head (pool
-  + 2 FC + elementwise) 0.177 -> 0.165, 0.211 -> 0.194, 0.220 -> 0.196, 0.297 -> 0.260 ms,
-  the whole model 0.3-1.2% faster (1.534 -> 1.529 ... 2.222 -> 2.196 ms, within the noise of
-  some runs); M3, 1 run: head 0.288 -> 0.256 ms. fc2 then costs what MobileNetV3-Small's
-  logits FC of the same shape does (0.103 against 0.103 ms in one run); fc1 stays dearer
-  than MobileNetV3's 288 -> 1024 (0.080 against 0.039 ms): 2.7x its weights, memory-bound.
-
-Outputs change by float rounding only (``x / 6 + 1/2`` against ``(x + 3) / 6``).
-
-The pool is left as it is: averaging over the flattened ``(N, C, H*W)`` view makes its
-``ReduceMean`` one-axis (0.013 -> 0.008 ms on M2, whose last native Shift-Max writes a planar
-tensor), but on M3, whose last layer is a convolution writing a blocked tensor that the pool
-reads as it is, the view costs a layout ``Reorder`` (0.006 -> 0.023 ms).
+Outputs change by float rounding only (float64: 1e-15 relative on M0-M3).
 """
 from __future__ import annotations
 
@@ -43,24 +26,30 @@ import torch
 from torch import nn
 
 from ..common import fold_bn
+from .native_block import HeadPart, NativeProgram
 
 
-class ClampHSwish(nn.Module):
-    """h-swish as ``x * clamp(x / 6 + 1/2, 0, 1)``: equal to ``x * relu6(x + 3) / 6`` up to
-    float rounding, in a form OpenVINO does not fuse into the layer before it (module doc)."""
+class PlanarLinear(nn.Module):
+    """A :class:`NativeProgram` of a :class:`HeadPart` without a pool, on ``(N, C)`` tensors:
+    ``(N, C) -> (N, C, 1, 1)``, the program, then flattened to ``(N, C')``."""
+
+    def __init__(self, program: NativeProgram) -> None:
+        super().__init__()
+        self.program = program
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.clamp(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
+        return self.program(x[:, :, None, None]).flatten(1)
 
 
-def convert_cls_head(head: nn.Module, *, openvino: bool = False) -> nn.Module:
+def convert_cls_head(head: nn.Module, *, programs: bool = False) -> nn.Module:
     """Fold :class:`MicroNetClsHead`'s BatchNorm1d layers into its FC layers, drop the dropout.
 
     Args:
-        head: the trained head; put in eval mode. A head converted before is left as it is
-            (its activations may still be rewritten).
-        openvino: write the h-swish after each FC as :class:`ClampHSwish`, so that OpenVINO
-            runs the FCs without a fused post-op, on MLAS (module doc).
+        head: the trained head; put in eval mode. A head converted before is left as it is.
+        programs: also make the head two native programs (module doc): ``pool`` runs ReLU6,
+            pool, h-swish, fc1 and its h-swish (``fc1``, ``act1`` become ``nn.Identity``, so
+            ``pre_logits`` still returns fc1's activations), ``fc2`` runs fc2 and its h-swish
+            (``act2`` becomes ``nn.Identity``).
 
     Returns:
         ``head``, converted, with no parameter requiring gradients.
@@ -79,8 +68,12 @@ def convert_cls_head(head: nn.Module, *, openvino: bool = False) -> nn.Module:
             setattr(head, fc_name, fused)
             setattr(head, bn_name, nn.Identity())
         head.dropout = nn.Identity()
-    if openvino:
-        head.act1, head.act2 = ClampHSwish(), ClampHSwish()
+        if programs and not isinstance(head.pool, NativeProgram):
+            head.pool = NativeProgram(HeadPart(head.pool, [(head.fc1, head.act1)]),
+                                      head.fc1.in_features)
+            head.fc2 = PlanarLinear(NativeProgram(HeadPart(None, [(head.fc2, head.act2)]),
+                                                  head.fc2.in_features))
+            head.fc1 = head.act1 = head.act2 = nn.Identity()
     for p in head.parameters():
         p.requires_grad_(False)
     return head

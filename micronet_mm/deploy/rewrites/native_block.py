@@ -26,10 +26,11 @@ from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
 from micronet_mm.ops.lite import LiteCombination
 from micronet_mm.ops.pointwise import ChannelShuffle
+from micronet_mm.ops.shift_max import HSwish
 from micronet_mm.ops.stem import MicroStem
 
 VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
-CONV, SHIFT_MAX, ADD = 1, 2, 3
+CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5
 
 
 class Unsupported(TypeError):
@@ -87,23 +88,63 @@ class ProgramBuilder:
         return program, weights.to(dtype), tables
 
 
+def blocked_outputs(w: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+    """A fully connected layer's weight ``w`` (R, S) and bias ``b`` in program.h's blocked layout
+    (``matvec_blocked``): the R outputs padded with zeros to whole blocks of 4 vectors of
+    ``dtype`` (B = 64 floats, 32 doubles), the weight stored block by block (``(R_pad / B, S,
+    B)``), so that the kernel streams it contiguously with a block of outputs in registers."""
+    block = 4 * 64 // torch.tensor([], dtype=dtype).element_size()
+    r, s = w.shape
+    r_pad = -(-r // block) * block
+    wp = torch.zeros(r_pad, s, dtype=torch.float64)
+    wp[:r] = w.detach().double()
+    bp = torch.zeros(r_pad, dtype=torch.float64)
+    bp[:r] = b.detach().double()
+    return [wp.view(r_pad // block, block, s).transpose(1, 2), bp]  # (blocks, S, B), (R_pad,)
+
+
 def shift_max_params(act_max: float, init: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                      w2: torch.Tensor, b2: torch.Tensor, dtype: torch.dtype
                      ) -> list[torch.Tensor]:
     """The parameters of a dynamic Shift-Max layer in program.h's layout: ``act_max``,
-    ``init`` (K, J), fc1 ``w1`` (S, C) and ``b1``, then fc2 with its K·J·C outputs padded with
-    zeros to whole blocks of 4 vectors of ``dtype`` (64 floats, 32 doubles) and its weight
-    stored block by block (``(R_pad / B, S, B)``), so that the kernel streams it contiguously
-    with a block of outputs in registers."""
-    block = 4 * 64 // torch.tensor([], dtype=dtype).element_size()
-    r, s = w2.shape
-    r_pad = -(-r // block) * block
-    w2p = torch.zeros(r_pad, s, dtype=torch.float64)
-    w2p[:r] = w2.detach().double()
-    b2p = torch.zeros(r_pad, dtype=torch.float64)
-    b2p[:r] = b2.detach().double()
-    blocked = w2p.view(r_pad // block, block, s).transpose(1, 2)  # (blocks, S, B)
-    return [torch.tensor([float(act_max)]), init, w1, b1, blocked, b2p]
+    ``init`` (K, J), fc1 ``w1`` (S, C) and ``b1``, then fc2 (K·J·C outputs) blocked
+    (:func:`blocked_outputs`)."""
+    return [torch.tensor([float(act_max)]), init, w1, b1, *blocked_outputs(w2, b2, dtype)]
+
+
+class HeadPart(nn.Module):
+    """Part of a classifier head as a module of 4-D tensors, what :func:`compile_program` makes
+    a program of: ``(N, C, H, W)`` -> optional global pool -> flatten -> each ``(Linear,
+    activation)`` in turn -> ``(N, C', 1, 1)``.
+
+    Args:
+        pool: ``nn.AdaptiveAvgPool2d(1)``, optionally between an ``nn.ReLU6`` and an h-swish in
+            an ``nn.Sequential`` (:class:`MicroNetClsHead`'s), or ``None`` (input ``(N, C, 1,
+            1)``).
+        layers: ``(nn.Linear, activation)`` pairs; activation ``nn.Identity``, ``nn.ReLU6`` or
+            ``HSwish``.
+    """
+
+    def __init__(self, pool: nn.Module | None,
+                 layers: list[tuple[nn.Linear, nn.Module]]) -> None:
+        super().__init__()
+        self.pool = pool if pool is not None else nn.Identity()
+        self.fcs = nn.ModuleList(fc for fc, _ in layers)
+        self.acts = nn.ModuleList(act for _, act in layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x).flatten(1)  # (N, C)
+        for fc, act in zip(self.fcs, self.acts):
+            x = act(fc(x))  # (N, C')
+        return x[:, :, None, None]  # (N, C', 1, 1)
+
+
+def _act_code(m: nn.Module) -> int:
+    """program.h's activation code of a head activation (0 none, 1 ReLU6, 2 h-swish)."""
+    for code, kinds in ((0, (nn.Identity,)), (1, (nn.ReLU6,)), (2, (HSwish,))):
+        if isinstance(m, kinds):
+            return code
+    raise Unsupported(type(m).__name__)
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,6 +198,26 @@ class _Compiler:
                                       fc2.bias, self.dtype)
         return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
                                           self.b.weight(*params)], c)
+
+    def head(self, x: Value, m: HeadPart) -> Value:
+        pool = m.pool
+        if not isinstance(pool, nn.Identity):
+            parts = list(pool) if isinstance(pool, nn.Sequential) else [pool]
+            pre = bool(parts) and isinstance(parts[0], nn.ReLU6)
+            parts = parts[1:] if pre else parts
+            post = len(parts) == 2 and _act_code(parts[1]) == 2
+            if (not parts or len(parts) != 1 + post
+                    or not isinstance(parts[0], nn.AdaptiveAvgPool2d)
+                    or parts[0].output_size not in (1, (1, 1))):
+                raise Unsupported('pool: [ReLU6,] AdaptiveAvgPool2d(1)[, h-swish]')
+            x = self.b.emit(POOL, x, [x.channels, int(pre), int(post)], x.channels)
+        for fc, act in zip(m.fcs, m.acts):
+            bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
+            x = self.b.emit(LINEAR, x, [fc.in_features, fc.out_features, _act_code(act),
+                                        self.b.weight(*blocked_outputs(fc.weight, bias,
+                                                                       self.dtype))],
+                            fc.out_features)
+        return x
 
     def add(self, x: Value, y: Value) -> Value:
         return self.b.emit(ADD, x, [x.channels, y.buffer, self.b.table(y.perm)], x.channels)
@@ -217,6 +278,8 @@ class _Compiler:
             return self.add(x, identity) if m.use_residual else x
         if isinstance(m, ExpansionBlock):
             return self.activation(self.conv_bn(x, m.expand), m.act)
+        if isinstance(m, HeadPart):
+            return self.head(x, m)
         raise Unsupported(type(m).__name__)
 
 
@@ -225,8 +288,8 @@ def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = to
     """The program of a trained (eval-mode) MicroNet module.
 
     Args:
-        module: ``MicroStem``, ``MicroBlockA``/``B``/``C``, ``ExpansionBlock`` or an
-            ``nn.Sequential`` of them.
+        module: ``MicroStem``, ``MicroBlockA``/``B``/``C``, ``ExpansionBlock``, an
+            ``nn.Sequential`` of them, or a :class:`HeadPart`.
         in_channels: channels of the module's input.
         dtype: dtype of the parameter array.
 
@@ -255,6 +318,8 @@ def output_shape(program: list[int], shape: tuple[int, int, int, int]
             h = (h + 2 * r[11] - r[13] * (r[7] - 1) - 1) // r[9] + 1
             w = (w + 2 * r[12] - r[14] * (r[8] - 1) - 1) // r[10] + 1
             c = r[5]
+        elif r[0] in (POOL, LINEAR):
+            c, h, w = (c if r[0] == POOL else r[5]), 1, 1
         dims.append((c, h, w))
     return (n,) + dims[-1]
 
