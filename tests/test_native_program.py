@@ -210,9 +210,9 @@ def test_unsupported_parts_stay():
     block = MicroBlockC(8, spec, act).eval()
     with pytest.raises(Unsupported, match='SpatialAttention'):
         compile_program(block, 8)
-    model = nn.Sequential(trained_like(MicroNet('m0')), block)
+    model = nn.Sequential(trained_like(MicroNet('m0', out_indices=(2, 3))), block)
     made = convert_programs(model)
-    assert made == 5  # stem + four stages
+    assert made == 5  # stem + four stages (two outputs: one program per stage)
     assert isinstance(model[1], MicroBlockC) and any(
         isinstance(m, SpatialAttention) for m in model[1].modules())
 
@@ -225,6 +225,25 @@ def test_program_rejects_bad_programs():
         torch.ops.micronet.program(torch.randn(1, 9, 8, 8), weights, tables, program)
     with pytest.raises(RuntimeError, match='header'):
         torch.ops.micronet.program(torch.randn(1, 8, 8, 8), weights, tables, program[:-1])
+
+
+@pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3'])
+def test_whole_backbone_is_one_program(arch):
+    """A backbone that returns its last stage only (a classifier's) becomes ONE program, stem
+    and stages, equal to the trained backbone in float64; with two outputs it keeps one
+    program per stage; converting again changes nothing."""
+    x = torch.randn(2, 3, 64, 80, dtype=torch.float64)
+    for out_indices, n in (((3,), 1), ((1, 3), 5)):
+        model = trained_like(MicroNet(arch, out_indices=out_indices)).double()
+        deploy = copy.deepcopy(model)
+        assert convert_programs(deploy) == n
+        assert convert_programs(deploy) == 0
+        assert sum(isinstance(m, NativeProgram) for m in deploy.modules()) == n
+        assert isinstance(deploy.stem, NativeProgram)
+        with torch.no_grad():
+            ref, out = model(x), deploy(x)
+        assert len(out) == len(ref) == len(out_indices)
+        assert max(rel_err(o, r) for o, r in zip(out, ref)) < 1e-9
 
 
 def test_pytorch_deploy_programs_compile_export_aoti(tmp_path):

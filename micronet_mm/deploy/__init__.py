@@ -21,7 +21,8 @@ a 2-core x86 CPU, one thread, batch 1 (README, "Speed"):
   (``K`` fusions of ``J`` shifts), the shifted copy by ``index_select``: no stacked
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
 * ``backend='pytorch'`` with the C++ operators built (:mod:`micronet_mm.ops.fused_shift_max`,
-  ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks are ONE
+  ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks (a classifier's whole
+  backbone) are ONE
   ``micronet::program`` call each (:class:`~.rewrites.native_block.NativeProgram`, the fused
   blocks of the OpenVINO backend; M2 0.78 ms against 2.79 ms per layer, README "Speed"); every
   other Dynamic Shift-Max (the pose head's) is ONE ``micronet::shift_max_dynamic`` call,

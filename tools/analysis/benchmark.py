@@ -15,13 +15,15 @@ changes on a shared machine hit all alike; the tables give the median over round
 per-call mean and the interquartile range. Runtimes:
 
 * ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
-  (the stem and every stage one native ``micronet::program`` call when the operators are built);
+  (the stem and every stage one native ``micronet::program`` call when the operators are built;
+  a classifier's whole backbone one call and its head two);
 * ``ort`` / ``ort deploy``: ONNX Runtime (ORT_ENABLE_ALL, sequential, 1 + 1 threads, CPU
   provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
 * ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its
   default on AMX CPUs is bf16) on the same two ONNX files; ``ov fused``: the
   ``backend='openvino'`` deploy export: the stem and every stage one native
-  ``micronet::Program`` node (``micronet_mm/csrc/program.h``), any Dynamic Shift-Max outside
+  ``micronet::Program`` node (``micronet_mm/csrc/program.h``; a classifier's whole backbone
+  one node and its head two), any Dynamic Shift-Max outside
   them (the pose head's) one native ``micronet::ShiftMax`` node (the extension of
   ``micronet_mm/csrc/openvino``).
 

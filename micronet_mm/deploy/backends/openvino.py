@@ -1,5 +1,6 @@
 """``backend='openvino'``: what ``tools/deployment/export_onnx.py --deploy --backend openvino``
 exports. Every stage of Micro-Blocks (and the stem) as ONE native ``micronet.Program`` node
+(a backbone that returns its last stage only, a classifier's: one node for all of them)
 (:class:`NativeProgram`, :mod:`..rewrites.native_block`): its convolutions, Shift-Max
 activations, shuffles and residuals in one call, in one layout. The classifier head is two
 programs (pool + fc1, fc2). What has no program layer (the pose head's blocks with spatial

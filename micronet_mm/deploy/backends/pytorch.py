@@ -1,7 +1,8 @@
 """``backend='pytorch'``: eager PyTorch (and what ``torch.compile`` / ``torch.export`` trace).
 
 Where the C++ operators are built (``tools/setup_env.sh``; :func:`fused_shift_max.active`), the
-stem and every stage of Micro-Blocks become ONE ``micronet::program`` call each
+stem and every stage of Micro-Blocks become ONE ``micronet::program`` call each (a
+backbone that returns its last stage only, a classifier's: one call for all of them)
 (:class:`NativeProgram`, :mod:`..rewrites.native_block`: the kernels of the OpenVINO backend,
 3-4x faster than the per-layer form below in eager PyTorch), and the classifier head two
 (pool + fc1, fc2). What has no program layer (the pose head's blocks with spatial attention,
