@@ -164,6 +164,24 @@ def test_program_head_kernels(pool, shape, c_in, widths, dtype):
     assert rel_err(out, ref) < (1e-10 if dtype == torch.float64 else 1e-5)
 
 
+def test_program_compiled_in_float32_runs_in_float64():
+    """A program's layout does not depend on its dtype: compiled from a float32 backbone and
+    head, then cast with ``.double()``, it equals the float64 modules to the float32 rounding of
+    the weights (the blocked fc2 / LINEAR layout once did depend on it: 2e-2 off on M0)."""
+    backbone = trained_like(MicroNet('m0'))
+    head = HeadPart(_pool('relu6-pool-hswish'), [(nn.Linear(backbone.stage_channels[-1], 70),
+                                                  HSwish())]).eval()
+    programs = copy.deepcopy(backbone)
+    assert convert_programs(programs) == 1
+    head_program = NativeProgram(copy.deepcopy(head), backbone.stage_channels[-1])
+    programs.double(), head_program.double(), backbone.double(), head.double()
+    x = torch.randn(2, 3, 64, 80, dtype=torch.float64)
+    with torch.no_grad():
+        feat, ref = programs(x)[-1], backbone(x)[-1]
+        assert feat.dtype == torch.float64 and rel_err(feat, ref) < 1e-5
+        assert rel_err(head_program(ref), head(ref)) < 1e-5
+
+
 def test_program_rejects_bad_head_programs():
     """POOL and LINEAR fields, the LINEAR input shape and its parameter span are checked."""
     part = HeadPart(_pool('relu6-pool-hswish'), [(nn.Linear(8, 70), HSwish())]).eval()

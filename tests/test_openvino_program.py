@@ -90,7 +90,7 @@ def _encode(layers: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray]:
                 r[9] = put_w(lay['coef'])
             else:
                 r[9] = put_w(*shift_max_params(lay['act_max'], lay['init'], lay['w1'], lay['b1'],
-                                               lay['w2'], lay['b2'], torch.float32))
+                                               lay['w2'], lay['b2']))
         else:
             r[4:7] = [C, lay['second'], put_t(lay['second_perm'])]
         prog += r

@@ -25,8 +25,8 @@
 //         static:  coef (K, J, C), the final coefficients
 //         dynamic: act_max (1), init (K*J), w1 (S, C), b1 (S), then fc2's weight (K*J*C, S)
 //                  and bias with the outputs padded with zeros to R_pad = padded_outputs(K*J*C)
-//                  (64 for float, 32 for double) and the weight stored in blocks of R_pad / 64
-//                  outputs: w2 (R_pad / B, S, B), b2 (R_pad), B = 256 / sizeof(T)
+//                  (a multiple of B = kMatvecBlock = 64, in every dtype) and the weight stored
+//                  in blocks of B outputs: w2 (R_pad / B, S, B), b2 (R_pad)
 //   ADD (kAdd): 4 C 5 the second buffer 6 its in_perm (offset or -1); out = src + second
 //   POOL (kPool): 4 C 5 ReLU6 before averaging (0, 1) 6 h-swish after it (0, 1); the output
 //       is (C, 1, 1), the mean over the plane (the classifier head's ReLU6 -> pool -> h-swish)
@@ -1040,29 +1040,33 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
   return sum;
 }
 
-// fc2's outputs K*J*C rounded up to whole blocks of matvec_blocked (4 vectors).
+// Outputs of a matvec_blocked block: 64 in every dtype (4 vectors of float, 8 of double), so
+// that a program's layout does not depend on the dtype it runs in (a program compiled for
+// float32 and run in float64 reads the same blocks).
+constexpr int64_t kMatvecBlock = 64;
+
+// fc2's outputs K*J*C (a LINEAR layer's C_out) rounded up to whole blocks of matvec_blocked.
 template <typename T>
 constexpr int64_t padded_outputs(int64_t n) {
-  constexpr int64_t B = 4 * 64 / sizeof(T);
-  return (n + B - 1) / B * B;
+  return (n + kMatvecBlock - 1) / kMatvecBlock * kMatvecBlock;
 }
 
-// out[q] = bias[q] + add + sum_h v[h] * W[q, h] for q < n_pad (a multiple of 4 vectors) with
-// W stored in blocks of 4 vectors of outputs, each block holding its `rows` rows in turn
-// (blocked[(block * rows + h) * 4N + i] = W[block * 4N + i, h]): the outputs of a block stay
-// in registers while the weights stream contiguously, two rows at a time into two sets of
-// sums (the weights come from L2 or L3: two independent FMA chains per output vector keep
-// more loads in flight; 98 -> 88 us for the classifier head's 768 -> 1024 -> 1000 in a
-// throw-away C++ test, 75 -> 83 GB/s).
+// out[q] = bias[q] + add + sum_h v[h] * W[q, h] for q < n_pad (a multiple of kMatvecBlock)
+// with W stored in blocks of kMatvecBlock outputs, each block holding its `rows` rows in turn
+// (blocked[(block * rows + h) * B + i] = W[block * B + i, h]): the outputs of a block stay in
+// registers while the weights stream contiguously, two rows at a time into two sets of sums
+// (the weights come from L2 or L3: two independent FMA chains per output vector keep more
+// loads in flight; 98 -> 88 us for the classifier head's 768 -> 1024 -> 1000 in a throw-away
+// C++ test, 75 -> 83 GB/s).
 template <typename T>
 __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, const T* v,
                                                           const T* bias, T add, int64_t rows,
                                                           int64_t n_pad, T* out) {
   typedef typename Vec<T, 64>::type V;
-  constexpr int64_t N = 64 / sizeof(T), B = 4 * N;
+  constexpr int64_t N = 64 / sizeof(T), B = kMatvecBlock, NV = B / N;
   for (int64_t q0 = 0; q0 < n_pad; q0 += B) {
-    V acc[2][4];
-    for (int i = 0; i < 4; ++i) {
+    V acc[2][NV];
+    for (int i = 0; i < NV; ++i) {
       std::memcpy(&acc[0][i], bias + q0 + i * N, sizeof(V));
       acc[0][i] += add;
       acc[1][i] = V{};
@@ -1070,7 +1074,7 @@ __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, cons
     const T* wb = blocked + q0 * rows;
     auto row = [&](int s, int64_t h) __attribute__((always_inline)) {
       const T vh = v[h];
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < NV; ++i) {
         V w;
         std::memcpy(&w, wb + h * B + i * N, sizeof(V));
         acc[s][i] += vh * w;
@@ -1082,7 +1086,7 @@ __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, cons
       row(1, h + 1);
     }
     if (h < rows) row(0, h);
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < NV; ++i) {
       const V a = acc[0][i] + acc[1][i];
       std::memcpy(out + q0 + i * N, &a, sizeof(V));
     }

@@ -31,6 +31,7 @@ from micronet_mm.ops.stem import MicroStem
 
 VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
 CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5
+MATVEC_BLOCK = 64  # program.h: kMatvecBlock
 
 
 class Unsupported(TypeError):
@@ -88,12 +89,13 @@ class ProgramBuilder:
         return program, weights.to(dtype), tables
 
 
-def blocked_outputs(w: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+def blocked_outputs(w: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
     """A fully connected layer's weight ``w`` (R, S) and bias ``b`` in program.h's blocked layout
-    (``matvec_blocked``): the R outputs padded with zeros to whole blocks of 4 vectors of
-    ``dtype`` (B = 64 floats, 32 doubles), the weight stored block by block (``(R_pad / B, S,
-    B)``), so that the kernel streams it contiguously with a block of outputs in registers."""
-    block = 4 * 64 // torch.tensor([], dtype=dtype).element_size()
+    (``matvec_blocked``): the R outputs padded with zeros to whole blocks of B = 64 outputs
+    (``kMatvecBlock``, the same in every dtype, so a program compiled for float32 also runs in
+    float64), the weight stored block by block (``(R_pad / B, S, B)``), so that the kernel
+    streams it contiguously with a block of outputs in registers."""
+    block = MATVEC_BLOCK
     r, s = w.shape
     r_pad = -(-r // block) * block
     wp = torch.zeros(r_pad, s, dtype=torch.float64)
@@ -104,12 +106,11 @@ def blocked_outputs(w: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> lis
 
 
 def shift_max_params(act_max: float, init: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                     w2: torch.Tensor, b2: torch.Tensor, dtype: torch.dtype
-                     ) -> list[torch.Tensor]:
+                     w2: torch.Tensor, b2: torch.Tensor) -> list[torch.Tensor]:
     """The parameters of a dynamic Shift-Max layer in program.h's layout: ``act_max``,
     ``init`` (K, J), fc1 ``w1`` (S, C) and ``b1``, then fc2 (K·J·C outputs) blocked
     (:func:`blocked_outputs`)."""
-    return [torch.tensor([float(act_max)]), init, w1, b1, *blocked_outputs(w2, b2, dtype)]
+    return [torch.tensor([float(act_max)]), init, w1, b1, *blocked_outputs(w2, b2)]
 
 
 class HeadPart(nn.Module):
@@ -158,9 +159,8 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, tor
 
 
 class _Compiler:
-    def __init__(self, dtype: torch.dtype) -> None:
+    def __init__(self) -> None:
         self.b = ProgramBuilder()
-        self.dtype = dtype
 
     def conv(self, x: Value, conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> Value:
         if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
@@ -195,7 +195,7 @@ class _Compiler:
             fc1, fc2 = m.fc[0], m.fc[2]
             squeeze = fc1.out_features
             params = shift_max_params(m.act_max, init, fc1.weight, fc1.bias, fc2.weight,
-                                      fc2.bias, self.dtype)
+                                      fc2.bias)
         return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
                                           self.b.weight(*params)], c)
 
@@ -214,8 +214,7 @@ class _Compiler:
         for fc, act in zip(m.fcs, m.acts):
             bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
             x = self.b.emit(LINEAR, x, [fc.in_features, fc.out_features, _act_code(act),
-                                        self.b.weight(*blocked_outputs(fc.weight, bias,
-                                                                       self.dtype))],
+                                        self.b.weight(*blocked_outputs(fc.weight, bias))],
                             fc.out_features)
         return x
 
@@ -299,7 +298,7 @@ def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = to
     Raises:
         Unsupported: ``module`` has a part the program has no layer for.
     """
-    compiler = _Compiler(dtype)
+    compiler = _Compiler()
     out = compiler.module(Value(0, in_channels), module)
     if not compiler.b.records:
         raise Unsupported('empty program')
