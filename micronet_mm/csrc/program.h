@@ -969,10 +969,14 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
         std::memcpy(y[o] + ho * out.W, rows_s1.data() + ho * g.sh * out.W, out.W * sizeof(T));
       continue;
     }
-    if (horizontal) {  // two outputs of one input plane at a time where there are two
+    if (horizontal) {  // three or two outputs of one input plane at a time where there are
       T* const* yo = y + o;
       const T* mask = scratch.data();
-      if (g.Og % 2 == 0) {
+      if (g.Og % 3 == 0) {
+        if (g.sw == 1) horizontal_flat<T, 1, 3>(x[grp], wo, b + o, g, in, out, mask, yo);
+        else horizontal_flat<T, 2, 3>(x[grp], wo, b + o, g, in, out, mask, yo);
+        o += 2;
+      } else if (g.Og % 2 == 0) {
         if (g.sw == 1) horizontal_flat<T, 1, 2>(x[grp], wo, b + o, g, in, out, mask, yo);
         else horizontal_flat<T, 2, 2>(x[grp], wo, b + o, g, in, out, mask, yo);
         ++o;
