@@ -1009,39 +1009,37 @@ __attribute__((always_inline)) inline T lanes_sum(typename Vec<T, 64>::type a) {
   return a[0];
 }
 
-// sum_q a[q] (b == nullptr) or sum_q a[q] * b[q], q < n.
-template <typename T>
-__attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
+// sum_q term(q, zero) for q < n, where term(q, zero) gives the terms from q as a value of
+// zero's type (a vector of N terms, or one term at the end): two vector sums, then one more
+// vector, the shuffle-tree sum, then the rest one at a time.
+template <typename T, typename F>
+__attribute__((always_inline)) inline T sum_of(int64_t n, F&& term) {
   typedef typename Vec<T, 64>::type V;
   constexpr int64_t N = 64 / sizeof(T);
-  V s0 = V{}, s1 = V{}, x, y;
+  V s0 = V{}, s1 = V{};
   int64_t q = 0;
   for (; q + 2 * N <= n; q += 2 * N) {
-    std::memcpy(&x, a + q, sizeof(V));
-    std::memcpy(&y, a + q + N, sizeof(V));
-    if (b != nullptr) {
-      V u, w;
-      std::memcpy(&u, b + q, sizeof(V));
-      std::memcpy(&w, b + q + N, sizeof(V));
-      x *= u;
-      y *= w;
-    }
-    s0 += x;
-    s1 += y;
+    s0 += term(q, V{});
+    s1 += term(q + N, V{});
   }
   if (q + N <= n) {
-    std::memcpy(&x, a + q, sizeof(V));
-    if (b != nullptr) {
-      V u;
-      std::memcpy(&u, b + q, sizeof(V));
-      x *= u;
-    }
-    s0 += x;
+    s0 += term(q, V{});
     q += N;
   }
   T sum = lanes_sum<T>(s0 + s1);
-  for (; q < n; ++q) sum += b != nullptr ? a[q] * b[q] : a[q];
+  for (; q < n; ++q) sum += term(q, T(0));
   return sum;
+}
+
+// sum_q a[q] (b == nullptr) or sum_q a[q] * b[q], q < n.
+template <typename T>
+__attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
+  return sum_of<T>(n, [&](int64_t q, auto zero) __attribute__((always_inline)) {
+    typedef decltype(zero) U;
+    U x = load<U>(a + q);
+    if (b != nullptr) x *= load<U>(b + q);
+    return x;
+  });
 }
 
 // Outputs of a matvec_blocked block: 64 in every dtype (4 vectors of float, 8 of double), so
@@ -1050,7 +1048,6 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
 constexpr int64_t kMatvecBlock = 64;
 
 // fc2's outputs K*J*C (a LINEAR layer's C_out) rounded up to whole blocks of matvec_blocked.
-template <typename T>
 constexpr int64_t padded_outputs(int64_t n) {
   return (n + kMatvecBlock - 1) / kMatvecBlock * kMatvecBlock;
 }
@@ -1108,7 +1105,7 @@ MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, i
   const T* w1 = init + K * J;
   const T* b1 = w1 + S * C;
   const T* w2 = b1 + S;
-  const int64_t R = K * J * C, R_pad = padded_outputs<T>(R);
+  const int64_t R = K * J * C, R_pad = padded_outputs(R);
   const T* b2 = w2 + S * R_pad;
   T* mean = scratch;
   T* hidden = scratch + C;
@@ -1137,7 +1134,7 @@ const T* shift_max_coefficients(const T* const* x, const T* params, const int64_
                                 std::vector<T>& scratch) {
   const int64_t C = r[4], J = r[5], K = r[6], S = r[7];
   if (S == 0) return params;
-  const int64_t R_pad = padded_outputs<T>(K * J * C);
+  const int64_t R_pad = padded_outputs(K * J * C);
   scratch.resize(R_pad + C + S);
   hyper(x, params, C, J, K, S, d.planes(), scratch.data(), scratch.data() + R_pad);
   return scratch.data();
@@ -1182,29 +1179,18 @@ inline T hswish(T v) { return v * (relu6(v + T(3)) / T(6)); }
 template <typename T>
 MICRONET_SIMD_CLONES void pool(const T* const* x, T* const* y, int64_t C, int64_t P,
                                bool relu6_in, bool hswish_out) {
-  typedef typename Vec<T, 64>::type V;
-  constexpr int64_t N = 64 / sizeof(T);
   for (int64_t c = 0; c < C; ++c) {
     const T* p = x[c];
-    V s0 = V{}, s1 = V{};
-    int64_t q = 0;
-    auto clamp = [&](V v) __attribute__((always_inline)) {
+    const T sum = sum_of<T>(P, [&](int64_t q, auto zero) __attribute__((always_inline)) {
+      typedef decltype(zero) U;
+      U v = load<U>(p + q);
       if (relu6_in) {
-        v = v < V{} ? V{} : v;
-        v = v > V{} + T(6) ? V{} + T(6) : v;
+        const U six = U{} + T(6);
+        v = v < U{} ? U{} : v;
+        v = v > six ? six : v;
       }
       return v;
-    };
-    for (; q + 2 * N <= P; q += 2 * N) {
-      s0 += clamp(load<V>(p + q));
-      s1 += clamp(load<V>(p + q + N));
-    }
-    if (q + N <= P) {
-      s0 += clamp(load<V>(p + q));
-      q += N;
-    }
-    T sum = lanes_sum<T>(s0 + s1);
-    for (; q < P; ++q) sum += relu6_in ? relu6(p[q]) : p[q];
+    });
     const T m = sum / T(P);
     y[c][0] = hswish_out ? hswish(m) : m;
   }
@@ -1215,7 +1201,7 @@ MICRONET_SIMD_CLONES void pool(const T* const* x, T* const* y, int64_t C, int64_
 template <typename T>
 MICRONET_SIMD_CLONES void linear(const T* const* x, T* const* y, const T* params, int64_t Cin,
                                  int64_t Cout, int64_t act, std::vector<T>& scratch) {
-  const int64_t R_pad = padded_outputs<T>(Cout);
+  const int64_t R_pad = padded_outputs(Cout);
   scratch.resize(Cin + R_pad);
   T* v = scratch.data();
   T* z = v + Cin;
@@ -1363,11 +1349,11 @@ std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_
     } else if (r[0] == kShiftMax) {
       const int64_t C = r[4], KJ = r[5] * r[6], S = r[7], KJC = mul(KJ, C, l);
       table(r[8], mul(r[5], C, l), C, "shift index", l);
-      const int64_t R = detail::padded_outputs<T>(KJC);
+      const int64_t R = detail::padded_outputs(KJC);
       const int64_t n = S == 0 ? KJC : 1 + KJ + mul(S, C, l) + S + mul(S, R, l) + R;
       span(r[9], n, weights_len, "shift-max parameters", l);
     } else if (r[0] == kLinear) {
-      const int64_t R = detail::padded_outputs<T>(r[5]);
+      const int64_t R = detail::padded_outputs(r[5]);
       span(r[7], mul(r[4] + 1, R, l), weights_len, "linear parameters", l);
     } else if (r[0] == kAdd) {
       const Dims t = d[r[5]];

@@ -7,7 +7,7 @@ from torch import nn
 
 from micronet_mm.models.heads.cls_head import MicroNetClsHead
 
-from .backends import BACKENDS, HEAD_PROGRAMS
+from .backends import BACKENDS, HEAD_PROGRAMS, check_backend
 from .rewrites.cls_head import convert_cls_head
 
 
@@ -25,8 +25,7 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
     Returns:
         ``backbone``, converted, with no parameter requiring gradients.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
+    check_backend(backend)
     backbone.eval()
     with torch.no_grad():
         BACKENDS[backend](backbone)
@@ -49,8 +48,7 @@ def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
     Returns:
         ``model``, converted.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
+    check_backend(backend)
     model.eval()
     heads = [m for m in model.modules() if isinstance(m, MicroNetClsHead)]
     for head in heads:

@@ -3,7 +3,7 @@ module in place (eval mode, inside ``torch.no_grad``) into what its runtime runs
 ``head_programs()``, whether the classifier head becomes native programs
 (:func:`~..rewrites.cls_head.convert_cls_head`).
 
-A new runtime (e.g. ``openvino``) is one module here plus one entry in :data:`BACKENDS`.
+A new runtime (e.g. ``openvino``) is one module here plus one entry in ``_MODULES``.
 """
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ from torch import nn
 
 from . import onnxruntime, openvino, pytorch
 
+_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino}
+
 #: backend name -> its ``convert(module)``
-BACKENDS: dict[str, Callable[[nn.Module], None]] = {
-    'pytorch': pytorch.convert,
-    'onnxruntime': onnxruntime.convert,
-    'openvino': openvino.convert,
-}
+BACKENDS: dict[str, Callable[[nn.Module], None]] = {k: m.convert for k, m in _MODULES.items()}
 
 #: backend name -> its ``head_programs()``
-HEAD_PROGRAMS: dict[str, Callable[[], bool]] = {
-    'pytorch': pytorch.head_programs,
-    'onnxruntime': onnxruntime.head_programs,
-    'openvino': openvino.head_programs,
-}
+HEAD_PROGRAMS: dict[str, Callable[[], bool]] = {k: m.head_programs for k, m in _MODULES.items()}
+
+
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` naming the legal values unless ``backend`` is one."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend={backend!r}; legal values: {list(BACKENDS)}')
