@@ -420,19 +420,24 @@ def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, dep
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     out = tmp_path / 'model.onnx'
-    diff = main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    # pose with random weights: the attention softmaxes amplify float32 rounding (see
+    # test_deploy_dense_outputs_match); on an AVX2 host ONNX Runtime's kernels round
+    # differently and the tool's default check (rtol 1e-4) measured 1.2-1.6e-4 of max|output|,
+    # so pose is checked at the tool's --rtol 1e-3 and segmentation at its default 1e-4
+    rtol = 1e-3 if task == 'pose' else 1e-4
+    diff = main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else [])
+                + (['--rtol', str(rtol)] if task == 'pose' else []))
     printed = capsys.readouterr().out
     assert f'{task}, input (batch, 3, {shape[0]}, {shape[1]})' in printed
-    assert 'rtol 0.0001' in printed and '-> OK' in printed
+    assert f'rtol {rtol:g}' in printed and '-> OK' in printed
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     assert sess.get_outputs()[0].name == ('heatmaps' if task == 'pose' else 'logits')
     x = torch.randn(3, 3, *shape)
     got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
     with torch.no_grad(), fused_shift_max.use_fused(False):  # the code the export traces
         ref = model(x, None, mode='tensor')
-    assert tuple(got.shape) == (3, *out_shape) and diff <= 1e-4 * ref.abs().max() + 1e-4
-    # pose with random weights: the attention softmaxes amplify float32 rounding (see
-    # test_deploy_dense_outputs_match), so a fresh batch gets a looser bound
+    assert tuple(got.shape) == (3, *out_shape) and diff <= rtol * ref.abs().max() + 1e-4
+    # a fresh batch, relative to the whole output (pose looser, as above)
     assert rel_err(got, ref) < (1e-4 if task == 'segmentation' else 3e-3)
 
 

@@ -26,6 +26,37 @@ def _library():
     assert fused_shift_max.available(), 'not built: python -m micronet_mm.csrc.build'
 
 
+# the kernels' vector widths (program.h, vector_bytes()): float64 always runs 8 lanes, float32
+# 16 (AVX-512 hosts) or 8 (the others); every float32 test runs both, whatever the host
+WIDTHS = [(torch.float64, None), (torch.float32, '64'), (torch.float32, '32')]
+WIDTH_IDS = ['f64', 'f32x16', 'f32x8']
+
+
+@pytest.fixture
+def width(monkeypatch):
+    """Call with a vector width ('32', '64' or None: the host's) to pick the float32 kernels."""
+    def pick(vector_bytes: str | None) -> None:
+        if vector_bytes is None:
+            monkeypatch.delenv('MICRONET_PROGRAM_VECTOR_BYTES', raising=False)
+        else:
+            monkeypatch.setenv('MICRONET_PROGRAM_VECTOR_BYTES', vector_bytes)
+    return pick
+
+
+def test_vector_width(width):
+    """The kernels run 16 floats per vector on AVX-512 hosts and 8 elsewhere (8 doubles
+    everywhere); MICRONET_PROGRAM_VECTOR_BYTES overrides the float32 width (the tests above)."""
+    with open('/proc/cpuinfo') as f:
+        avx512 = ' avx512f' in f.read()
+    width(None)
+    assert torch.ops.micronet.program_vector_bytes(False) == (64 if avx512 else 32)
+    assert torch.ops.micronet.program_vector_bytes(True) == 64
+    for vector_bytes in ('32', '64'):
+        width(vector_bytes)
+        assert torch.ops.micronet.program_vector_bytes(False) == int(vector_bytes)
+        assert torch.ops.micronet.program_vector_bytes(True) == 64
+
+
 def _programs(backbone: MicroNet, dtype: torch.dtype) -> list[NativeProgram]:
     return [NativeProgram(m, _in_channels(m), dtype) for m in [backbone.stem, *backbone.stages]]
 
@@ -42,34 +73,37 @@ def _static_coefficients(model: nn.Module) -> None:
     ('m1', dict(act_cfg=dict(dynamic=False))), ('m0', dict(full_rank=True))],
     ids=['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3', 'm1-os16', 'm2-os8', 'm1-static',
          'm0-full-rank'])
-def test_program_matches_backbone(arch, kwargs):
+def test_program_matches_backbone(arch, kwargs, width):
     """The stem and every stage as one program each equal the trained modules (the reference
     Shift-Max code) on batch 2 of an odd, non-square size: float64 to 1e-9 relative (the
-    compilation is exact), float32 to 1e-4 (or 4x the model's own float32 error)."""
+    compilation is exact), float32 at both vector widths to 1e-4 (or 8x the model's own
+    float32 error)."""
     model = trained_like(MicroNet(arch, out_indices=(0, 1, 2, 3), **kwargs))
     _static_coefficients(model)
     calibrate(model, (75, 97), run=lambda m, x: m(x))
     x = torch.randn(2, 3, 75, 97)
     outs, refs = {}, {}
-    for dtype in (torch.float64, torch.float32):
+    for dtype, vector_bytes in WIDTHS:
+        width(vector_bytes)
         m = copy.deepcopy(model).to(dtype)
         programs = _programs(m, dtype)
         calls = fused_shift_max.calls()
         with torch.no_grad(), fused_shift_max.use_fused(False):
             refs[dtype] = m(x.to(dtype))
-            y, outs[dtype] = programs[0](x.to(dtype)), []
+            y, outs[vector_bytes] = programs[0](x.to(dtype)), []
             for p in programs[1:]:
                 y = p(y)
-                outs[dtype].append(y)
+                outs[vector_bytes].append(y)
         assert fused_shift_max.calls() == calls  # the reference ran, not the fused operator
-    for o64, r64, o32, r32 in zip(outs[torch.float64], refs[torch.float64],
-                                  outs[torch.float32], refs[torch.float32]):
-        assert o64.shape == r64.shape == o32.shape
+    for o64, r64, o16, o8, r32 in zip(outs[None], refs[torch.float64], outs['64'], outs['32'],
+                                      refs[torch.float32]):
+        assert o64.shape == r64.shape == o16.shape == o8.shape
         assert rel_err(o64, r64) < 1e-9
         # float32: 1e-4 from the float64 truth, unless the trained model's own float32 rounding
         # is larger (deep random models amplify rounding, test_deploy; the program's is 1-4x
         # the trained modules' in these runs: it rounds in a different order)
-        assert rel_err(o32, r64) < max(1e-4, 8 * rel_err(r32, r64))
+        for o32 in (o16, o8):
+            assert rel_err(o32, r64) < max(1e-4, 8 * rel_err(r32, r64))
     assert rel_err(r64[0], r64[1]) > 0.1  # the output depends on the image
 
 
@@ -89,32 +123,38 @@ def _block(kind, kernel, stride, dilation, c_in=8):
                                                       (5, 2, 1), (7, 1, 2), (3, 1, 3)])
 @pytest.mark.parametrize('shape', [(3, 5), (9, 14), (31, 33), (40, 56)],
                          ids=['tiny', 'small', 'odd', 'large'])
-def test_program_block_kernels(kind, kernel, stride, dilation, shape):
+@pytest.mark.parametrize('dtype, vector_bytes', WIDTHS, ids=WIDTH_IDS)
+def test_program_block_kernels(kind, kernel, stride, dilation, shape, dtype, vector_bytes,
+                               width):
     """Every code path of the convolution kernels: planes shorter than one vector (scalar),
     small planes (the zero-margined copy), large planes (rows / flat loops), odd widths with a
     horizontal stride of 2, dilations and kernels 3, 5, 7; Micro-Block-A's channel multipliers
-    and Micro-Block-C's residual. float64 to 1e-10."""
+    and Micro-Block-C's residual, at every vector width. float64 to 1e-10, float32 to 1e-5 of
+    the float64 module."""
+    width(vector_bytes)
     block = trained_like(_block(kind, kernel, stride, dilation)).double()
-    program, weights, tables = compile_program(block, 8, torch.float64)
+    program, weights, tables = compile_program(block, 8, dtype)
     x = torch.randn(2, 8, *shape, dtype=torch.float64)
     with torch.no_grad(), fused_shift_max.use_fused(False):
         ref = block(x)
-    out = torch.ops.micronet.program(x, weights, tables, program)
+    out = torch.ops.micronet.program(x.to(dtype), weights, tables, program)
     assert tuple(out.shape) == output_shape(program, tuple(x.shape)) == tuple(ref.shape)
-    assert rel_err(out, ref) < 1e-10
+    assert rel_err(out.double(), ref) < (1e-10 if dtype == torch.float64 else 1e-5)
 
 
 @pytest.mark.parametrize('mid, multiplier', [(1, 1), (3, 2), (4, 3), (5, 2), (6, 4)])
 @pytest.mark.parametrize('stride, kernel', [(2, 3), (1, 3), (2, 5)])
 @pytest.mark.parametrize('shape', [(9, 7), (17, 40), (48, 70)], ids=['narrow', 'mid', 'wide'])
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=['f64', 'f32'])
-def test_program_stem_kernels(mid, multiplier, stride, kernel, shape, dtype):
+@pytest.mark.parametrize('dtype, vector_bytes', WIDTHS, ids=WIDTH_IDS)
+def test_program_stem_kernels(mid, multiplier, stride, kernel, shape, dtype, vector_bytes,
+                              width):
     """The stem's kernels: the dense kx1 convolution (vertical taps only) runs up to four output
     channels per pass over the input rows (1, 3, 4, 4 + 1 and 4 + 2 outputs), the 1xk one with a
     channel multiplier two outputs per input plane where the multiplier is even (1, 2, 3, 4),
     and the stride-2 1x3 on large planes from even/odd lanes; rows narrower than a vector take
-    the other paths. Both vector widths (8 doubles, 16 floats): float64 to 1e-10, float32 to
-    1e-5 of the float64 module."""
+    the other paths. Every vector width (8 doubles, 16 or 8 floats): float64 to 1e-10, float32
+    to 1e-5 of the float64 module."""
+    width(vector_bytes)
     stem = trained_like(MicroStem(3, mid, multiplier, stride, kernel)).double()
     program, weights, tables = compile_program(stem, 3, dtype)
     x = torch.randn(2, 3, *shape, dtype=torch.float64)
@@ -134,10 +174,12 @@ def _pool(kind: str) -> nn.Module | None:
 @pytest.mark.parametrize('pool, shape', [('none', (1, 1)), ('pool', (7, 7)),
                                          ('relu6-pool-hswish', (3, 5)), ('relu6-pool', (33, 33))])
 @pytest.mark.parametrize('c_in, widths', [(5, (1,)), (64, (63, 64)), (70, (130, 100))])
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=['f64', 'f32'])
-def test_program_head_kernels(pool, shape, c_in, widths, dtype):
+@pytest.mark.parametrize('dtype, vector_bytes', WIDTHS, ids=WIDTH_IDS)
+def test_program_head_kernels(pool, shape, c_in, widths, dtype, vector_bytes, width):
     """POOL and LINEAR layers (the classifier head's parts): every pool form, outputs that are
-    and are not whole blocks of 4 vectors, every activation, against the module."""
+    and are not whole blocks of 64, every activation, at every vector width, against the
+    module."""
+    width(vector_bytes)
     acts = [HSwish(), nn.ReLU6(), nn.Identity()]
     layers, width = [], c_in
     for i, w in enumerate(widths):

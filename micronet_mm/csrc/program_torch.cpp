@@ -47,10 +47,18 @@ at::Tensor program(const at::Tensor& x_in, const at::Tensor& weights_in,
   return y;
 }
 
+// The kernels' vector width in bytes that program() picks for x of this dtype (program.h,
+// vector_bytes()), for tests and benchmarks.
+int64_t program_vector_bytes(bool float64) {
+  return float64 ? micronet::program::vector_bytes<double>()
+                 : micronet::program::vector_bytes<float>();
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(micronet, m) {
   m.def("program(Tensor x, Tensor weights, Tensor tables, int[] program) -> Tensor");
+  m.def("program_vector_bytes(bool float64) -> int", &program_vector_bytes);
 }
 
 TORCH_LIBRARY_IMPL(micronet, CPU, m) { m.impl("program", &program); }
