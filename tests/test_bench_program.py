@@ -44,6 +44,24 @@ def test_bench_program_reports_every_layer(name, capsys, monkeypatch, harness):
     assert ('the Shift-Max before it + conv' in out) == (name == 'm0')
 
 
+def test_bench_program_head(capsys, monkeypatch, harness):
+    """``--head`` appends the classifier head as two more programs (pool + fc1, fc2), which the
+    parity check covers (the logits match PyTorch's head) and whose steps are the head family."""
+    monkeypatch.setattr(B, 'compile_harness', lambda tmp: harness)
+    res = B.main(['m0', '--head', '--blocks', '2', '--shape', '64', '64'])
+    assert res['parity'] <= B.TOLERANCE
+    _, programs, _ = B.compile_chain('m0', (64, 64), head=True)
+    assert sorted(res['programs']) == list(range(7)) == list(range(len(programs)))
+    heads = [B.record(programs[k][0], layer) for k in (5, 6) for layer in range(programs[k][0][1])]
+    assert [r[0] for r in heads] == [B.POOL, B.LINEAR, B.LINEAR]
+    assert B.describe(heads[-1]).startswith('linear ') and 'h-swish' in B.describe(heads[1])
+    assert {B.category(r) for r in heads} == {'head (pool, fully connected)'}
+    assert res['families']['head (pool, fully connected)'] > 0
+    assert {k for k, _, _, _ in res['steps']} == set(range(7))
+    out = capsys.readouterr().out
+    assert '| 5 | head.pool |' in out and '| 6 | head.fc2 |' in out
+
+
 def test_bench_program_refuses_a_corrupt_program(tmp_path, harness):
     """A program whose weights offset points outside its array is one line from program::check
     and exit code 2, before anything runs; a truncated file likewise."""

@@ -3,13 +3,17 @@
 header's per-layer profile hook (``MICRONET_PROGRAM_PROFILE``).
 
     python tools/analysis/bench_program.py [m2] [--blocks 300] [--shape 224 224] [--top 15]
+        [--head]
 
 The harness (``tools/analysis/bench_program.cpp``) is compiled with the flags of the torch
 library (:data:`micronet_mm.csrc.build.FLAGS`) into a temporary folder, runs the chain of
 programs ``--blocks`` times on one thread and reports the minimum over those runs of the
 chain, of each program and of each run() step (a layer, or a fused pair of depthwise layers;
 a Shift-Max that program.h applies inside the depthwise step after it is listed as its
-hyper-function, and that step names it):
+hyper-function, and that step names it). ``--head`` appends the classifier head as the two
+programs that ``switch_to_deploy(model, 'openvino')`` makes of it (pool + fc1, fc2;
+:mod:`micronet_mm.deploy.rewrites.cls_head`), so that the chain is the whole classifier that
+the OpenVINO export runs as its three ``micronet.Program`` nodes:
 minima, because on a shared machine they move by a few per cent where means move by tens. It
 writes nothing but the temporary folder, and checks the chain's output against the PyTorch
 modules it was compiled from before it prints anything.
@@ -35,7 +39,8 @@ from micronet_mm.errors import UserError, run_cli  # noqa: E402
 
 HERE = osp.dirname(osp.abspath(__file__))
 CSRC = osp.join(osp.dirname(osp.dirname(HERE)), 'micronet_mm', 'csrc')
-CONV, SHIFT_MAX, ADD = 1, 2, 3  # program.h's ops
+CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5  # program.h's ops
+ACTS = {0: '', 1: ' relu6', 2: ' h-swish'}  # LINEAR's act field
 FIELDS = 17
 TOLERANCE = 1e-4  # parity: max |harness - PyTorch| / max |PyTorch|
 
@@ -46,12 +51,17 @@ def record(program: list[int], layer: int) -> list[int]:
 
 def describe(r: list[int]) -> str:
     """One layer record as text: ``conv 144->144 g144 5x1 s2,1 relu6``, ``shift-max C144 J2
-    K2 S20`` (S0: static), ``add C32``."""
+    K2 S20`` (S0: static), ``add C32``, ``pool C768 relu6 h-swish``, ``linear 768->1024
+    h-swish``."""
     if r[0] == CONV:
         act = ' relu6' if r[15] == 1 else ''
         return f'conv {r[4]}->{r[5]} g{r[6]} {r[7]}x{r[8]} s{r[9]},{r[10]}{act}'
     if r[0] == SHIFT_MAX:
         return f'shift-max C{r[4]} J{r[5]} K{r[6]} S{r[7]}'
+    if r[0] == POOL:
+        return f'pool C{r[4]}' + ' relu6' * r[5] + ' h-swish' * r[6]
+    if r[0] == LINEAR:
+        return f'linear {r[4]}->{r[5]}{ACTS[r[6]]}'
     return f'add C{r[4]}'
 
 
@@ -61,17 +71,26 @@ def category(r: list[int]) -> str:
         return 'Shift-Max (hyper-function + fusions)' if r[7] else 'static Shift-Max'
     if r[0] == ADD:
         return 'residual add'
+    if r[0] in (POOL, LINEAR):
+        return 'head (pool, fully connected)'
     if r[7] == 1 and r[8] == 1:
         return 'grouped 1x1'
     return 'depthwise' if r[4] == r[6] else 'stem (dense / grouped spatial)'
 
 
-def compile_chain(name: str, shape: tuple[int, int]):
-    """``(modules, [(program, weights, tables)], input)`` of model ``name``'s stem and stages."""
-    from micronet_mm.deploy.rewrites.native_block import compile_program, output_shape
+def compile_chain(name: str, shape: tuple[int, int], head: bool = False):
+    """``(modules, [(program, weights, tables)], input)`` of model ``name``'s stem and stages
+    (``head``: and its classifier head's two programs)."""
+    from micronet_mm.deploy.rewrites.native_block import (HeadPart, compile_program,
+                                                          output_shape)
     from tools.analysis.benchmark import build
-    backbone = build(name).backbone
+    model = build(name)
+    backbone = model.backbone
     modules = [backbone.stem] + list(backbone.stages)
+    if head:  # as convert_cls_head(programs=True) splits it
+        from micronet_mm.deploy.rewrites.cls_head import convert_cls_head
+        h = convert_cls_head(model.head)
+        modules += [HeadPart(h.pool, [(h.fc1, h.act1)]), HeadPart(None, [(h.fc2, h.act2)])]
     programs, dims = [], (1, 3) + tuple(shape)
     with torch.no_grad():
         for module in modules:
@@ -132,11 +151,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--blocks', type=int, default=300, help='timed runs of the chain')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'))
     parser.add_argument('--top', type=int, default=15, help='slowest steps to list')
+    parser.add_argument('--head', action='store_true',
+                        help="also the classifier head's two programs (pool + fc1, fc2)")
     args = parser.parse_args(argv)
     if args.blocks < 1:
         raise UserError(f'--blocks {args.blocks}: give at least 1')
     torch.set_num_threads(1)
-    modules, programs, x = compile_chain(args.name, tuple(args.shape))
+    modules, programs, x = compile_chain(args.name, tuple(args.shape), args.head)
     with torch.no_grad():
         ref = x
         for module in modules:
@@ -162,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     chain = res['chain_us']
     print(f'\nchain {chain:.1f} us\n\n| program | module | us | share |\n| --- | --- | --- | --- |')
     for k, us in sorted(res['programs'].items()):
-        module = 'stem' if k == 0 else f'stages.{k - 1}'
+        module = 'stem' if k == 0 else f'stages.{k - 1}' if k < 5 else \
+            ('head.pool', 'head.fc2')[k - 5]
         print(f'| {k} | {module} | {us:.1f} | {100 * us / chain:.0f}% |')
     rows, groups = [], collections.defaultdict(lambda: [0.0, 0])
     for k, first, last, us in res['steps']:
