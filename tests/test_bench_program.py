@@ -62,6 +62,29 @@ def test_bench_program_head(capsys, monkeypatch, harness):
     assert '| 5 | head.pool |' in out and '| 6 | head.fc2 |' in out
 
 
+def test_bench_program_openvino(capsys, monkeypatch, harness):
+    """``--openvino``: the same model's OpenVINO export, cut into backbone and head, runs next to
+    the harness; its logits match the harness's, and every part is timed in both."""
+    monkeypatch.setattr(B, 'compile_harness', lambda tmp: harness)
+    res = B.main(['m0', '--openvino', '--blocks', '3', '--rounds', '2', '--shape', '64', '64'])
+    assert res['parity'] <= B.TOLERANCE and res['openvino_parity'] <= B.TOLERANCE
+    assert sorted(res['programs']) == list(range(7))  # --openvino implies --head
+    assert set(res['openvino']) == {'whole', 'backbone', 'head', 'empty'}
+    assert set(res['harness_parts']) == {'whole', 'backbone', 'head'}
+    assert all(0 < us < float('inf') for us in res['openvino'].values())
+    # the harness's whole chain is at least its slowest part (minima of the same runs)
+    parts = res['harness_parts']
+    assert parts['whole'] >= max(parts['backbone'], parts['head']) > 0
+    out = capsys.readouterr().out
+    assert out.count('| whole classifier') == 1 and '| empty model' in out
+
+
+@pytest.mark.parametrize('flag', ['--blocks', '--rounds'])
+def test_bench_program_refuses_zero_counts(flag):
+    with pytest.raises(UserError, match=f'{flag} 0: give at least 1'):
+        B.main(['m0', flag, '0'])
+
+
 def test_bench_program_refuses_a_corrupt_program(tmp_path, harness):
     """A program whose weights offset points outside its array is one line from program::check
     and exit code 2, before anything runs; a truncated file likewise."""

@@ -3,20 +3,29 @@
 header's per-layer profile hook (``MICRONET_PROGRAM_PROFILE``).
 
     python tools/analysis/bench_program.py [m2] [--blocks 300] [--shape 224 224] [--top 15]
-        [--head]
+        [--head] [--openvino [--rounds 5]]
 
 The harness (``tools/analysis/bench_program.cpp``) is compiled with the flags of the torch
 library (:data:`micronet_mm.csrc.build.FLAGS`) into a temporary folder, runs the chain of
 programs ``--blocks`` times on one thread and reports the minimum over those runs of the
 chain, of each program and of each run() step (a layer, or a fused pair of depthwise layers;
 a Shift-Max that program.h applies inside the depthwise step after it is listed as its
-hyper-function, and that step names it). ``--head`` appends the classifier head as the two
-programs that ``switch_to_deploy(model, 'openvino')`` makes of it (pool + fc1, fc2;
-:mod:`micronet_mm.deploy.rewrites.cls_head`), so that the chain is the whole classifier that
-the OpenVINO export runs as its three ``micronet.Program`` nodes:
-minima, because on a shared machine they move by a few per cent where means move by tens. It
-writes nothing but the temporary folder, and checks the chain's output against the PyTorch
-modules it was compiled from before it prints anything.
+hyper-function, and that step names it): minima, because on a shared machine they move by a
+few per cent where means move by tens. It writes nothing but the temporary folder, and checks
+the chain's output against the PyTorch modules it was compiled from before it prints anything.
+
+``--head`` appends the classifier head as the two programs that ``switch_to_deploy(model,
+'openvino')`` makes of it (pool + fc1, fc2; :mod:`micronet_mm.deploy.rewrites.cls_head`), so
+that the chain is the whole classifier that the OpenVINO export runs as its three
+``micronet::Program`` nodes.
+
+``--openvino`` (implies ``--head``) asks what OpenVINO adds around the same programs: the same
+model's OpenVINO export (``tools/analysis/benchmark.py``'s, compiled as it compiles it: CPU,
+float32, one thread, one stream, called as it calls it) cut into its backbone (the first
+Program node) and its head (the other two, fed by a Parameter), and an empty model (a
+``ReduceMean`` of the input: OpenVINO's fixed cost per ``infer()``), each called ``--blocks``
+times in each of ``--rounds`` rounds that alternate with the harness; it prints the minima side
+by side. The export's logits must match the harness's to the same tolerance.
 
 Random weights (latency does not depend on them), batch 1.
 """
@@ -29,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -78,13 +88,13 @@ def category(r: list[int]) -> str:
     return 'depthwise' if r[4] == r[6] else 'stem (dense / grouped spatial)'
 
 
-def compile_chain(name: str, shape: tuple[int, int], head: bool = False):
+def compile_chain(name: str, shape: tuple[int, int], head: bool = False, model=None):
     """``(modules, [(program, weights, tables)], input)`` of model ``name``'s stem and stages
-    (``head``: and its classifier head's two programs)."""
+    (``head``: and its classifier head's two programs); ``model``: that model, built already."""
     from micronet_mm.deploy.rewrites.native_block import (HeadPart, compile_program,
                                                           output_shape)
     from tools.analysis.benchmark import build
-    model = build(name)
+    model = build(name) if model is None else model
     backbone = model.backbone
     modules = [backbone.stem] + list(backbone.stages)
     if head:  # as convert_cls_head(programs=True) splits it
@@ -145,6 +155,97 @@ def parse(stdout: str) -> dict:
     return out
 
 
+def run_harness(exe: str, tmp: str, blocks: int) -> tuple[dict, np.ndarray]:
+    """The harness's parsed report and the chain's output, from ``tmp/in.bin``."""
+    done = subprocess.run([exe, osp.join(tmp, 'in.bin'), osp.join(tmp, 'out.bin'), str(blocks)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f'the harness failed: {done.stderr.strip()}')
+    return parse(done.stdout), np.fromfile(osp.join(tmp, 'out.bin'), np.float32)
+
+
+def relative(y: np.ndarray, ref: np.ndarray) -> float:
+    """max |y - ref| / max |ref| (inf where the sizes differ)."""
+    y, ref = np.asarray(y).ravel(), np.asarray(ref).ravel()
+    if y.size != ref.size:
+        return float('inf')
+    return float(np.abs(y - ref).max() / max(float(np.abs(ref).max()), 1e-30))
+
+
+def openvino_parts(model: torch.nn.Module, shape: tuple[int, int], tmp: str) -> dict:
+    """``{part: infer request}`` of ``model``'s OpenVINO export, compiled as
+    tools/analysis/benchmark.py compiles it: ``whole``, ``backbone`` (its first
+    ``micronet::Program`` node), ``head`` (the other two, fed by a Parameter) and ``empty`` (a
+    ``ReduceMean`` of the input)."""
+    import openvino as ov
+
+    from micronet_mm.runtime.openvino import read_model
+    from tools.analysis.benchmark import _deployed, export_file, openvino_request
+    path = export_file(_deployed(model, 'openvino'), shape, tmp, 'model', native=True)
+
+    def program_nodes(m):
+        nodes = [n for n in m.get_ordered_ops() if n.get_type_name() == 'Program']
+        if len(nodes) != 3:
+            raise UserError(f'{path}: {len(nodes)} micronet::Program nodes where the classifier '
+                            f'export has 3 (backbone; head pool + fc1; fc2)')
+        return nodes
+    whole, backbone, head = (read_model(path) for _ in range(3))  # cut apart separately
+    program_nodes(whole)
+    nodes = program_nodes(backbone)
+    backbone = ov.Model([nodes[0].output(0)], backbone.get_parameters(), 'backbone')
+    nodes = program_nodes(head)
+    feature = ov.opset13.parameter(nodes[0].get_output_shape(0), ov.Type.f32)
+    nodes[1].input(0).replace_source_output(feature.output(0))
+    head = ov.Model([nodes[2].output(0)], [feature], 'head')
+    image = ov.opset13.parameter([1, 3, *shape], ov.Type.f32)
+    empty = ov.Model([ov.opset13.reduce_mean(image, [2, 3], True).output(0)], [image], 'empty')
+    return {name: openvino_request(m) for name, m in
+            (('whole', whole), ('backbone', backbone), ('head', head), ('empty', empty))}
+
+
+def call_min_us(request, x: np.ndarray, calls: int) -> float:
+    """The fastest of ``calls`` calls, called as tools/analysis/benchmark.py calls them."""
+    best = float('inf')
+    for _ in range(calls):
+        start = time.perf_counter()
+        request.infer({0: x})
+        best = min(best, time.perf_counter() - start)
+    return best * 1e6
+
+
+def compare_openvino(res: dict, requests: dict, exe: str, tmp: str, x: torch.Tensor,
+                     feature: torch.Tensor, blocks: int, rounds: int) -> None:
+    """Alternate ``rounds`` harness runs with ``blocks`` calls of each OpenVINO part; print
+    and store (``res['openvino']``, ``res['harness_parts']``) the minima."""
+    inputs = {'whole': x.numpy(), 'backbone': x.numpy(), 'empty': x.numpy(),
+              'head': feature.numpy()}
+    ov_us = {name: float('inf') for name in requests}
+    harness = {'whole': res['chain_us'], 'backbone': sum(res['programs'][k] for k in range(5)),
+               'head': res['programs'][5] + res['programs'][6]}
+    for _ in range(rounds):
+        for name, request in requests.items():
+            ov_us[name] = min(ov_us[name], call_min_us(request, inputs[name], blocks))
+        run, _ = run_harness(exe, tmp, blocks)
+        harness['whole'] = min(harness['whole'], run['chain_us'])
+        harness['backbone'] = min(harness['backbone'], sum(run['programs'][k] for k in range(5)))
+        harness['head'] = min(harness['head'], run['programs'][5] + run['programs'][6])
+    labels = {'whole': 'whole classifier (3 Program nodes)',
+              'backbone': 'backbone: stem + stages (1 Program node; harness: 5 programs)',
+              'head': 'head: pool + fc1, fc2 (2 Program nodes)',
+              'empty': 'empty model (ReduceMean of the input)'}
+    print(f'\nOpenVINO against the harness, minima over {rounds} alternating rounds of '
+          f'{blocks} calls (harness: the chain, or the sum of its programs\' minima); logits '
+          f'match the harness to {res["openvino_parity"]:.1e}\n\n'
+          f'| part | harness us | OpenVINO us | OpenVINO - harness |\n| --- | --- | --- | --- |')
+    for name, us in ov_us.items():
+        if name in harness:
+            print(f'| {labels[name]} | {harness[name]:.1f} | {us:.1f} | '
+                  f'{us - harness[name]:+.1f} |')
+        else:
+            print(f'| {labels[name]} | - | {us:.1f} | - |')
+    res['openvino'], res['harness_parts'] = ov_us, harness
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('name', nargs='?', default='m2', choices=['m0', 'm1', 'm2', 'm3'])
@@ -153,30 +254,49 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--top', type=int, default=15, help='slowest steps to list')
     parser.add_argument('--head', action='store_true',
                         help="also the classifier head's two programs (pool + fc1, fc2)")
+    parser.add_argument('--openvino', action='store_true',
+                        help='also time the OpenVINO export of the same model, cut into parts')
+    parser.add_argument('--rounds', type=int, default=5,
+                        help='--openvino: alternating rounds of harness and OpenVINO')
     args = parser.parse_args(argv)
     if args.blocks < 1:
         raise UserError(f'--blocks {args.blocks}: give at least 1')
+    if args.rounds < 1:
+        raise UserError(f'--rounds {args.rounds}: give at least 1')
     torch.set_num_threads(1)
-    modules, programs, x = compile_chain(args.name, tuple(args.shape), args.head)
-    with torch.no_grad():
-        ref = x
-        for module in modules:
-            ref = module(ref)
+    from tools.analysis.benchmark import build
+    model = build(args.name)
     with tempfile.TemporaryDirectory() as tmp:
+        # the export first: compile_chain folds the head's BatchNorm in place
+        requests = openvino_parts(model, tuple(args.shape), tmp) if args.openvino else None
+        modules, programs, x = compile_chain(args.name, tuple(args.shape),
+                                             args.head or args.openvino, model)
+        with torch.no_grad():
+            outputs = [x]
+            for module in modules:
+                outputs.append(module(outputs[-1]))
         exe = compile_harness(tmp)
         write_input(osp.join(tmp, 'in.bin'), programs, x)
-        done = subprocess.run([exe, osp.join(tmp, 'in.bin'), osp.join(tmp, 'out.bin'),
-                               str(args.blocks)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UserError(f'the harness failed: {done.stderr.strip()}')
-        y = np.fromfile(osp.join(tmp, 'out.bin'), np.float32)
-    res = parse(done.stdout)
-    ref = ref.numpy().ravel()
-    res['parity'] = float(np.abs(y - ref).max() / max(float(np.abs(ref).max()), 1e-30)) \
-        if y.size == ref.size else float('inf')
-    if not res['parity'] <= TOLERANCE:
-        raise UserError(f'the harness output differs from PyTorch by {res["parity"]:.3g} '
-                        f'(relative; limit {TOLERANCE}): program.h and the modules disagree')
+        res, y = run_harness(exe, tmp, args.blocks)
+        res['parity'] = relative(y, outputs[-1].numpy())
+        if not res['parity'] <= TOLERANCE:
+            raise UserError(f'the harness output differs from PyTorch by {res["parity"]:.3g} '
+                            f'(relative; limit {TOLERANCE}): program.h and the modules '
+                            f'disagree')
+        if requests is not None:
+            res['openvino_parity'] = relative(requests['whole'].infer({0: x.numpy()})[0], y)
+            if not res['openvino_parity'] <= TOLERANCE:
+                raise UserError(f'the OpenVINO export\'s logits differ from the harness\'s by '
+                                f'{res["openvino_parity"]:.3g} (relative; limit {TOLERANCE})')
+            report = _report(args, res, programs)
+            compare_openvino(report, requests, exe, tmp, x, outputs[5], args.blocks,
+                             args.rounds)
+            return report
+    return _report(args, res, programs)
+
+
+def _report(args, res: dict, programs) -> dict:
+    """Print the harness's tables; ``res`` with ``families`` added."""
     print(f'# {args.name}, {args.shape[0]}x{args.shape[1]}: layer programs in the C++ harness, '
           f'minimum of {args.blocks} runs, one thread; output matches PyTorch to '
           f'{res["parity"]:.1e} (relative)')
