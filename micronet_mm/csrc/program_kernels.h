@@ -908,13 +908,10 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
 // out[q] = bias[q] + add + sum_h v[h] * W[q, h] for q < n_pad (a multiple of kMatvecBlock)
 // with W stored in blocks of kMatvecBlock outputs, each block holding its `rows` rows in turn
 // (blocked[(block * rows + h) * B + i] = W[block * B + i, h]): the outputs of a block stay in
-// registers while the weights stream contiguously. With 4 vectors a block (64 bytes, AVX-512),
-// two rows at a time go into two sets of sums (the weights come from L2 or L3: two independent
-// FMA chains per output vector keep more loads in flight; 98 -> 88 us for the classifier
-// head's 768 -> 1024 -> 1000 in a throw-away C++ test, 75 -> 83 GB/s). With 8 (32 bytes,
-// AVX2) the block's 8 chains are enough, and two sets (16 sums + 2 broadcasts) would not fit
-// in the 16 ymm registers: one set ran M2's head in 120-123 against 125-128 us (AVX2 host,
-// minima of eight alternating runs of bench_program's harness on the head's two programs).
+// registers while the weights stream contiguously, two rows at a time into two sets of sums
+// (the weights come from L2 or L3: two independent FMA chains per output vector keep more
+// loads in flight; 98 -> 88 us for the classifier head's 768 -> 1024 -> 1000 in a throw-away
+// C++ test, 75 -> 83 GB/s).
 template <typename T>
 __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, const T* v,
                                                           const T* bias, T add, int64_t rows,
@@ -938,13 +935,11 @@ __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, cons
       }
     };
     int64_t h = 0;
-    if (NV < 8) {
-      for (; h + 2 <= rows; h += 2) {
-        row(0, h);
-        row(1, h + 1);
-      }
+    for (; h + 2 <= rows; h += 2) {
+      row(0, h);
+      row(1, h + 1);
     }
-    for (; h < rows; ++h) row(0, h);
+    if (h < rows) row(0, h);
     for (int i = 0; i < NV; ++i) {
       const V a = acc[0][i] + acc[1][i];
       std::memcpy(out + q0 + i * N, &a, sizeof(V));
