@@ -189,8 +189,9 @@ def openvino_parts(model: torch.nn.Module, shape: tuple[int, int], tmp: str) -> 
             raise UserError(f'{path}: {len(nodes)} micronet::Program nodes where the classifier '
                             f'export has 3 (backbone; head pool + fc1; fc2)')
         return nodes
-    whole, backbone, head = (read_model(path) for _ in range(3))  # cut apart separately
+    whole = read_model(path)
     program_nodes(whole)
+    backbone, head = whole.clone(), whole.clone()  # cut apart separately
     nodes = program_nodes(backbone)
     backbone = ov.Model([nodes[0].output(0)], backbone.get_parameters(), 'backbone')
     nodes = program_nodes(head)
@@ -219,16 +220,16 @@ def compare_openvino(res: dict, requests: dict, exe: str, tmp: str, x: torch.Ten
     and store (``res['openvino']``, ``res['harness_parts']``) the minima."""
     inputs = {'whole': x.numpy(), 'backbone': x.numpy(), 'empty': x.numpy(),
               'head': feature.numpy()}
+    def parts(run: dict) -> dict:  # the head is the last two programs
+        us = [run['programs'][k] for k in sorted(run['programs'])]
+        return {'whole': run['chain_us'], 'backbone': sum(us[:-2]), 'head': sum(us[-2:])}
     ov_us = {name: float('inf') for name in requests}
-    harness = {'whole': res['chain_us'], 'backbone': sum(res['programs'][k] for k in range(5)),
-               'head': res['programs'][5] + res['programs'][6]}
+    harness = parts(res)
     for _ in range(rounds):
         for name, request in requests.items():
             ov_us[name] = min(ov_us[name], call_min_us(request, inputs[name], blocks))
-        run, _ = run_harness(exe, tmp, blocks)
-        harness['whole'] = min(harness['whole'], run['chain_us'])
-        harness['backbone'] = min(harness['backbone'], sum(run['programs'][k] for k in range(5)))
-        harness['head'] = min(harness['head'], run['programs'][5] + run['programs'][6])
+        run = parts(run_harness(exe, tmp, blocks)[0])
+        harness = {name: min(us, run[name]) for name, us in harness.items()}
     labels = {'whole': 'whole classifier (3 Program nodes)',
               'backbone': 'backbone: stem + stages (1 Program node; harness: 5 programs)',
               'head': 'head: pool + fc1, fc2 (2 Program nodes)',
@@ -288,11 +289,11 @@ def main(argv: list[str] | None = None) -> dict:
             if not res['openvino_parity'] <= TOLERANCE:
                 raise UserError(f'the OpenVINO export\'s logits differ from the harness\'s by '
                                 f'{res["openvino_parity"]:.3g} (relative; limit {TOLERANCE})')
-            report = _report(args, res, programs)
-            compare_openvino(report, requests, exe, tmp, x, outputs[5], args.blocks,
+        report = _report(args, res, programs)
+        if requests is not None:  # the backbone's output feeds the head
+            compare_openvino(report, requests, exe, tmp, x, outputs[-3], args.blocks,
                              args.rounds)
-            return report
-    return _report(args, res, programs)
+    return report
 
 
 def _report(args, res: dict, programs) -> dict:
