@@ -419,8 +419,12 @@ __attribute__((always_inline)) inline void interleave_with(int64_t P, const int6
   int64_t p0 = 0;
   for (; p0 + N <= P; p0 += N) {
     V r[N];
+#pragma GCC unroll 16
     for (int64_t i = 0; i < N; ++i) r[i] = channel(i, p0, V{});
     transpose_block<T>(r);
+    // unrolled, so that r stays in registers (a rolled loop stores r to the stack and copies
+    // it out 16 bytes at a time)
+#pragma GCC unroll 16
     for (int64_t j = 0; j < N; ++j) std::memcpy(out + at[p0 + j], &r[j], sizeof(V));
   }
   for (; p0 < P; ++p0)
@@ -445,8 +449,10 @@ MICRONET_SIMD_CLONES void deinterleave(const T* __restrict in, int64_t P, T* con
   int64_t p0 = 0;
   for (; p0 + N <= P; p0 += N) {
     V r[N];
+#pragma GCC unroll 16
     for (int64_t j = 0; j < N; ++j) std::memcpy(&r[j], in + (p0 + j) * N, sizeof(V));
     transpose_block<T>(r);
+#pragma GCC unroll 16
     for (int64_t i = 0; i < N; ++i) std::memcpy(planes[i] + p0, &r[i], sizeof(V));
   }
   for (; p0 < P; ++p0)
@@ -531,9 +537,15 @@ inline Padded padded(const ConvGeom& g, Dims in, Dims out) {
 // buf resized to p (N values a pixel), zero around its H x W plane (which every block of
 // channels overwrites).
 template <typename T>
-void zero_margins(std::vector<T>& buf, const Padded& p, int64_t H, int64_t W, int64_t N) {
-  buf.resize(p.size(N));
-  T* b = buf.data();
+T* aligned64(std::vector<T>& buf, int64_t n) {
+  buf.resize(n + 64 / sizeof(T));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<T*>((a + 63) & ~uintptr_t(63));
+}
+
+template <typename T>
+T* zero_margins(std::vector<T>& buf, const Padded& p, int64_t H, int64_t W, int64_t N) {
+  T* b = aligned64(buf, p.size(N));
   const int64_t row = p.pitch * N, bottom = p.top + H;
   std::fill(b, b + p.top * row, T(0));
   std::fill(b + bottom * row, b + p.rows * row, T(0));
@@ -541,67 +553,69 @@ void zero_margins(std::vector<T>& buf, const Padded& p, int64_t H, int64_t W, in
     std::fill(b + h * row, b + h * row + p.left * N, T(0));
     std::fill(b + h * row + (p.left + W) * N, b + (h + 1) * row, T(0));
   }
+  return b;
 }
 
 // U output pixels from x (the first one's first tap): taps th * row_step + tw * tap_step,
-// pixels px_step apart; KH x KW taps known at compile time, or (KH = 0) kh x kw at run time.
-template <typename T, int U, int KH, int KW>
+// pixels px_step apart; KH x KW taps and SW (the horizontal stride; taps one pixel apart) known
+// at compile time, or (KH = 0) kh x kw, px_step and tap_step at run time. lo, hi: the clamp
+// (ReLU6, or none: -inf, +inf).
+template <typename T, int U, int KH, int KW, int SW>
 __attribute__((always_inline)) inline void interleaved_pixels(
     const T* __restrict x, int64_t row_step, int64_t tap_step, int64_t px_step,
-    const typename Vec<T, kVectorBytes>::type* wv, typename Vec<T, kVectorBytes>::type bias, int64_t kh,
-    int64_t kw, bool relu, T* __restrict y) {
+    const typename Vec<T, kVectorBytes>::type* wv, typename Vec<T, kVectorBytes>::type bias,
+    int64_t kh, int64_t kw, typename Vec<T, kVectorBytes>::type lo,
+    typename Vec<T, kVectorBytes>::type hi, T* __restrict y) {
   typedef typename Vec<T, kVectorBytes>::type V;
   constexpr int64_t N = kVectorBytes / sizeof(T);
   const int64_t nh = KH ? KH : kh, nw = KH ? KW : kw;
+  const int64_t px = KH ? SW * N : px_step, tap = KH ? N : tap_step;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = bias;
-  for (int64_t th = 0; th < nh; ++th)
+  for (int64_t th = 0; th < nh; ++th) {
+    const T* row = x + th * row_step;
     for (int64_t tw = 0; tw < nw; ++tw) {
       const V wt = wv[th * nw + tw];
-      const T* p = x + th * row_step + tw * tap_step;
-      for (int u = 0; u < U; ++u) {
-        V v;
-        std::memcpy(&v, p + u * px_step, sizeof(V));
-        acc[u] += wt * v;
-      }
+      for (int u = 0; u < U; ++u) acc[u] += wt * load<V>(row + tw * tap + u * px);
     }
+  }
   for (int u = 0; u < U; ++u) {
-    if (relu) {
-      acc[u] = acc[u] < V{} ? V{} : acc[u];
-      acc[u] = acc[u] > V{} + T(6) ? V{} + T(6) : acc[u];
-    }
-    std::memcpy(y + u * N, &acc[u], sizeof(V));
+    V a = acc[u] < lo ? lo : acc[u];
+    a = a > hi ? hi : a;
+    std::memcpy(y + u * N, &a, sizeof(V));
   }
 }
 
-template <typename T, int KH, int KW>
+template <typename T, int KH, int KW, int SW>
 __attribute__((always_inline)) inline void interleaved_rows(
     const T* xin, const Padded& pin, const typename Vec<T, kVectorBytes>::type* wv,
     typename Vec<T, kVectorBytes>::type bias, const ConvGeom& g, Dims out, T* yout, const Padded& pout) {
+  typedef typename Vec<T, kVectorBytes>::type V;
   constexpr int64_t N = kVectorBytes / sizeof(T);
   // locals, not g's fields: the stores through yout could alias g for the compiler
   const int64_t kh = g.kh, kw = g.kw, Wo = out.W, row_step = g.dh * pin.pitch * N;
   const int64_t tap_step = g.dw * N, px_step = g.sw * N, in_row = g.sh * pin.pitch * N;
-  const bool relu = g.relu;
+  const T inf = std::numeric_limits<T>::infinity();
+  const V lo = V{} + (g.relu ? T(0) : -inf), hi = V{} + (g.relu ? T(6) : inf);
   for (int64_t ho = 0; ho < out.H; ++ho) {
     const T* x = xin + ho * in_row;
     T* y = yout + ((ho + pout.top) * pout.pitch + pout.left) * N;
     if (Wo >= 8) {
       for (int64_t w0 = 0; w0 < Wo; w0 += 8) {
         const int64_t wo = std::min(w0, Wo - 8);
-        interleaved_pixels<T, 8, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
-                                         bias, kh, kw, relu, y + wo * N);
+        interleaved_pixels<T, 8, KH, KW, SW>(x + wo * px_step, row_step, tap_step, px_step,
+                                             wv, bias, kh, kw, lo, hi, y + wo * N);
       }
     } else if (Wo >= 4) {
       for (int64_t w0 = 0; w0 < Wo; w0 += 4) {
         const int64_t wo = std::min(w0, Wo - 4);
-        interleaved_pixels<T, 4, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
-                                         bias, kh, kw, relu, y + wo * N);
+        interleaved_pixels<T, 4, KH, KW, SW>(x + wo * px_step, row_step, tap_step, px_step,
+                                             wv, bias, kh, kw, lo, hi, y + wo * N);
       }
     } else {
       for (int64_t wo = 0; wo < Wo; ++wo)
-        interleaved_pixels<T, 1, KH, KW>(x + wo * px_step, row_step, tap_step, px_step, wv,
-                                         bias, kh, kw, relu, y + wo * N);
+        interleaved_pixels<T, 1, KH, KW, SW>(x + wo * px_step, row_step, tap_step, px_step,
+                                             wv, bias, kh, kw, lo, hi, y + wo * N);
     }
   }
 }
@@ -619,14 +633,18 @@ MICRONET_SIMD_CLONES void conv_interleaved(const T* xin, const Padded& pin, cons
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t i = 0; i < N; ++i) wv[t][i] = w[(o0 + i) * taps + t];
   for (int64_t i = 0; i < N; ++i) bias[i] = b[o0 + i];
-  const int64_t k = g.kh * 8 + g.kw;  // MicroNet's kx1 and 1xk kernels, unrolled
-  if (k == 3 * 8 + 1) interleaved_rows<T, 3, 1>(xin, pin, wv, bias, g, out, yout, pout);
-  else if (k == 1 * 8 + 3) interleaved_rows<T, 1, 3>(xin, pin, wv, bias, g, out, yout, pout);
-  else if (k == 5 * 8 + 1) interleaved_rows<T, 5, 1>(xin, pin, wv, bias, g, out, yout, pout);
-  else if (k == 1 * 8 + 5) interleaved_rows<T, 1, 5>(xin, pin, wv, bias, g, out, yout, pout);
-  else if (k == 7 * 8 + 1) interleaved_rows<T, 7, 1>(xin, pin, wv, bias, g, out, yout, pout);
-  else if (k == 1 * 8 + 7) interleaved_rows<T, 1, 7>(xin, pin, wv, bias, g, out, yout, pout);
-  else interleaved_rows<T, 0, 0>(xin, pin, wv, bias, g, out, yout, pout);
+  // MicroNet's kx1 and 1xk kernels at horizontal stride 1 or 2, unrolled; the rest generic
+  const int64_t k = g.dw == 1 && (g.sw == 1 || g.sw == 2) ? (g.kh * 8 + g.kw) * 4 + g.sw : 0;
+  switch (k) {
+#define MICRONET_INTERLEAVED(KH, KW, SW) \
+  case (KH * 8 + KW) * 4 + SW:           \
+    return interleaved_rows<T, KH, KW, SW>(xin, pin, wv, bias, g, out, yout, pout);
+    MICRONET_INTERLEAVED(3, 1, 1) MICRONET_INTERLEAVED(1, 3, 1) MICRONET_INTERLEAVED(1, 3, 2)
+    MICRONET_INTERLEAVED(5, 1, 1) MICRONET_INTERLEAVED(1, 5, 1) MICRONET_INTERLEAVED(1, 5, 2)
+    MICRONET_INTERLEAVED(7, 1, 1) MICRONET_INTERLEAVED(1, 7, 1) MICRONET_INTERLEAVED(1, 7, 2)
+#undef MICRONET_INTERLEAVED
+    default: return interleaved_rows<T, 0, 0, 0>(xin, pin, wv, bias, g, out, yout, pout);
+  }
 }
 
 // Layer r (and, with r2, the depthwise layer after it, fused: its input never leaves the
@@ -642,9 +660,9 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   const ConvGeom g = geometry(r), g2 = r2 ? geometry(r2) : g;
   const Padded pin = padded(g, in, mid), pmid = r2 ? padded(g2, mid, out) : Padded{},
                pout{0, 0, out.H, out.W};
-  zero_margins(xin, pin, in.H, in.W, N);
-  if (r2) zero_margins(ymid, pmid, mid.H, mid.W, N);
-  yout.resize(out.planes() * N);
+  T* xin_p = zero_margins(xin, pin, in.H, in.W, N);
+  T* ymid_p = r2 ? zero_margins(ymid, pmid, mid.H, mid.W, N) : nullptr;
+  T* yout_p = aligned64(yout, out.planes() * N);
   at.resize(in.planes());
   for (int64_t h = 0; h < in.H; ++h)
     for (int64_t w = 0; w < in.W; ++w)
@@ -653,21 +671,21 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   const T* b = w + r[5] * g.Cg * g.kh * g.kw;
   for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
     if (sm) {
-      interleave_shift_max(*sm, o0, g.Og, in.planes(), at.data(), xin.data());
+      interleave_shift_max(*sm, o0, g.Og, in.planes(), at.data(), xin_p);
     } else {
       const T* planes[N];
       for (int64_t i = 0; i < N; ++i) planes[i] = x[(o0 + i) / g.Og];
-      interleave(planes, in.planes(), at.data(), xin.data());
+      interleave(planes, in.planes(), at.data(), xin_p);
     }
     if (r2) {
-      conv_interleaved(xin.data(), pin, w, b, g, mid, o0, ymid.data(), pmid);
+      conv_interleaved(xin_p, pin, w, b, g, mid, o0, ymid_p, pmid);
       const T* w2 = weights + r2[16];
-      conv_interleaved(ymid.data(), pmid, w2, w2 + r2[5] * g2.kh * g2.kw, g2, out, o0,
-                       yout.data(), pout);
+      conv_interleaved(ymid_p, pmid, w2, w2 + r2[5] * g2.kh * g2.kw, g2, out, o0,
+                       yout_p, pout);
     } else {
-      conv_interleaved(xin.data(), pin, w, b, g, out, o0, yout.data(), pout);
+      conv_interleaved(xin_p, pin, w, b, g, out, o0, yout_p, pout);
     }
-    deinterleave(yout.data(), out.planes(), y + o0);
+    deinterleave(yout_p, out.planes(), y + o0);
   }
 }
 
