@@ -939,8 +939,9 @@ __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, cons
   for (int64_t q0 = 0; q0 < n_pad; q0 += B) {
     V acc[2][NV];
     for (int i = 0; i < NV; ++i) {
-      std::memcpy(&acc[0][i], bias + q0 + i * N, sizeof(V));
-      acc[0][i] += add;
+      // a value, not a memcpy into acc (which GCC copies through the stack in 16-byte
+      // halves, then reads back whole: a store-forwarding stall per vector)
+      acc[0][i] = load<V>(bias + q0 + i * N) + add;
       acc[1][i] = V{};
     }
     const T* wb = blocked + q0 * rows;
