@@ -691,17 +691,15 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
 
 // Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
 // with `second`, which reads only r's output, in order, and is depthwise itself): planes of
-// up to kInterleavedPlane pixels (7x7, 14x14), and strided layers on planes of up to
-// kSmallPlane (28x28 -> 14x14). A 28x28 layer of stride 1 runs faster planar (harness minima
-// of alternating builds, 2026-12-02: M3's stage 1 85 -> 73 us, M2's 60 -> 54 us, M0, M1 and
-// the 14x14 stages unchanged), a strided one slower (M2's and M3's stage 2 +12 us).
-constexpr int64_t kInterleavedPlane = 400;
-
+// up to kSmallPlane pixels (7x7 to 28x28, any stride). A 28x28 layer of stride 1 ran faster
+// planar until the interleaved loops' stores were unrolled (2026-12-02); since then it runs
+// faster interleaved (harness minima of alternating builds, 2026-12-03: M2's stage 1 105 ->
+// 99 us, M3's 149 -> 135), and 56x56 planes still run faster planar (M2's stage 1 98 -> 113
+// us interleaved).
 template <typename T>
 bool interleavable(const int64_t* r, Dims in) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
   return r[0] == kConv && r[4] == r[6] && r[5] % N == 0 && in.planes() <= kSmallPlane &&
-         (in.planes() <= kInterleavedPlane || r[9] * r[10] > 1) &&
          r[7] * r[8] <= kMaxBlockedTaps;
 }
 
