@@ -119,6 +119,23 @@ def test_bench_program_catches_a_wrong_output(monkeypatch, harness):
         B.main(['m0', '--blocks', '1', '--shape', '32', '32'])
 
 
+def test_bench_program_checks_every_program(monkeypatch, harness):
+    """The parity check covers each program's output, not only the last: with the head
+    appended and one stage's weights scaled in the harness's input, the tool stops with a
+    UserError (the logits of random weights alone hardly depend on the backbone)."""
+    real = B.write_input
+
+    def scaled(path, programs, x):
+        programs = list(programs)
+        prog, weights, tables = programs[1]
+        programs[1] = (prog, weights * 1.5, tables)
+        real(path, programs, x)
+    monkeypatch.setattr(B, 'compile_harness', lambda tmp: harness)
+    monkeypatch.setattr(B, 'write_input', scaled)
+    with pytest.raises(UserError, match='differs from PyTorch'):
+        B.main(['m0', '--blocks', '1', '--shape', '32', '32', '--head'])
+
+
 def test_describe_and_category():
     prog, _, _ = B.compile_chain('m0', (32, 32))[1][3]
     texts = [B.describe(B.record(prog, layer)) for layer in range(prog[1])]

@@ -12,7 +12,8 @@
 //                                  FIRST..LAST
 //   into K L                       Shift-Max layer L of program K runs inside layer L + 1 (its
 //                                  own step is the hyper-function alone)
-// and writes the chain's output (float32) to OUT.bin, for the driver's parity check.
+// and writes every program's output (float32, in order) to OUT.bin, for the driver's parity
+// check.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -132,11 +133,13 @@ int main(int argc, char** argv) {
                 static_cast<long>(kv.first.second), static_cast<long>(kv.second.first),
                 1e6 * kv.second.second);
   FILE* o = std::fopen(argv[2], "wb");
-  if (o == nullptr || std::fwrite(outs.back().data(), sizeof(float), outs.back().size(), o) !=
-                          outs.back().size()) {
+  bool written = o != nullptr;
+  for (const auto& out : outs)
+    written = written && std::fwrite(out.data(), sizeof(float), out.size(), o) == out.size();
+  if (o != nullptr) std::fclose(o);
+  if (!written) {
     std::fprintf(stderr, "bench_program: cannot write %s\n", argv[2]);
     return 2;
   }
-  std::fclose(o);
   return 0;
 }
