@@ -21,6 +21,9 @@ def test_benchmark_smoke(tmp_path):
     assert set(res['median']) == ({(n, r) for n in micronet for r in RUNTIMES}
                                   | {(n, r) for n in baselines for r in ('eager', 'ort', 'ov')})
     assert all(v > 0 and math.isfinite(v) for v in res['median'].values())
+    # the fastest single call of each: measured for every row, never above its median of means
+    assert set(res['fastest']) == set(res['median'])
+    assert all(0 < res['fastest'][k] <= res['median'][k] for k in res['median'])
     assert 1e9 < res['peak'] < 1e13  # MAC/s of one core
     assert res['madds']['mnv3-s-050'] > res['madds']['m0'] > 0
     variants = ['reference', 'fused'] if fused_shift_max.available() else ['reference']
@@ -29,8 +32,11 @@ def test_benchmark_smoke(tmp_path):
     text = (tmp_path / 'benchmark.md').read_text()
     for row in ('| MicroNet-M0 / MobileNetV3-Small x0.5 |',
                 '| MicroNet pose-m0 (256x192) / mmpose MobileNetV2 (256x192) |',
-                'ov fused ms (IQR)', 'Latency / arithmetic bound', 'peak MiB'):
+                'ov fused ms (IQR)', 'Latency / arithmetic bound', 'peak MiB',
+                'ratios of per-call minima'):
         assert row in text
+    # both ratio tables: the M0 row once per table
+    assert text.count('| MicroNet-M0 / MobileNetV3-Small x0.5 |') == 2
     png = tmp_path / 'latency_vs_top1.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

@@ -12,7 +12,8 @@ Latency: one thread (``torch.set_num_threads(1)``; ONNX Runtime intra/inter-op t
 OpenVINO ``INFERENCE_NUM_THREADS=1``, one stream), batch 1, 224x224 (dense models: their input
 size). Every round times each (model, runtime) for ``--iters`` calls, in turn, so that load
 changes on a shared machine hit all alike; the tables give the median over rounds of the
-per-call mean and the interquartile range. Runtimes:
+per-call mean and the interquartile range, and a second ratio table divides the per-call
+minima (each call timed on its own; the fastest call of the whole run). Runtimes:
 
 * ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
   (the stem and every stage one native ``micronet::program`` call when the operators are built;
@@ -224,20 +225,29 @@ def peak_runner() -> dict:
     return {('gemm', 'peak'): lambda: torch.mm(a, b, out=c)}
 
 
-def measure(fns: dict, rounds: int, iters: int, warmup: int) -> dict:
-    """``{key: [ms per call, one per round]}``, rounds interleaved over the keys."""
+def measure(fns: dict, rounds: int, iters: int, warmup: int) -> tuple[dict, dict]:
+    """``({key: [ms per call, one mean per round]}, {key: fastest single call in ms})``, rounds
+    interleaved over the keys. Each call is timed on its own, so the minimum is the call least
+    disturbed by other load on the machine: the ratio of two minima from one run is the
+    steadiest comparison a shared host allows."""
     times = {k: [] for k in fns}
+    fastest = {k: float('inf') for k in fns}
+    clock = time.perf_counter
     with torch.no_grad():
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
         for _ in range(rounds):
             for key, fn in fns.items():
-                t = time.perf_counter()
+                total = 0.0
                 for _ in range(iters):
+                    t = clock()
                     fn()
-                times[key].append((time.perf_counter() - t) / iters * 1e3)
-    return times
+                    dt = clock() - t
+                    total += dt
+                    fastest[key] = min(fastest[key], dt)
+                times[key].append(total / iters * 1e3)
+    return times, {k: v * 1e3 for k, v in fastest.items()}
 
 
 def madds(name: str, shape) -> int:
@@ -383,10 +393,14 @@ def main(argv=None) -> dict:
             train[(name, variant)] = (res['images_per_s'], res['peak_mib'])
     with tempfile.TemporaryDirectory() as tmp:
         fns = {**peak_runner(), **runners(args.models, shapes, args.runtimes, tmp)}
-        times = measure(fns, args.rounds, args.iters, args.warmup)
+        times, fastest = measure(fns, args.rounds, args.iters, args.warmup)
         dense = runners(args.dense, shapes, args.runtimes, tmp) if args.dense else {}
-        times.update(measure(dense, args.dense_rounds, args.dense_iters, 1) if dense else {})
+        if dense:
+            dense_times, dense_fastest = measure(dense, args.dense_rounds, args.dense_iters, 1)
+            times.update(dense_times)
+            fastest.update(dense_fastest)
     peak = PEAK_N ** 3 / (stats(times.pop(('gemm', 'peak')))[0] / 1e3)  # MAC/s
+    fastest.pop(('gemm', 'peak'))
     names = args.models + args.dense
     table, med = latency_table(times, names)
     counts = {n: madds(n, shapes[n]) for n in names}
@@ -396,6 +410,9 @@ def main(argv=None) -> dict:
     parts = [header, '', table, '',
              'Ratios (each column divides by the baseline in the same runtime as built):', '',
              ratio_table(med, names), '',
+             'The same ratios of per-call minima (the fastest single call of each model in '
+             'this run: the least disturbed by other load on a shared host):', '',
+             ratio_table(fastest, names), '',
              f'Latency / arithmetic bound (MAdds / peak; peak {peak / 1e9:.1f} GMAC/s from a '
              f'{PEAK_N}^3 float32 torch.mm on one thread, measured in the same rounds):', '',
              bound_table(med, names, counts, peak)]
@@ -414,7 +431,7 @@ def main(argv=None) -> dict:
     with atomic_write(png_path) as tmp_png:
         plot(med, args.models, tmp_png)
     print(f'wrote {args.out_dir}/benchmark.md and {args.out_dir}/latency_vs_top1.png')
-    return dict(times=times, median=med, train=train, peak=peak, madds=counts)
+    return dict(times=times, median=med, fastest=fastest, train=train, peak=peak, madds=counts)
 
 
 if __name__ == '__main__':
