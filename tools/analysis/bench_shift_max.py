@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         raise UserError('the fused Shift-Max operator is not built; run: bash tools/setup_env.sh')
     torch.set_num_threads(1)
     layers = layer_inputs(args.arch, args.shape, args.batch)
-    times = measure(runners(layers, args.train), args.rounds, args.iters, warmup=1)
+    times = measure(runners(layers, args.train), args.rounds, args.iters, warmup=1)[0]
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med['reference']
     print(f'{args.arch}: {len(layers)} Dynamic Shift-Max layers, batch {args.batch}, '
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         fast = '-' if key.startswith('train') else f"{ms / med['deploy FastShiftMax']:.2f}"
         print(f'| {key} | {ms:.3f} | {ms / ref:.2f} | {fast} |')
     if args.latency:
-        times = measure(latency_runners(args.shape), args.rounds, args.iters, warmup=3)
+        times = measure(latency_runners(args.shape), args.rounds, args.iters, warmup=3)[0]
         lat = {k: statistics.median(v) for k, v in times.items()}
         print(f'\nWhole classifiers, batch 1, {args.shape[0]}x{args.shape[1]}, 1 thread '
               f'(ms; ratio to the MobileNetV3-Small of similar accuracy, eager)')
