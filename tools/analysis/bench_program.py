@@ -17,13 +17,15 @@ anything.
 
 ``--head`` appends the classifier head as the two programs that ``switch_to_deploy(model,
 'openvino')`` makes of it (pool + fc1, fc2; :mod:`micronet_mm.deploy.rewrites.cls_head`), so
-that the chain is the whole classifier that the OpenVINO export runs as its three
-``micronet::Program`` nodes.
+that the chain is the whole classifier that the OpenVINO export runs (as one
+``micronet::Program`` node: the export merges the three programs,
+:mod:`micronet_mm.deploy.rewrites.program_chain`).
 
 ``--openvino`` (implies ``--head``) asks what OpenVINO adds around the same programs: the same
 model's OpenVINO export (``tools/analysis/benchmark.py``'s, compiled as it compiles it: CPU,
-float32, one thread, one stream, called as it calls it) cut into its backbone (the first
-Program node) and its head (the other two, fed by a Parameter), and an empty model (a
+float32, one thread, one stream, called as it calls it), whole, and its unmerged form (three
+Program nodes) cut into its backbone (the first Program node) and its head (the other two, fed
+by a Parameter), and an empty model (a
 ``ReduceMean`` of the input: OpenVINO's fixed cost per ``infer()``), each called ``--blocks``
 times in each of ``--rounds`` rounds that alternate with the harness; it prints the minima side
 by side. The export's logits must match the harness's to the same tolerance.
@@ -183,20 +185,23 @@ def openvino_parts(model: torch.nn.Module, shape: tuple[int, int], tmp: str) -> 
 
     from micronet_mm.runtime.openvino import read_model
     from tools.analysis.benchmark import _deployed, export_file, openvino_request
-    path = export_file(_deployed(model, 'openvino'), shape, tmp, 'model', native=True)
+    deployed = _deployed(model, 'openvino')
+    path = export_file(deployed, shape, tmp, 'model', native=True)
+    parts = export_file(deployed, shape, tmp, 'parts', native=True, merge_programs=False)
 
-    def program_nodes(m):
+    def program_nodes(m, file, count=3):
         nodes = [n for n in m.get_ordered_ops() if n.get_type_name() == 'Program']
-        if len(nodes) != 3:
-            raise UserError(f'{path}: {len(nodes)} micronet::Program nodes where the classifier '
-                            f'export has 3 (backbone; head pool + fc1; fc2)')
+        if len(nodes) != count:
+            raise UserError(f'{file}: {len(nodes)} micronet::Program nodes where the classifier '
+                            f'export has {count} (merged: 1; apart: backbone; head pool + fc1; '
+                            f'fc2)')
         return nodes
     whole = read_model(path)
-    program_nodes(whole)
-    backbone, head = whole.clone(), whole.clone()  # cut apart separately
-    nodes = program_nodes(backbone)
+    program_nodes(whole, path, 1)
+    backbone, head = read_model(parts), read_model(parts)  # cut apart separately
+    nodes = program_nodes(backbone, parts)
     backbone = ov.Model([nodes[0].output(0)], backbone.get_parameters(), 'backbone')
-    nodes = program_nodes(head)
+    nodes = program_nodes(head, parts)
     feature = ov.opset13.parameter(nodes[0].get_output_shape(0), ov.Type.f32)
     nodes[1].input(0).replace_source_output(feature.output(0))
     head = ov.Model([nodes[2].output(0)], [feature], 'head')
@@ -232,7 +237,7 @@ def compare_openvino(res: dict, requests: dict, exe: str, tmp: str, x: torch.Ten
             ov_us[name] = min(ov_us[name], call_min_us(request, inputs[name], blocks))
         run = parts(run_harness(exe, tmp, blocks)[0])
         harness = {name: min(us, run[name]) for name, us in harness.items()}
-    labels = {'whole': 'whole classifier (3 Program nodes)',
+    labels = {'whole': 'whole classifier (1 Program node; harness: 7 programs)',
               'backbone': 'backbone: stem + stages (1 Program node; harness: 5 programs)',
               'head': 'head: pool + fc1, fc2 (2 Program nodes)',
               'empty': 'empty model (ReduceMean of the input)'}

@@ -153,14 +153,16 @@ def is_micronet(name: str) -> bool:
     return name in MICRONET_MID or name in ('pose-m0', 'seg-v1-m0')
 
 
-def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool = False) -> str:
+def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool = False,
+                merge_programs: bool = True) -> str:
     """``model``'s batch-1 ONNX export ``tmp/TAG.onnx`` (``native``: the OpenVINO deploy model,
     with the custom domain ``micronet`` and constant bias maps, as ``export_onnx.py --backend
-    openvino`` writes it)."""
+    openvino`` writes it; ``merge_programs=False``: its chained Program nodes left apart)."""
     from tools.deployment.export_onnx import export
     path = osp.join(tmp, f'{tag}.onnx')
     export(model, path, shape, dynamic_batch=False,
-           custom_opsets={'micronet': 1} if native else None, constant_caches=native)
+           custom_opsets={'micronet': 1} if native else None, constant_caches=native,
+           merge_programs=merge_programs)
     return path
 
 

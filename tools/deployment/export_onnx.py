@@ -144,7 +144,8 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
            output_name: str = 'logits', dynamic_batch: bool = True,
-           custom_opsets: dict[str, int] | None = None, constant_caches: bool = False) -> None:
+           custom_opsets: dict[str, int] | None = None, constant_caches: bool = False,
+           merge_programs: bool = True) -> None:
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
@@ -160,6 +161,9 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
             cache per input size (the merged depthwise convolutions' bias maps) is a constant
             of the graph, not the subgraph computing it (OpenVINO 2026.4.1 computed that
             subgraph wrongly for some inputs of the pose head; the ONNX Runtime export keeps it).
+        merge_programs: with the ``micronet`` domain, merge each chain of ``micronet.Program``
+            nodes into one (:mod:`micronet_mm.deploy.rewrites.program_chain`: a classifier's
+            three are one node, 4% faster in OpenVINO).
     """
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
@@ -170,6 +174,13 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
         torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
                           output_names=[output_name], dynamic_axes=axes,
                           opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
+        if merge_programs and 'micronet' in (custom_opsets or {}):
+            import onnx
+
+            from micronet_mm.deploy.rewrites.program_chain import merge_program_nodes
+            graph = onnx.load(tmp)
+            if merge_program_nodes(graph):
+                onnx.save(graph, tmp)
     model.eval()  # the exporter restores the wrapper's mode
 
 
