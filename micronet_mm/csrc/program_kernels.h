@@ -477,7 +477,7 @@ template <typename T, int J, int K>
 MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T (*a)[2][2],
                                                int64_t P, const int64_t* at,
                                                T* __restrict out) {
-  // shift_max.h's forward_plane_small, on a vector or one pixel (max_of: a < b ? b : a)
+  // shift_max.h's plane_small, on a vector or one pixel (max_of: a < b ? b : a)
   interleave_with<T>(P, at, out, [&](int64_t i, int64_t p, auto zero)
                                      __attribute__((always_inline)) {
     typedef decltype(zero) U;

@@ -91,11 +91,6 @@ __attribute__((always_inline)) inline void plane_small(const T* const* xs, const
   }
 }
 
-template <typename T, int J, int K>
-MICRONET_SIMD_CLONES void forward_plane_small(const T* const* xs, const T (*a)[kMaxJ],
-                                              T* __restrict out, int64_t P) {
-  plane_small<T, J, K>(xs, a, out, P);
-}
 
 // Every output plane i < C of one sample, J <= 2 and K <= 2 known at compile time: source
 // planes x[index[j * C + i]], coefficients coef[(k * J + j) * C + i]. One call for all planes:
@@ -147,23 +142,48 @@ MICRONET_SIMD_CLONES void forward_plane_generic(const T* const* xs, const T (*a)
   }
 }
 
+// Sources and coefficients of output plane `plane` = n * C + i (forward_range's layout).
+template <typename T>
+__attribute__((always_inline)) inline void plane_inputs(const T* x, const T* coef,
+                                                        const ShiftMaxShape& s,
+                                                        const int64_t* index, int64_t plane,
+                                                        const T** xs, T (*a)[kMaxJ]) {
+  const int64_t C = s.C, P = s.H * s.W, n = plane / C, i = plane % C;
+  for (int64_t j = 0; j < s.J; ++j) xs[j] = x + (n * C + shift_source(s, index, j, i)) * P;
+  for (int64_t k = 0; k < s.K; ++k)
+    for (int64_t j = 0; j < s.J; ++j) a[k][j] = coef[((n * s.K + k) * s.J + j) * C + i];
+}
+
+// Output planes [begin, end) of x (N, C, H, W), plane = n * C + i, J <= 2 and K <= 2 known at
+// compile time: the torch op's forward (coef (N, K, J, C); sources by shift_source). One call
+// for the range, as forward_planes_small for a program's layers (a target_clones call is not
+// inlined: one per plane cost about as much as a 7x7 or 14x14 plane's pixels).
+template <typename T, int J, int K>
+MICRONET_SIMD_CLONES void forward_range_small(const T* x, const T* coef, T* y,
+                                              const ShiftMaxShape& s, const int64_t* index,
+                                              int64_t begin, int64_t end) {
+  const int64_t P = s.H * s.W;
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const T* xs[kMaxJ];
+    T a[kMaxK][kMaxJ];
+    plane_inputs(x, coef, s, index, plane, xs, a);
+    plane_small<T, J, K>(xs, a, y + plane * P, P);
+  }
+}
+
 template <typename T>
 void forward_range(const T* x, const T* coef, T* y, const ShiftMaxShape& s,
                    const int64_t* index, int64_t begin, int64_t end) {
-  const int64_t J = s.J, K = s.K, C = s.C, P = s.H * s.W;
-  for (int64_t plane = begin; plane < end; ++plane) {  // plane = n * C + i
-    const int64_t n = plane / C, i = plane % C;
+  const int64_t J = s.J, K = s.K, P = s.H * s.W;
+  if (J == 2 && K == 2) return forward_range_small<T, 2, 2>(x, coef, y, s, index, begin, end);
+  if (J == 2 && K == 1) return forward_range_small<T, 2, 1>(x, coef, y, s, index, begin, end);
+  if (J == 1 && K == 2) return forward_range_small<T, 1, 2>(x, coef, y, s, index, begin, end);
+  if (J == 1 && K == 1) return forward_range_small<T, 1, 1>(x, coef, y, s, index, begin, end);
+  for (int64_t plane = begin; plane < end; ++plane) {
     const T* xs[kMaxJ];
     T a[kMaxK][kMaxJ];
-    for (int64_t j = 0; j < J; ++j) xs[j] = x + (n * C + shift_source(s, index, j, i)) * P;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < J; ++j) a[k][j] = coef[((n * K + k) * J + j) * C + i];
-    T* out = y + plane * P;
-    if (J == 2 && K == 2) forward_plane_small<T, 2, 2>(xs, a, out, P);
-    else if (J == 2 && K == 1) forward_plane_small<T, 2, 1>(xs, a, out, P);
-    else if (J == 1 && K == 2) forward_plane_small<T, 1, 2>(xs, a, out, P);
-    else if (J == 1 && K == 1) forward_plane_small<T, 1, 1>(xs, a, out, P);
-    else forward_plane_generic(xs, a, J, K, out, P);
+    plane_inputs(x, coef, s, index, plane, xs, a);
+    forward_plane_generic(xs, a, J, K, y + plane * P, P);
   }
 }
 
