@@ -54,3 +54,22 @@ def test_dense_baselines_are_the_toolboxes_configs(name):
     with torch.no_grad():
         out = model(torch.randn(1, 3, h, w), None, mode='tensor')
     assert out.shape[:2] == ((1, 17) if name == 'pose-mnv2' else (1, 19))
+
+
+def test_measure_times_every_call_with_the_collector_off():
+    """Each timed call runs with Python's garbage collector off (as ``timeit``), warm-up calls
+    with it on, and ``measure`` turns it back on, also when a call raises."""
+    import gc
+
+    from tools.analysis.benchmark import measure
+    seen = []
+    times, fastest = measure({'a': lambda: seen.append(gc.isenabled())}, rounds=2, iters=3,
+                             warmup=1)
+    assert seen == [True] + [False] * 6 and gc.isenabled()
+    assert len(times['a']) == 2 and 0 < fastest['a'] <= max(times['a'])
+
+    def boom():
+        raise RuntimeError('boom')
+    with pytest.raises(RuntimeError):
+        measure({'b': boom}, rounds=1, iters=1, warmup=0)
+    assert gc.isenabled()

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import gc
 import os
 import os.path as osp
 import statistics
@@ -231,7 +232,8 @@ def measure(fns: dict, rounds: int, iters: int, warmup: int) -> tuple[dict, dict
     """``({key: [ms per call, one mean per round]}, {key: fastest single call in ms})``, rounds
     interleaved over the keys. Each call is timed on its own, so the minimum is the call least
     disturbed by other load on the machine: the ratio of two minima from one run is the
-    steadiest comparison a shared host allows."""
+    steadiest comparison a shared host allows. Python's garbage collector is off during the
+    rounds (as ``timeit`` does), so that no call pays for collecting the process's objects."""
     times = {k: [] for k in fns}
     fastest = {k: float('inf') for k in fns}
     clock = time.perf_counter
@@ -239,16 +241,21 @@ def measure(fns: dict, rounds: int, iters: int, warmup: int) -> tuple[dict, dict
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
-        for _ in range(rounds):
-            for key, fn in fns.items():
-                total = 0.0
-                for _ in range(iters):
-                    t = clock()
-                    fn()
-                    dt = clock() - t
-                    total += dt
-                    fastest[key] = min(fastest[key], dt)
-                times[key].append(total / iters * 1e3)
+        gc.collect()
+        gc.disable()  # as timeit does: no collection of the process's objects inside a call
+        try:
+            for _ in range(rounds):
+                for key, fn in fns.items():
+                    total = 0.0
+                    for _ in range(iters):
+                        t = clock()
+                        fn()
+                        dt = clock() - t
+                        total += dt
+                        fastest[key] = min(fastest[key], dt)
+                    times[key].append(total / iters * 1e3)
+        finally:
+            gc.enable()
     return times, {k: v * 1e3 for k, v in fastest.items()}
 
 
@@ -408,7 +415,8 @@ def main(argv=None) -> dict:
     counts = {n: madds(n, shapes[n]) for n in names}
     header = (f'Latency: batch 1, {shape[0]}x{shape[1]} (dense models: their input), 1 thread, '
               f'median of {args.rounds} interleaved rounds x {args.iters} calls (dense: '
-              f'{args.dense_rounds} x {args.dense_iters}; IQR in brackets); {versions()}')
+              f'{args.dense_rounds} x {args.dense_iters}; IQR in brackets; garbage collector off while '
+              f'timing); {versions()}')
     parts = [header, '', table, '',
              'Ratios (each column divides by the baseline in the same runtime as built):', '',
              ratio_table(med, names), '',
