@@ -65,11 +65,14 @@ every stage of Micro-Blocks into ONE native ``micronet.Program`` node each
 (:mod:`.rewrites.native_block`, the layer program of ``micronet_mm/csrc/program.h``: convolutions
 with BN folded, Shift-Max with its hyper-function, residuals, every shuffle a table of plane
 indices); what has no program layer (the pose head's blocks with spatial attention, MR-ASPP)
-takes the ONNX Runtime forms with each Shift-Max one native ``micronet.ShiftMax`` node.
+takes the ONNX Runtime forms with each Shift-Max one native ``micronet.ShiftMax`` node. The ONNX
+export then merges each chain of ``Program`` nodes into one (:mod:`.rewrites.program_chain`, a
+rewrite of the exported graph: a classifier is one node).
 
 Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrite under
 :mod:`.rewrites` (``pointwise``, ``depthwise``, ``stem``, ``shift_max``, ``shuffles``,
-``prescale``, ``cls_head``, ``native_shift_max``, ``native_block``, ``output_permutation``;
+``prescale``, ``cls_head``, ``native_shift_max``, ``native_block``, ``output_permutation``,
+``program_chain``;
 ``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
 (``pytorch``, ``onnxruntime``, ``openvino``), each a ``convert(module)`` listed
 in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Nothing in ``micronet_mm.models``

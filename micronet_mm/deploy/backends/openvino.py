@@ -3,7 +3,8 @@ exports. Every stage of Micro-Blocks (and the stem) as ONE native ``micronet.Pro
 (a backbone that returns its last stage only, a classifier's: one node for all of them)
 (:class:`NativeProgram`, :mod:`..rewrites.native_block`): its convolutions, Shift-Max
 activations, shuffles and residuals in one call, in one layout. The classifier head is two
-programs (pool + fc1, fc2). What has no program layer (the pose head's blocks with spatial
+programs (pool + fc1, fc2); the export merges the three into one node
+(:mod:`..rewrites.program_chain`). What has no program layer (the pose head's blocks with spatial
 attention, MR-ASPP) takes the ONNX Runtime forms for convolutions and shuffles, and every
 Dynamic Shift-Max there is one native ``micronet.ShiftMax`` node (:class:`NativeShiftMax`). No
 shuffle is moved past a native node (its shift is index arithmetic over the trained channel order) and
