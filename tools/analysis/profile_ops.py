@@ -1,7 +1,7 @@
 """Where the CPU time goes: ONNX Runtime profile by op type (MicroNet deploy export vs
 MobileNetV3-Small x0.5), OpenVINO per-node profile (``PERF_COUNT``) by node type of the deploy
-export, the fused export (``backend='openvino'``: the stem and each stage one
-``micronet::Program`` node; also its slowest nodes by name) and MobileNetV3-Small x0.5, and
+export, the fused export (``backend='openvino'``: one ``micronet::Program`` node for the
+classifier, stem, stages and head, merged by the export; also its slowest nodes by name) and MobileNetV3-Small x0.5, and
 torch.profiler of the deploy model in eager, one thread, batch 1. Inside the Program nodes:
 ``tools/analysis/bench_program.py``.
 
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         for backend in ('onnxruntime', 'openvino'):
             path = export_file(switch_to_deploy(copy.deepcopy(model), backend), SHAPE, tmp,
                                f'{name}-{backend}', native=backend == 'openvino')
-            # the fused export (one micronet::Program node per stage): node by node too
+            # the fused export (one micronet::Program node, the export merges the programs):
+            # node by node too
             profile_openvino(f'{name} {backend} deploy export', path, args.runs,
                              nodes=12 if backend == 'openvino' else 0)
         profile_openvino('mnv3-s-050', export_file(build('mnv3-s-050'), SHAPE, tmp, 'mnv3'),
