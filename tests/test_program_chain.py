@@ -99,6 +99,10 @@ def test_classifier_export_is_one_program_node(tmp_path):
     merged = _export(native, tmp_path / 'merged.onnx', merge=True)
     assert apart.count('Program') == 3 and 'Unsqueeze' in apart
     assert merged == ['Program', 'Flatten']
+    graph = onnx.load(str(tmp_path / 'merged.onnx'))
+    onnx.checker.check_model(graph, full_check=True)
+    made = {o for n in graph.graph.node for o in n.output}
+    assert all(v.name in made for v in graph.graph.value_info)  # no stale shapes
     x = torch.randn(2, 3, 96, 112)
     got = ovrt.compile_model(str(tmp_path / 'merged.onnx'))(x.numpy())[0]
     three = ovrt.compile_model(str(tmp_path / 'apart.onnx'))(x.numpy())[0]

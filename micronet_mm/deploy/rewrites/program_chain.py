@@ -143,13 +143,18 @@ def merge_program_nodes(model) -> int:
         for n in [second] + chain:
             graph.node.remove(n)
         merged += 1
-    _drop_unread_constants(graph)
+    _drop_unused(graph)
     return merged
 
 
-def _drop_unread_constants(graph) -> None:
+def _drop_unused(graph) -> None:
+    """Constants and initializers nothing reads, and the shapes (``value_info``) of tensors
+    no node makes any longer."""
     read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     for n in [n for n in graph.node if n.op_type == 'Constant' and n.output[0] not in read]:
         graph.node.remove(n)
     for i in [i for i in graph.initializer if i.name not in read]:
         graph.initializer.remove(i)
+    made = {o for n in graph.node for o in n.output}
+    for v in [v for v in graph.value_info if v.name not in made]:
+        graph.value_info.remove(v)
