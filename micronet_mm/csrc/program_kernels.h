@@ -212,6 +212,11 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
   // last vector start: its last read SW * (q + N - 1) + reach (+ 1 for SW = 2) inside
   const int64_t q_last = (Pi - 1 - reach - (SW - 1) - SW * (N - 1)) / SW;
   const bool k3 = g.kw == 3 && g.dw == 1 && g.pw == 1;  // the stride-2 stems' 1x3
+  const bool relu = g.relu;  // (locals: the stores through y could alias g and w for GCC)
+  T wk[NO][3];
+  if (SW == 2 && k3)
+    for (int o = 0; o < NO; ++o)
+      for (int t = 0; t < 3; ++t) wk[o][t] = w[o * 3 + t];
   auto block = [&](auto u, int64_t q) __attribute__((always_inline)) {  // u x NO sums
     constexpr int U = decltype(u)::value;
     V acc[NO][U];
@@ -248,10 +253,11 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
                               : __builtin_shuffle(prev, od, back);
         V m;
         std::memcpy(&m, mask + column[i], sizeof(V));
+        const V lm = m * left;  // (w * m) * left, exactly: m is 0 or 1
         for (int o = 0; o < NO; ++o) {
-          acc[o][i] += (w[o * 3] * m) * left;
-          acc[o][i] += w[o * 3 + 1] * e;
-          acc[o][i] += w[o * 3 + 2] * od;
+          acc[o][i] += wk[o][0] * lm;
+          acc[o][i] += wk[o][1] * e;
+          acc[o][i] += wk[o][2] * od;
         }
         prev = od;
       }
@@ -263,15 +269,15 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
           const int64_t qi = q + i * N;
           V m;
           std::memcpy(&m, mt + column[i], sizeof(V));
-          const V xv = strided_load<T, SW>(xt + SW * qi);
-          for (int o = 0; o < NO; ++o) acc[o][i] += (w[o * g.kw + tw] * m) * xv;
+          const V xm = m * strided_load<T, SW>(xt + SW * qi);  // as (w * m) * x: m is 0 or 1
+          for (int o = 0; o < NO; ++o) acc[o][i] += w[o * g.kw + tw] * xm;
         }
       }
     }
     for (int o = 0; o < NO; ++o)
       for (int i = 0; i < U; ++i) {
         V a = acc[o][i];
-        if (g.relu) {
+        if (relu) {
           a = a < V{} ? V{} : a;
           a = a > V{} + T(6) ? V{} + T(6) : a;
         }
