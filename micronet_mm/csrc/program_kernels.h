@@ -1031,9 +1031,7 @@ void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* i
   for (int64_t i = 0; i < C; ++i) {
     const T* xs[::micronet::detail::kMaxJ];
     T a[::micronet::detail::kMaxK][::micronet::detail::kMaxJ];
-    for (int64_t j = 0; j < J; ++j) xs[j] = x[index[j * C + i]];
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < J; ++j) a[k][j] = coef[(k * J + j) * C + i];
+    ::micronet::detail::plane_sources(x, index, coef, C, J, K, i, xs, a);
     ::micronet::detail::forward_plane_generic(xs, a, J, K, y[i], P);
   }
 }

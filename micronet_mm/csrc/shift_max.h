@@ -91,10 +91,21 @@ __attribute__((always_inline)) inline void plane_small(const T* const* xs, const
   }
 }
 
+// Sources and coefficients of output plane i of a program's layer (program_kernels.h): source
+// planes x[index[j * C + i]], coefficients coef[(k * J + j) * C + i].
+template <typename T>
+__attribute__((always_inline)) inline void plane_sources(const T* const* x, const int64_t* index,
+                                                         const T* coef, int64_t C, int64_t J,
+                                                         int64_t K, int64_t i, const T** xs,
+                                                         T (*a)[kMaxJ]) {
+  for (int64_t j = 0; j < J; ++j) xs[j] = x[index[j * C + i]];
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < J; ++j) a[k][j] = coef[(k * J + j) * C + i];
+}
 
-// Every output plane i < C of one sample, J <= 2 and K <= 2 known at compile time: source
-// planes x[index[j * C + i]], coefficients coef[(k * J + j) * C + i]. One call for all planes:
-// on 7x7 and 14x14 planes a call per plane cost as much as its pixels.
+// Every output plane i < C of one sample (plane_sources), J <= 2 and K <= 2 known at compile
+// time. One call for all planes: on 7x7 and 14x14 planes a call per plane cost as much as its
+// pixels.
 template <typename T, int J, int K>
 MICRONET_SIMD_CLONES void forward_planes_small(const T* const* x, const int64_t* index,
                                                const T* coef, T* const* y, int64_t C,
@@ -102,9 +113,7 @@ MICRONET_SIMD_CLONES void forward_planes_small(const T* const* x, const int64_t*
   for (int64_t i = 0; i < C; ++i) {
     const T* xs[kMaxJ];
     T a[kMaxK][kMaxJ];
-    for (int64_t j = 0; j < J; ++j) xs[j] = x[index[j * C + i]];
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < J; ++j) a[k][j] = coef[(k * J + j) * C + i];
+    plane_sources(x, index, coef, C, J, K, i, xs, a);
     plane_small<T, J, K>(xs, a, y[i], P);
   }
 }
