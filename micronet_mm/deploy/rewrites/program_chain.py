@@ -96,17 +96,20 @@ def merge_program_nodes(model) -> int:
                 readers[i] = readers.get(i, 0) + 1
         for o in graph.output:
             readers[o.name] = readers.get(o.name, 0) + 1
-        constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t)
-                          for n in graph.node if n.op_type == 'Constant' and
-                          n.attribute and n.attribute[0].name == 'value'})
+        # the tensors, converted to arrays only for the programs looked at
+        constants = {i.name: i for i in graph.initializer}
+        constants.update({n.output[0]: n.attribute[0].t for n in graph.node
+                          if n.op_type == 'Constant' and n.attribute and
+                          n.attribute[0].name == 'value'})
 
         def program_of(node):
             if node is None or node.op_type != 'Program' or node.domain != DOMAIN or any(
                     i not in constants for i in node.input[1:]):
                 return None
             prog = list(next(a.ints for a in node.attribute if a.name == 'program'))
-            return prog, constants[node.input[1]].reshape(-1), constants[node.input[2]].reshape(-1)
+            weights, tables = (numpy_helper.to_array(constants[i]).reshape(-1)
+                               for i in node.input[1:3])
+            return prog, weights, tables
 
         pair = None
         for second in graph.node:
