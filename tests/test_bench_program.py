@@ -143,3 +143,61 @@ def test_describe_and_category():
     assert any(t.startswith('conv ') and ' g' in t for t in texts)
     kinds = {B.category(B.record(prog, layer)) for layer in range(prog[1])}
     assert 'depthwise' in kinds and 'grouped 1x1' in kinds
+
+
+def _tree_harness(monkeypatch, harness):
+    """compile_harness: the module's build for this tree, the real one for a revision."""
+    real = B.compile_harness
+    monkeypatch.setattr(B, 'compile_harness',
+                        lambda tmp, *a, **k: real(tmp, *a, **k) if a or k else harness)
+
+
+def test_bench_program_against_a_revision(capsys, monkeypatch, harness):
+    """``--against HEAD`` builds a second harness from HEAD's kernels and times both in
+    alternating rounds: the same programs run through both, and where this tree's kernels are
+    HEAD's the outputs are bit-for-bit equal; every part has a time from each build."""
+    _tree_harness(monkeypatch, harness)
+    res = B.main(['m0', '--against', 'HEAD', '--blocks', '2', '--rounds', '2',
+                  '--shape', '32', '32'])
+    against = res['against']
+    assert against['rev'] == 'HEAD' and against['relative'] <= B.TOLERANCE
+    unchanged = subprocess.run(['git', '-C', B.ROOT, 'diff', '--quiet', 'HEAD', '--',
+                                'micronet_mm/csrc']).returncode == 0
+    if unchanged:
+        assert against['equal'] and against['relative'] == 0
+    assert set(against['this']) == set(against['other']) == {'chain', 0, 1, 2, 3, 4}
+    assert all(0 < us < float('inf') for d in (against['this'], against['other'])
+               for us in d.values())
+    out = capsys.readouterr().out
+    assert '| part | this tree us | HEAD us | this tree / HEAD |' in out
+    assert out.count('| 4: stages.3 |') == 1
+
+
+def _commit_kernels(repo, edit=None):
+    """A git repository at ``repo`` whose one commit holds this tree's kernels, ``edit``ed."""
+    csrc = repo / 'micronet_mm' / 'csrc'
+    csrc.mkdir(parents=True)
+    for f in ('program.h', 'program_kernels.h', 'shift_max.h'):
+        text = open(B.osp.join(B.CSRC, f)).read()
+        (csrc / f).write_text(edit(f, text) if edit else text)
+    git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@t']
+    for cmd in (['init', '-q'], ['add', '.'], ['commit', '-qm', 'kernels']):
+        subprocess.run(git + cmd, check=True, capture_output=True)
+
+
+def test_bench_program_against_refuses_another_model(tmp_path, monkeypatch, harness):
+    """A revision whose kernels compute something else (the hyper-function's scale 3/6 of
+    act_max instead of 2/6) is refused with the relative difference, before any timing; one
+    without the kernels, or that git cannot name, is one line naming the revision."""
+    def broken(name, text):
+        if name != 'program_kernels.h':
+            return text
+        assert 'T(2) * act_max / T(6)' in text
+        return text.replace('T(2) * act_max / T(6)', 'T(3) * act_max / T(6)')
+    _commit_kernels(tmp_path / 'repo', broken)
+    _tree_harness(monkeypatch, harness)
+    monkeypatch.setattr(B, 'ROOT', str(tmp_path / 'repo'))
+    with pytest.raises(UserError, match='do not compute the same model'):
+        B.main(['m0', '--against', 'HEAD', '--blocks', '1', '--shape', '32', '32'])
+    with pytest.raises(UserError, match='--against nosuchrev: git finds no micronet_mm/csrc'):
+        B.main(['m0', '--against', 'nosuchrev', '--blocks', '1', '--shape', '32', '32'])

@@ -30,16 +30,27 @@ by a Parameter), and an empty model (a
 times in each of ``--rounds`` rounds that alternate with the harness; it prints the minima side
 by side. The export's logits must match the harness's to the same tolerance.
 
+``--against REV`` compares this working tree's kernels with those of git revision ``REV`` (a
+commit, branch or tag of this repository: ``HEAD`` for an uncommitted change): it builds a
+second harness from ``REV``'s ``micronet_mm/csrc`` (and ``REV``'s harness source where it has
+one), runs the same programs through it, says whether every program's output is bit-for-bit
+the same, and alternates ``--rounds`` runs of the two builds (this tree first in odd rounds,
+``REV`` first in even ones), printing each build's minima of the chain and of each program and
+their ratio. This is the measurement a kernel change needs: both builds in one process
+sequence on the same host load, minima of alternating runs.
+
 Random weights (latency does not depend on them), batch 1.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import io
 import os.path as osp
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -51,7 +62,8 @@ import torch  # noqa: E402
 from micronet_mm.errors import UserError, run_cli  # noqa: E402
 
 HERE = osp.dirname(osp.abspath(__file__))
-CSRC = osp.join(osp.dirname(osp.dirname(HERE)), 'micronet_mm', 'csrc')
+ROOT = osp.dirname(osp.dirname(HERE))
+CSRC = osp.join(ROOT, 'micronet_mm', 'csrc')
 CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5  # program.h's ops
 ACTS = {0: '', 1: ' relu6', 2: ' h-swish'}  # LINEAR's act field
 FIELDS = 17
@@ -126,21 +138,46 @@ def write_input(path: str, programs, x: torch.Tensor) -> None:
         f.write(x.numpy().astype(np.float32).tobytes())
 
 
-def compile_harness(tmp: str) -> str:
-    """The harness binary, built in ``tmp`` with the torch library's flags."""
+def compile_harness(tmp: str, csrc: str = CSRC, source: str | None = None,
+                    name: str = 'bench_program') -> str:
+    """The harness binary ``tmp/name``, built with the torch library's flags from ``source``
+    (default: this tree's ``bench_program.cpp``) against the headers in ``csrc``."""
     from micronet_mm.csrc.build import FLAGS
     compiler = shutil.which('g++') or shutil.which('c++')
     if compiler is None:
         raise UserError('no C++ compiler found: install g++ (apt-get install g++) to run '
                         'tools/analysis/bench_program.py')
-    exe = osp.join(tmp, 'bench_program')
-    cmd = [compiler, *FLAGS, '-std=c++17', '-DMICRONET_PROGRAM_PROFILE', '-I', CSRC,
-           osp.join(HERE, 'bench_program.cpp'), '-o', exe]
+    exe = osp.join(tmp, name)
+    cmd = [compiler, *FLAGS, '-std=c++17', '-DMICRONET_PROGRAM_PROFILE', '-I', csrc,
+           source or osp.join(HERE, 'bench_program.cpp'), '-o', exe]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise UserError(f'compiling tools/analysis/bench_program.cpp failed: '
+        raise UserError(f'compiling {cmd[-3]} against {csrc} failed: '
                         f'{done.stderr.strip().splitlines()[-1] if done.stderr else cmd}')
     return exe
+
+
+def revision_harness(rev: str, tmp: str) -> str:
+    """The harness built from git revision ``rev``'s ``micronet_mm/csrc`` (and its
+    ``bench_program.cpp`` where ``rev`` has one; else this tree's), in ``tmp/rev``."""
+    files = ['micronet_mm/csrc', 'tools/analysis/bench_program.cpp']
+    listed = subprocess.run(['git', '-C', ROOT, 'ls-tree', '--name-only', rev, '--', *files],
+                            capture_output=True, text=True)
+    if listed.returncode != 0 or 'micronet_mm/csrc' not in listed.stdout.split():
+        raise UserError(f'--against {rev}: git finds no micronet_mm/csrc at that revision in '
+                        f'{ROOT}; give a commit, branch or tag of this repository (e.g. HEAD)')
+    present = listed.stdout.split()
+    done = subprocess.run(['git', '-C', ROOT, 'archive', '--format=tar', rev, '--', *present],
+                          capture_output=True)
+    if done.returncode != 0:
+        raise UserError(f'--against {rev}: git archive failed: '
+                        f'{done.stderr.decode(errors="replace").strip()}')
+    dest = osp.join(tmp, 'rev')
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(dest, filter='data')
+    source = osp.join(dest, 'tools', 'analysis', 'bench_program.cpp')
+    return compile_harness(tmp, osp.join(dest, 'micronet_mm', 'csrc'),
+                           source if osp.exists(source) else None, 'bench_program_rev')
 
 
 def parse(stdout: str) -> dict:
@@ -158,14 +195,15 @@ def parse(stdout: str) -> dict:
     return out
 
 
-def run_harness(exe: str, tmp: str, blocks: int) -> tuple[dict, np.ndarray]:
+def run_harness(exe: str, tmp: str, blocks: int,
+                out: str = 'out.bin') -> tuple[dict, np.ndarray]:
     """The harness's parsed report and every program's output, in order and flattened into one
-    array, from ``tmp/in.bin``."""
-    done = subprocess.run([exe, osp.join(tmp, 'in.bin'), osp.join(tmp, 'out.bin'), str(blocks)],
+    array, from ``tmp/in.bin`` (written to ``tmp/out``)."""
+    done = subprocess.run([exe, osp.join(tmp, 'in.bin'), osp.join(tmp, out), str(blocks)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise UserError(f'the harness failed: {done.stderr.strip()}')
-    return parse(done.stdout), np.fromfile(osp.join(tmp, 'out.bin'), np.float32)
+    return parse(done.stdout), np.fromfile(osp.join(tmp, out), np.float32)
 
 
 def relative(y: np.ndarray, ref: np.ndarray) -> float:
@@ -254,6 +292,37 @@ def compare_openvino(res: dict, requests: dict, exe: str, tmp: str, x: torch.Ten
     res['openvino'], res['harness_parts'] = ov_us, harness
 
 
+def compare_builds(res: dict, flat: np.ndarray, exe: str, other: str, tmp: str, rev: str,
+                   blocks: int, rounds: int) -> None:
+    """Run the ``rev`` build ``other`` on the same programs, compare its outputs with this
+    tree's (``flat``), then alternate ``rounds`` runs of the two; print and store
+    (``res['against']``) both builds' minima of the chain and of each program."""
+    run, theirs = run_harness(other, tmp, blocks, 'out_rev.bin')
+    equal = theirs.shape == flat.shape and bool(np.array_equal(theirs, flat))
+    diff = relative(flat, theirs)
+    if not diff <= TOLERANCE:
+        raise UserError(f'--against {rev}: the two builds\' outputs differ by {diff:.3g} '
+                        f'(relative; limit {TOLERANCE}): they do not compute the same model')
+    def parts(r: dict) -> dict:
+        return {'chain': r['chain_us'], **{k: us for k, us in r['programs'].items()}}
+    best = [parts(res), parts(run)]
+    for i in range(rounds):
+        for which in ((0, 1) if i % 2 else (1, 0)):  # ABBA: drift hits both alike
+            new = parts(run_harness((exe, other)[which], tmp, blocks,
+                                    ('out.bin', 'out_rev.bin')[which])[0])
+            best[which] = {k: min(us, new[k]) for k, us in best[which].items()}
+    names = {0: 'stem', 5: 'head.pool', 6: 'head.fc2'}
+    print(f'\nThis tree against {rev}: minima over {rounds} alternating rounds of {blocks} runs '
+          f'of each build; outputs ' + ('bit-for-bit equal' if equal else
+                                        f'differ by {diff:.1e} (relative)') +
+          f'\n\n| part | this tree us | {rev} us | this tree / {rev} |\n| --- | --- | --- | --- |')
+    for k, us in best[0].items():
+        label = k if k == 'chain' else f'{k}: ' + names.get(k, f'stages.{k - 1}')
+        print(f'| {label} | {us:.1f} | {best[1][k]:.1f} | {us / best[1][k]:.3f} |')
+    res['against'] = {'rev': rev, 'equal': equal, 'relative': diff, 'this': best[0],
+                      'other': best[1]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('name', nargs='?', default='m2', choices=['m0', 'm1', 'm2', 'm3'])
@@ -265,7 +334,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--openvino', action='store_true',
                         help='also time the OpenVINO export of the same model, cut into parts')
     parser.add_argument('--rounds', type=int, default=5,
-                        help='--openvino: alternating rounds of harness and OpenVINO')
+                        help='--openvino / --against: alternating rounds')
+    parser.add_argument('--against', metavar='REV',
+                        help="also build the harness from git revision REV's kernels (HEAD: "
+                             'the last commit) and time the two builds in alternating rounds')
     args = parser.parse_args(argv)
     if args.blocks < 1:
         raise UserError(f'--blocks {args.blocks}: give at least 1')
@@ -284,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
             for module in modules:
                 outputs.append(module(outputs[-1]))
         exe = compile_harness(tmp)
+        other = revision_harness(args.against, tmp) if args.against else None
         write_input(osp.join(tmp, 'in.bin'), programs, x)
         res, flat = run_harness(exe, tmp, args.blocks)
         # every program's output against its module's: with random weights the logits alone
@@ -306,6 +379,9 @@ def main(argv: list[str] | None = None) -> dict:
         if requests is not None:  # the backbone's output feeds the head
             compare_openvino(report, requests, exe, tmp, x, outputs[-3], args.blocks,
                              args.rounds)
+        if other is not None:
+            compare_builds(report, flat, exe, other, tmp, args.against, args.blocks,
+                           args.rounds)
     return report
 
 
