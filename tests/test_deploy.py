@@ -198,8 +198,8 @@ def test_export_onnx_missing_inputs(tmp_path):
 
 
 def test_profile_ops_smoke(capsys):
-    """tools/analysis/profile_ops.py (the README's profile) on M0 with two runs: both ORT tables,
-    the role table for the deploy export, and the torch.profiler table."""
+    """tools/analysis/profile_ops.py (the profile in docs/speed_history.md) on M0 with two runs:
+    both ORT tables, the role table for the deploy export, and the torch.profiler table."""
     pytest.importorskip('onnxruntime')
     from tools.analysis.profile_ops import main
     main(['m0', '--runs', '2'])
@@ -374,7 +374,7 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     factor = 4
     if backend == 'pytorch':
         # the programs' float32 kernels round 2-3x more than the reference and the per-layer
-        # form (M2/M3 backbones, stages 2-3, four draws: README, Speed), which the pose heads
+        # form (M2/M3 backbones, stages 2-3, four draws: docs/speed.md), which the pose heads
         # amplify: within 8x of the larger of the two others' rounding
         with torch.no_grad():
             layers = deploy_as(copy.deepcopy(model), 'pytorch-layers')(x, None, mode='tensor')
