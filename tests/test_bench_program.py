@@ -2,6 +2,7 @@
 (micronet_mm/csrc/program.h) step by step outside any framework. It compiles with the torch
 library's compiler and flags, so these tests run where that library builds."""
 import os.path as osp
+import shutil
 import subprocess
 
 import pytest
@@ -173,13 +174,13 @@ def test_bench_program_against_a_revision(capsys, monkeypatch, harness):
     assert out.count('| 4: stages.3 |') == 1
 
 
-def _commit_kernels(repo, edit=None):
-    """A git repository at ``repo`` whose one commit holds this tree's kernels, ``edit``ed."""
+def _commit_kernels(repo, edit):
+    """A git repository at ``repo`` whose one commit holds this tree's micronet_mm/csrc, its
+    header program_kernels.h ``edit``ed."""
     csrc = repo / 'micronet_mm' / 'csrc'
-    csrc.mkdir(parents=True)
-    for f in ('program.h', 'program_kernels.h', 'shift_max.h'):
-        text = open(B.osp.join(B.CSRC, f)).read()
-        (csrc / f).write_text(edit(f, text) if edit else text)
+    shutil.copytree(B.CSRC, csrc, ignore=shutil.ignore_patterns('__pycache__'))
+    kernels = csrc / 'program_kernels.h'
+    kernels.write_text(edit(kernels.read_text()))
     git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@t']
     for cmd in (['init', '-q'], ['add', '.'], ['commit', '-qm', 'kernels']):
         subprocess.run(git + cmd, check=True, capture_output=True)
@@ -189,9 +190,7 @@ def test_bench_program_against_refuses_another_model(tmp_path, monkeypatch, harn
     """A revision whose kernels compute something else (the hyper-function's scale 3/6 of
     act_max instead of 2/6) is refused with the relative difference, before any timing; one
     without the kernels, or that git cannot name, is one line naming the revision."""
-    def broken(name, text):
-        if name != 'program_kernels.h':
-            return text
+    def broken(text):
         assert 'T(2) * act_max / T(6)' in text
         return text.replace('T(2) * act_max / T(6)', 'T(3) * act_max / T(6)')
     _commit_kernels(tmp_path / 'repo', broken)

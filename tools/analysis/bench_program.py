@@ -90,6 +90,11 @@ def describe(r: list[int]) -> str:
     return f'add C{r[4]}'
 
 
+def module_name(k: int) -> str:
+    """The module that program ``k`` of the chain was compiled from (``--head``: 5 and 6)."""
+    return 'stem' if k == 0 else f'stages.{k - 1}' if k < 5 else ('head.pool', 'head.fc2')[k - 5]
+
+
 def category(r: list[int]) -> str:
     """The kernel family a layer runs in."""
     if r[0] == SHIFT_MAX:
@@ -298,26 +303,25 @@ def compare_builds(res: dict, flat: np.ndarray, exe: str, other: str, tmp: str, 
     tree's (``flat``), then alternate ``rounds`` runs of the two; print and store
     (``res['against']``) both builds' minima of the chain and of each program."""
     run, theirs = run_harness(other, tmp, blocks, 'out_rev.bin')
-    equal = theirs.shape == flat.shape and bool(np.array_equal(theirs, flat))
+    equal = bool(np.array_equal(theirs, flat))
     diff = relative(flat, theirs)
     if not diff <= TOLERANCE:
         raise UserError(f'--against {rev}: the two builds\' outputs differ by {diff:.3g} '
                         f'(relative; limit {TOLERANCE}): they do not compute the same model')
     def parts(r: dict) -> dict:
-        return {'chain': r['chain_us'], **{k: us for k, us in r['programs'].items()}}
+        return {'chain': r['chain_us'], **r['programs']}
     best = [parts(res), parts(run)]
     for i in range(rounds):
         for which in ((0, 1) if i % 2 else (1, 0)):  # ABBA: drift hits both alike
             new = parts(run_harness((exe, other)[which], tmp, blocks,
                                     ('out.bin', 'out_rev.bin')[which])[0])
             best[which] = {k: min(us, new[k]) for k, us in best[which].items()}
-    names = {0: 'stem', 5: 'head.pool', 6: 'head.fc2'}
     print(f'\nThis tree against {rev}: minima over {rounds} alternating rounds of {blocks} runs '
           f'of each build; outputs ' + ('bit-for-bit equal' if equal else
                                         f'differ by {diff:.1e} (relative)') +
           f'\n\n| part | this tree us | {rev} us | this tree / {rev} |\n| --- | --- | --- | --- |')
     for k, us in best[0].items():
-        label = k if k == 'chain' else f'{k}: ' + names.get(k, f'stages.{k - 1}')
+        label = k if k == 'chain' else f'{k}: {module_name(k)}'
         print(f'| {label} | {us:.1f} | {best[1][k]:.1f} | {us / best[1][k]:.3f} |')
     res['against'] = {'rev': rev, 'equal': equal, 'relative': diff, 'this': best[0],
                       'other': best[1]}
@@ -393,9 +397,7 @@ def _report(args, res: dict, programs) -> dict:
     chain = res['chain_us']
     print(f'\nchain {chain:.1f} us\n\n| program | module | us | share |\n| --- | --- | --- | --- |')
     for k, us in sorted(res['programs'].items()):
-        module = 'stem' if k == 0 else f'stages.{k - 1}' if k < 5 else \
-            ('head.pool', 'head.fc2')[k - 5]
-        print(f'| {k} | {module} | {us:.1f} | {100 * us / chain:.0f}% |')
+        print(f'| {k} | {module_name(k)} | {us:.1f} | {100 * us / chain:.0f}% |')
     rows, groups = [], collections.defaultdict(lambda: [0.0, 0])
     for k, first, last, us in res['steps']:
         prog = programs[k][0]
