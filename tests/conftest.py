@@ -69,3 +69,21 @@ def assert_one_line_error(stderr: str, name: str) -> None:
     errors = [line for line in stderr.splitlines() if line.startswith('error: ')]
     assert len(errors) == 1 and stderr.strip().endswith(errors[0]), stderr[-3000:]
     assert name in errors[0] and 'Traceback' not in stderr, stderr[-3000:]
+
+
+#: width of the classifier's first FC layer per ImageNet variant (the reference's OUT_CH)
+CLS_MID_CHANNELS = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
+
+
+def build_classifier(arch: str) -> torch.nn.Module:
+    """The 1000-class MicroNet classifier of ``arch`` (backbone and reference head), eval mode."""
+    from mmpretrain.registry import MODELS
+
+    import micronet_mm.models  # noqa: F401  (registers MicroNet in mmpretrain)
+    from micronet_mm.models import MicroNet
+    model = MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='MicroNet', arch=arch),
+        head=dict(type='MicroNetClsHead', num_classes=1000,
+                  in_channels=MicroNet(arch).stage_channels[-1],
+                  mid_channels=CLS_MID_CHANNELS[arch])))
+    return model.eval()

@@ -142,3 +142,56 @@ def test_full_rank_partner_has_same_widths_and_dense_convs(arch):
     assert all(m.kernel_size[0] == m.kernel_size[1] > 1 for m in depthwise)
     x = torch.randn(1, 3, 64, 64)
     assert [o.shape for o in full.eval()(x)] == [o.shape for o in micro.eval()(x)]
+
+
+# The blocks with a residual, per architecture table: (1-based row of the table, block type).
+# The reference rule (stride 1 and equal widths, whatever the block type) applied by hand to
+# each table; README "Residuals" lists the same rows.
+RESIDUAL_ROWS = {
+    'm0': [], 'm1': [], 'm2': [(5, 'C')],
+    'm3': [(3, 'A'), (5, 'C'), (8, 'C'), (10, 'C')],
+    'v1-m0': [], 'v1-m1': [(5, 'C')],
+    'v1-m2': [(3, 'A'), (5, 'C'), (8, 'C'), (10, 'C')],
+    'v1-m3': [(3, 'B'), (4, 'C'), (6, 'C'), (8, 'C'), (10, 'C'), (12, 'C'), (13, 'C')],
+    'pose-m0': [], 'pose-m1': [(9, 'C')], 'pose-m2': [(8, 'C'), (9, 'C')],
+    'pose-m3': [(6, 'C'), (7, 'C'), (9, 'C'), (12, 'C'), (14, 'C')],
+}
+#: the same for the pose heads' block rows (upsampling rows not counted)
+HEAD_RESIDUAL_ROWS = {'pose-m0': [], 'pose-m1': [], 'pose-m2': [], 'pose-m3': [(1, 'C')]}
+
+
+def _residual_rows(blocks) -> list[tuple[int, str]]:
+    kinds = {'MicroBlockA': 'A', 'MicroBlockB': 'B', 'MicroBlockC': 'C', 'ExpansionBlock': 'E'}
+    return [(i + 1, kinds[type(b).__name__]) for i, b in enumerate(blocks) if b.use_residual]
+
+
+@pytest.mark.parametrize('output_stride', [32, 16, 8])
+@pytest.mark.parametrize('arch', sorted(RESIDUAL_ROWS))
+def test_blocks_with_a_residual(arch, output_stride):
+    """Exactly the table rows listed have a residual, at every output stride (a block whose
+    stride becomes dilation keeps the table's rule), and each adds its input: the block's
+    output changes by exactly its input when the residual is switched off."""
+    from micronet_mm.models.backbones.micronet_archs import ARCH_SETTINGS
+    model = MicroNet(arch, output_stride=output_stride).eval()
+    blocks = [b for stage in model.stages for b in stage]
+    assert len(blocks) == len(ARCH_SETTINGS[arch]['rows'])
+    assert _residual_rows(blocks) == RESIDUAL_ROWS[arch]
+    randomize_bn(model)
+    x = model.stem(torch.randn(1, 3, 64, 64))
+    with torch.no_grad():
+        for block in blocks:
+            y = block(x)
+            if block.use_residual:
+                block.use_residual = False
+                torch.testing.assert_close(block(x), y - x)
+                block.use_residual = True
+            x = y
+
+
+@pytest.mark.parametrize('arch', sorted(HEAD_RESIDUAL_ROWS))
+def test_pose_head_blocks_with_a_residual(arch):
+    from micronet_mm.models.heads.pose_head import build_head_layers
+    in_channels = MicroNet(arch).stage_channels[2]
+    layers, _ = build_head_layers(arch, in_channels)
+    blocks = [m for m in layers if hasattr(m, 'use_residual')]
+    assert _residual_rows(blocks) == HEAD_RESIDUAL_ROWS[arch]

@@ -1,35 +1,23 @@
-"""Official checkpoints convert to ours with identical logits (fixture made by the official code,
-see reference_state.py), and bad files get clear errors."""
-import json
+"""Official checkpoints convert to ours with the official outputs (fixture made by the official
+code, see reference_state.py; block-by-block parity is tests/test_official_reference.py), and
+bad files get clear errors."""
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import ARCHS, ROOT
+from conftest import ARCHS, ROOT, build_classifier
 from micronet_mm.converters import ConversionError, convert_checkpoint
 from micronet_mm.errors import UserError
-from reference_state import make_input, make_state
+from reference_state import (compare, load_official, make_input, official_state as _state,
+                             recorded)
 
-FIXTURE = json.load(open(osp.join(ROOT, 'tests', 'data', 'official_reference.json')))
-MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
+RECORD, ARRAYS = load_official()
 CONVERTER = osp.join(ROOT, 'tools', 'model_converters', 'micronet_official_to_mmpretrain.py')
 
 
-def build_classifier(arch):
-    from mmpretrain.registry import MODELS
-
-    import micronet_mm.models  # noqa: F401
-    from micronet_mm.models import MicroNet
-    model = MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='MicroNet', arch=arch),
-        head=dict(type='MicroNetClsHead', num_classes=1000,
-                  in_channels=MicroNet(arch).stage_channels[-1], mid_channels=MID[arch])))
-    return model.eval()
-
-
 def official_state(arch):
-    return make_state([(k, s) for k, s in FIXTURE[arch]['keys']])
+    return _state(RECORD, ARRAYS, arch)
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -46,12 +34,10 @@ def test_converted_model_reproduces_official_logits(arch, wrap, tmp_path):
     ckpt = torch.load(dst, weights_only=True)
     missing, unexpected = model.load_state_dict(ckpt['state_dict'], strict=True)
     assert not missing and not unexpected
-    assert FIXTURE[arch]['params'] == sum(p.numel() for p in model.parameters())
+    assert RECORD[arch]['params'] == sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         logits = model(make_input(), mode='tensor')
-    expected = torch.tensor(FIXTURE[arch]['logits'])
-    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
-    assert expected.abs().max() > 0.1  # the comparison is not between near-zero numbers
+    compare(logits, recorded(ARRAYS, arch, 'logits'), 'logits', 1e-5)
 
 
 def test_converter_does_not_overwrite(tmp_path):

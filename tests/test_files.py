@@ -181,12 +181,11 @@ def test_seg_demo_refuses_existing_outputs_unless_forced(tmp_path, existing):
 # ----------------------------------------------------------------- the converter
 
 def test_converter_refuses_a_directory_and_keeps_a_users_tmp_file(tmp_path):
-    from reference_state import make_state
-    from test_converter import FIXTURE
+    from reference_state import load_official, official_state
 
     from tools.model_converters.micronet_official_to_mmpretrain import main
     src = tmp_path / 'official.pth'
-    torch.save(make_state([(k, s) for k, s in FIXTURE['m0']['keys']]), src)
+    torch.save(official_state(*load_official(), 'm0'), src)
     folder = tmp_path / 'out_dir'
     precious(folder / 'inside.txt')
     with pytest.raises(UserError, match='is a directory'):

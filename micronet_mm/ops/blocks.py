@@ -1,16 +1,19 @@
 """Micro-Blocks A, B and C (ICCV paper §5.1, Figure 4) and the activation settings they share.
 
-Block boundaries follow the reference code, which puts a block's residual around
-``expand -> depthwise -> compress``:
+Block boundaries follow the reference code. Its residual rule is the same for every block type
+(``DYMicroBlock``: ``identity = stride == 1 and inp == oup``): a block adds its input to its output
+whenever its stride is 1 and its output width equals its input width, whether it is a Micro-A, B,
+C or the final expansion (:func:`has_residual`). In the ImageNet tables this adds a residual to
+M3's third block (a stride-1, 24 -> 24 Micro-Block-A) besides the C blocks;
+``tests/test_backbone.py`` lists, per table, every block that has one.
 
 * Micro-Block-A (lite combination): expanding Micro-Factorized depthwise convolution, activation
   A1, shuffle, group-adaptive compression, activation A2, shuffle. Best at high resolution.
 * Micro-Block-B: the first block after the A blocks. Its expansion completes the Micro-Factorized
   pointwise convolution that the last A block's compression began (Q, shuffle, then P here), so
-  it has the structure of Micro-Block-C but never a residual (its input width differs).
+  it has the structure of Micro-Block-C.
 * Micro-Block-C (regular combination): group-adaptive expansion, A1, shuffle, Micro-Factorized
-  depthwise convolution, A2, shuffle, group-adaptive compression, A3, shuffle; residual when
-  stride is 1 and widths match.
+  depthwise convolution, A2, shuffle, group-adaptive compression, A3, shuffle.
 * ExpansionBlock: the last row of every model, a group-adaptive expansion (+ A3) that feeds the
   classifier. The paper's Table 1 lists it as the last Micro-C.
 
@@ -77,6 +80,19 @@ class BlockSpec:
     reduction: int
     dilation: int = 1
     extra: dict = field(default_factory=dict)
+    #: the table's stride when the builder has turned it into dilation (``None``: ``stride``);
+    #: the residual rule reads it, so a dilated block keeps the residuals of the table
+    table_stride: int | None = None
+
+    @property
+    def residual_stride(self) -> int:
+        return self.stride if self.table_stride is None else self.table_stride
+
+
+def has_residual(stride: int, in_channels: int, out_channels: int) -> bool:
+    """The reference code's residual rule, the same for every block type: the block's input is
+    added to its output when the stride is 1 and the widths are equal."""
+    return stride == 1 and in_channels == out_channels
 
 
 def make_activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
@@ -120,7 +136,8 @@ def shuffle_or_identity(groups: int, enabled: bool = True) -> nn.Module:
 
 class MicroBlockA(nn.Module):
     """Micro-Block-A (Figure 4a): the lite combination with activations A1 (after the
-    depthwise expansion) and A2 (after the compression).
+    depthwise expansion) and A2 (after the compression); a residual when stride is 1 and the
+    widths match (:func:`has_residual`; M3's third block).
 
     Args:
         in_channels: input width.
@@ -149,11 +166,13 @@ class MicroBlockA(nn.Module):
         self.act2 = make_activation(spec.dsm[2], out, g_out, red // 2, act, output=True)
         self.shuffle2 = shuffle_or_identity(g_out)
         self.shuffle2b = shuffle_or_identity(out // 2, spec.dsm[2] != 0 and out % 2 == 0)
+        self.use_residual = has_residual(spec.residual_stride, in_channels, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
         x = self.lite(x)  # (N, C_out, H/s, W/s)
-        x = self.act2(x)
-        return self.shuffle2b(self.shuffle2(x))
+        x = self.shuffle2b(self.shuffle2(self.act2(x)))
+        return x + identity if self.use_residual else x
 
 
 class MicroBlockC(nn.Module):
@@ -177,7 +196,7 @@ class MicroBlockC(nn.Module):
         (g_pw1, g_sh), (g_pw2, g_out) = spec.groups_in, spec.groups_out
         y1, y2, y3 = spec.dsm
         red = act.reduction * spec.reduction
-        self.use_residual = spec.stride == 1 and in_channels == out
+        self.use_residual = has_residual(spec.residual_stride, in_channels, out)
         self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw1)
         self.act1 = make_activation(y1, hidden, g_sh, red, act)
         self.shuffle1 = shuffle_or_identity(g_sh)
@@ -205,7 +224,8 @@ class MicroBlockB(MicroBlockC):
     """Micro-Block-B (Figure 4b): links the A blocks to the C blocks. Its group-adaptive
     expansion is the ``P`` half of the Micro-Factorized pointwise convolution whose ``Q`` half
     (with the shuffle Φ) ends the preceding Micro-Block-A, so it both compresses and expands.
-    Same layers as :class:`MicroBlockC`; its input width always differs, so no residual.
+    Same layers and residual rule as :class:`MicroBlockC` (``v1-m3``'s stride-1 48 -> 48
+    Micro-B has a residual).
     """
 
 
@@ -227,9 +247,12 @@ class ExpansionBlock(nn.Module):
         self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw)
         self.act = make_activation(spec.dsm[2], hidden, g_sh, act.reduction * spec.reduction,
                                    act, output=True)
+        # the reference rule; no table has t = 1, so no expansion block has a residual
+        self.use_residual = has_residual(spec.residual_stride, in_channels, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.expand(x))  # (N, t·C_in, H, W)
+        y = self.act(self.expand(x))  # (N, t·C_in, H, W)
+        return y + x if self.use_residual else y
 
 
 BLOCKS = {'A': MicroBlockA, 'B': MicroBlockB, 'C': MicroBlockC, 'E': ExpansionBlock}

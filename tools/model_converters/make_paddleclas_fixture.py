@@ -4,7 +4,7 @@ Never run by the tests, and not needed to use the converter. It needs ``paddlepa
 separate virtual environment (never the project's own) and PaddleClas's MicroNet source::
 
     python3.11 -m venv /tmp/paddle-venv
-    /tmp/paddle-venv/bin/pip install paddlepaddle numpy torch   # torch: reference_state.py
+    /tmp/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy torch  # torch: reference_state.py
     git --git-dir=<PaddleClas.git> show \\
         d178931fca432204e6b7422bac4f92e09ff22fa4:ppcls/arch/backbone/model_zoo/micronet.py \\
         > /tmp/paddleclas_micronet.py
@@ -14,10 +14,12 @@ separate virtual environment (never the project's own) and PaddleClas's MicroNet
 What it writes under ``tests/data/``:
 
 - ``paddleclas_reference.json``: per variant M0-M3, PaddleClas's state-dict keys and shapes in
-  order, and the logits PaddleClas computes on ``reference_state.make_input()`` with the weights
-  of ``reference_state.make_state`` (drawn in the official layout, then put into PaddleClas's
-  layout by ``paddleclas_state.paddle_layout``). The test rebuilds the same weights, writes them
-  as a ``.pdparams`` file, converts it and must reproduce these logits.
+  order, and the logits PaddleClas computes on ``reference_state.make_input()`` (224x224) with
+  the weights of the official reference fixture (``reference_state.official_state``: drawn
+  weights and the BN statistics calibrated with the official code, see
+  ``make_official_fixture.py``), put into PaddleClas's layout by
+  ``paddleclas_state.paddle_layout``. The test rebuilds the same weights, writes them as a
+  ``.pdparams`` file, converts it and must reproduce these logits.
 - ``paddleclas_tiny_p{2,3,4}.pdparams``: genuine ``paddle.save`` files (pickle protocols 2, 3,
   4) of a tiny Linear + BatchNorm1D layer, and ``paddleclas_tiny_tuples.pdparams``: the same
   through ``paddle.framework.io._pickle_save``, which writes every tensor as a
@@ -64,13 +66,13 @@ def import_paddleclas_micronet(path: str) -> types.ModuleType:
     return module
 
 
-def variant_record(paddle, micronet, arch: str, official: dict) -> dict:
+def variant_record(paddle, micronet, arch: str, official: dict, arrays: dict) -> dict:
     """PaddleClas's keys, shapes and logits for ``arch`` with the reference weights."""
     from paddleclas_state import paddle_layout
-    from reference_state import make_input, make_state
+    from reference_state import make_input, official_state
     model = getattr(micronet, FACTORIES[arch])()
     model.eval()
-    ours = paddle_layout(make_state([(k, s) for k, s in official['keys']]))
+    ours = paddle_layout(official_state(official, arrays, arch))
     theirs = model.state_dict()
     assert list(ours) == list(theirs), 'key order differs from paddleclas_state.paddle_layout'
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in ours.items()})
@@ -112,18 +114,22 @@ def main(argv=None) -> None:
     import paddle
     paddle.set_device('cpu')
     micronet = import_paddleclas_micronet(args.micronet_py)
-    with open(osp.join(ROOT, 'tests', 'data', 'official_reference.json')) as f:
-        official = json.load(f)
+    from reference_state import load_official, recorded, sample_index
+    official, arrays = load_official()
     record = {'paddleclas_commit': args.commit, 'paddle_version': paddle.__version__,
               'numpy_version': np.__version__,
-              'variants': {arch: variant_record(paddle, micronet, arch, official[arch])
+              'variants': {arch: variant_record(paddle, micronet, arch, official, arrays)
                            for arch in FACTORIES},
               'tiny': tiny_files(paddle, args.out_dir)}
     with open(osp.join(args.out_dir, 'paddleclas_reference.json'), 'w') as f:
         json.dump(record, f)
     for arch, rec in record['variants'].items():
-        gap = np.abs(np.array(rec['logits']) - np.array(official[arch]['logits'])).max()
-        print(f'{arch}: {len(rec["keys"])} keys; |paddle - official logits| max {gap:.2e}')
+        logits = np.array(rec['logits'])
+        ref = recorded(arrays, arch, 'logits')
+        sampled = logits.reshape(-1)[sample_index(logits.size, 'logits')]
+        print(f'{arch}: {len(rec["keys"])} keys; max |logit| {np.abs(logits).max():.3f}; '
+              f'|paddle - official| at the recorded positions '
+              f'{np.abs(sampled - ref["samples"]).max():.2e}')
 
 
 if __name__ == '__main__':

@@ -265,8 +265,10 @@ class _Compiler:
             x = self.permutation(self.permutation(x, m.shuffle), m.shuffle2)
             return self.conv_bn(x, m.compress)
         if isinstance(m, MicroBlockA):
+            identity = x
             x = self.activation(self.module(x, m.lite), m.act2)
-            return self.permutation(self.permutation(x, m.shuffle2), m.shuffle2b)
+            x = self.permutation(self.permutation(x, m.shuffle2), m.shuffle2b)
+            return self.add(x, identity) if m.use_residual else x
         if isinstance(m, MicroBlockC):
             identity = x
             x = self.permutation(self.activation(self.conv_bn(x, m.expand), m.act1), m.shuffle1)
@@ -276,7 +278,8 @@ class _Compiler:
             x = self.permutation(self.permutation(x, m.shuffle3), m.shuffle3b)
             return self.add(x, identity) if m.use_residual else x
         if isinstance(m, ExpansionBlock):
-            return self.activation(self.conv_bn(x, m.expand), m.act)
+            y = self.activation(self.conv_bn(x, m.expand), m.act)
+            return self.add(y, x) if m.use_residual else y
         if isinstance(m, HeadPart):
             return self.head(x, m)
         raise Unsupported(type(m).__name__)

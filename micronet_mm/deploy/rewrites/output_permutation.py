@@ -32,7 +32,8 @@ def fold_output_permutation(module: nn.Module) -> None:
             continue
         block = layers[-1]
         names = next((v for k, v in _LAST.items() if isinstance(block, k)), None)
-        if names is None or not isinstance(getattr(block, names[1]), nn.Identity):
+        if (names is None or not isinstance(getattr(block, names[1]), nn.Identity)
+                or block.use_residual):  # the permutation comes before the residual add
             continue
         perm = getattr(block, names[0])
         if not isinstance(perm, ChannelPermute):

@@ -25,7 +25,10 @@ def _check_choice(name: str, value, legal) -> None:
 def build_stage_specs(arch: str, output_stride: int = 32) -> list[list[BlockSpec]]:
     """Turn an architecture table into per-stage block specs, with stride turned into dilation
     once ``output_stride`` is reached (as timm's EfficientNet builder does: the block that would
-    downsample keeps the old dilation, the blocks after it use the new one)."""
+    downsample keeps the old dilation, the blocks after it use the new one). Unlike timm, a block
+    whose stride became dilation keeps the table's residuals (``BlockSpec.table_stride``): the
+    dilated network is the same function sampled more densely, as the a-trous algorithm needs,
+    and the ImageNet weights keep their meaning."""
     stages: list[list[BlockSpec]] = [[] for _ in range(NUM_STAGES)]
     nominal, current_stride, dilation = 2, 2, 1  # after the stem
     for row in ARCH_SETTINGS[arch]['rows']:
@@ -37,7 +40,7 @@ def build_stage_specs(arch: str, output_stride: int = 32) -> list[list[BlockSpec
         else:
             current_stride *= spec.stride
         stages[STAGE_STRIDES.index(nominal)].append(
-            dataclasses.replace(spec, stride=stride, dilation=dilation))
+            dataclasses.replace(spec, stride=stride, dilation=dilation, table_stride=spec.stride))
         dilation = next_dilation
     return stages
 
