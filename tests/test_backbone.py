@@ -154,7 +154,7 @@ RESIDUAL_ROWS = {
     'v1-m2': [(3, 'A'), (5, 'C'), (8, 'C'), (10, 'C')],
     'v1-m3': [(3, 'B'), (4, 'C'), (6, 'C'), (8, 'C'), (10, 'C'), (12, 'C'), (13, 'C')],
     'pose-m0': [], 'pose-m1': [(9, 'C')], 'pose-m2': [(8, 'C'), (9, 'C')],
-    'pose-m3': [(6, 'C'), (7, 'C'), (9, 'C'), (12, 'C'), (14, 'C')],
+    'pose-m3': [(6, 'C'), (7, 'C'), (9, 'C'), (11, 'C'), (12, 'C'), (14, 'C')],
 }
 #: the same for the pose heads' block rows (upsampling rows not counted)
 HEAD_RESIDUAL_ROWS = {'pose-m0': [], 'pose-m1': [], 'pose-m2': [], 'pose-m3': [(1, 'C')]}

@@ -28,36 +28,49 @@ def build(cfg):
     return build_model(cfg)
 
 
+#: MAdds tolerance per model: 3%, except pose-m3, whose printed table (its step to 16x12 at
+#: row 10) is 3.9% under the paper's total with the free choices of the other three
+#: (micronet_archs.py, README "Keypoints")
+MADDS_TOLERANCE = {'pose-m0': TOLERANCE, 'pose-m1': TOLERANCE, 'pose-m2': TOLERANCE,
+                   'pose-m3': 0.04}
+
+
 @pytest.mark.parametrize('arch', ARCHS)
-def test_get_flops_matches_paper_within_3_percent(arch):
+def test_get_flops_matches_paper(arch):
     from tools.analysis.get_flops import main
     report = main([CONFIGS[arch]])  # default pose shape: 256x192
     assert report['shape'] == (256, 192)
     madds, params = PAPER[arch]
-    assert report['model'].madds == pytest.approx(madds, rel=TOLERANCE)
+    assert report['model'].madds == pytest.approx(madds, rel=MADDS_TOLERANCE[arch])
     assert report['model'].params == pytest.approx(params, rel=TOLERANCE)
 
 
+# Table 10's resolution labels, as table rows of pose-m3 (the longest column, whose rows fill
+# the extracted lines one by one): 64x48 on row 2, 32x24 on row 6, 16x12 on row 12.
+POSE_M3_LABEL_ROWS = {4: 2, 8: 6, 16: 12}
+
+
+def _label_rows(strides: list[int]) -> dict[int, int]:
+    """Where a table prints each resolution: on the middle row of the rows running at it (the
+    upper middle one for an even count, as the v1 paper's extracted text does)."""
+    groups: dict[int, list[int]] = {}
+    stride = 2
+    for row, s in enumerate(strides, 1):
+        stride *= s
+        groups.setdefault(stride, []).append(row)
+    return {k: rows[(len(rows) - 1) // 2] for k, rows in groups.items()}
+
+
 @pytest.mark.parametrize('step', [9, 10, 11])
-def test_pose_m3_only_its_11th_row_as_the_step_to_stride_16_meets_the_totals(step, monkeypatch):
-    """Table 10's labels put pose-m3's stride-2 row at row 9 or 10 (micronet_archs.py); with
-    the table's free choices only row 11 comes within 3% of the paper's MAdds (README)."""
-    from micronet_mm.analysis import count_complexity
-    from micronet_mm.models import MicroNet
+def test_pose_m3_step_to_stride_16_is_where_the_labels_put_it(step):
+    """The printed labels fit the step to 16x12 at row 9 or 10, not at row 11; the table has
+    it at row 10, the line on which pose-m0, m1 and m2 step down too (micronet_archs.py)."""
     from micronet_mm.models.backbones.micronet_archs import ARCH_SETTINGS
-    from micronet_mm.models.heads.pose_head import MicroPoseHead
-    table = ARCH_SETTINGS['pose-m3']
-    assert [row[2] for row in table['rows'][8:11]] == [1, 1, 2]  # ours: row 11
-    rows = [row[:2] + (2 if i == step else 1,) + row[3:] if i in (9, 10, 11) else row
-            for i, row in enumerate(table['rows'], 1)]
-    monkeypatch.setitem(ARCH_SETTINGS, 'pose-m3', dict(table, rows=rows))
-    backbone = MicroNet('pose-m3', out_indices=(2,))
-    head = MicroPoseHead(backbone.out_channels[0], 17, arch='pose-m3')
-    model = torch.nn.ModuleList([backbone, head])
-    c = count_complexity(model, (3, 256, 192), forward=lambda x: head(backbone(x)))
-    madds, params = PAPER['pose-m3']
-    assert c.params == pytest.approx(params, rel=TOLERANCE)
-    assert (abs(c.madds / madds - 1) < TOLERANCE) == (step == 11), c.madds
+    strides = [row[2] for row in ARCH_SETTINGS['pose-m3']['rows']]
+    assert [i for i, s in enumerate(strides, 1) if s == 2] == [1, 4, 10]
+    moved = [2 if i == step else (1 if i in (9, 10, 11) else s)
+             for i, s in enumerate(strides, 1)]
+    assert (_label_rows(moved) == POSE_M3_LABEL_ROWS) == (step in (9, 10))
 
 
 @pytest.mark.parametrize('arch', ARCHS)

@@ -1,10 +1,14 @@
 """The Micro-Block pose head of arXiv v1 §6.1 / appendix §8.1 (Table 10, "head").
 
-Three Micro-Blocks on the stride-16 backbone output, with bilinear x2 upsampling before the first
-(to stride 8) and before the second (to stride 4); the last is a Micro-Block-A whose depthwise
-convolution does not expand, preceded by the expansion that its paper row begins with. Every
-activation slot is followed by the spatial attention of dynamic ReLU. A pointwise convolution
-gives the K heatmaps (64x48 for a 256x192 input). The rows are data: ``POSE_HEAD_SETTINGS``.
+Three Micro-Blocks on the stride-16 backbone output, in the code's view of a block (expand ->
+depthwise -> compress): a Micro-Block-C at stride 16 (the depthwise and compression of the
+paper's first head row, whose expansion is the backbone's last), bilinear x2 upsampling, a
+Micro-Block-C at stride 8, bilinear x2 upsampling, then the expansion and a Micro-Block-A whose
+depthwise convolution does not expand, at stride 4. Each upsampling thus comes AFTER a block's
+compression, on the narrowest tensor (in the paper's view: between a row's compression and the
+next row's expansion). Every activation slot is followed by the spatial attention of dynamic
+ReLU. A pointwise convolution gives the K heatmaps (64x48 for a 256x192 input). The rows are
+data: ``POSE_HEAD_SETTINGS``.
 
 Loss, flip test, decoding and prediction are mmpose's :class:`HeatmapHead` ones (this class only
 replaces its layers), so codecs such as ``MSRAHeatmap`` and ``TopdownPoseEstimator`` apply as is.
