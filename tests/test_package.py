@@ -52,6 +52,10 @@ def test_wheel_carries_configs_tools_and_model_index(wheel):
     for path in repo_files('configs') | repo_files('tools') | {'model-index.yml'}:
         assert f'micronet_mm/.mim/{path}' in names, path
     assert 'micronet_mm/converters_paddle.py' in names
+    # every native source the installed package builds from (torch op, OpenVINO extension)
+    for path in repo_files('micronet_mm/csrc'):
+        if path.endswith(('.h', '.hpp', '.cpp', 'CMakeLists.txt')):
+            assert path in names, path
     assert 'micronet_mm_startup.py' in names and 'micronet_mm-startup.pth' in names
     assert not [n for n in names if n.startswith('tests/') or '__pycache__' in n]
 
