@@ -22,8 +22,10 @@ SYNC = dict(type='SyncBN', requires_grad=True)
 
 
 def norm_types(module: nn.Module) -> set[type]:
-    return {type(m) for m in module.modules()
-            if isinstance(m, (_BatchNorm, nn.GroupNorm, nn.LayerNorm))}
+    """The classes of ``module``'s normalization layers, any SyncBN as ``nn.SyncBatchNorm``
+    (mmcv builds mmengine's subclass of it)."""
+    return {nn.SyncBatchNorm if isinstance(m, nn.SyncBatchNorm) else type(m)
+            for m in module.modules() if isinstance(m, (_BatchNorm, nn.GroupNorm, nn.LayerNorm))}
 
 
 def heads(norm_cfg: dict | None) -> dict[str, nn.Module]:
@@ -94,9 +96,9 @@ def test_syncbn_heads_reverted_run_and_deploy():
     for name in default:
         randomize_bn(sync[name])
         default[name].load_state_dict(sync[name].state_dict())
-    feats = dict(cls=(torch.randn(2, 32, 4, 4),), pose=(torch.randn(2, 40, 4, 3),),
+    feats = dict(cls=(torch.randn(2, 32, 4, 4),),
+                 pose=(torch.randn(2, default['pose'].in_channels, 4, 3),),
                  seg=[torch.randn(2, 16, 8, 8), torch.randn(2, 32, 4, 4)])
-    feats['pose'] = (torch.randn(2, default['pose'].in_channels, 4, 3),)
     for name, head in sync.items():
         reverted = revert_sync_batchnorm(head).eval()
         with torch.no_grad():
@@ -138,7 +140,7 @@ def test_with_cp_same_step_and_statistics(arch):
     cp.load_state_dict(plain.state_dict())
     runs = []
     block = cp.stages[1][0]
-    block.register_forward_hook(lambda *args: runs.append(1))
+    block.register_forward_pre_hook(lambda *args: runs.append(1))
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
     out_p, grads_p, bufs_p = _train_step(plain, x)
     out_c, grads_c, bufs_c = _train_step(cp, x)

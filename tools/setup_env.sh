@@ -153,7 +153,8 @@ fi
 if [[ -n "$MMCV_CUDA" ]]; then
   echo "[setup] mmcv: CUDA ops (CUDA $CUDA_VERSION, arch $TORCH_CUDA_ARCH_LIST) for $GPU_NAME"
 elif [[ -n "$GPU_NAME" && -z "$NVCC" ]]; then
-  echo "[setup] mmcv: CPU ops only; GPU found ($GPU_NAME) but no CUDA toolkit (nvcc): install the toolkit of torch's CUDA version (python -c 'import torch; print(torch.version.cuda)'), e.g. apt-get install cuda-toolkit-12-8, or set CUDA_HOME, then rerun bash tools/setup_env.sh"
+  torch_cuda="$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda or "none")')"
+  echo "[setup] mmcv: CPU ops only; GPU found ($GPU_NAME) but no CUDA toolkit (nvcc): install the CUDA $torch_cuda toolkit that torch is built with (e.g. apt-get install cuda-toolkit-${torch_cuda//./-}) or set CUDA_HOME to one, then rerun bash tools/setup_env.sh"
 else
   echo "[setup] mmcv: CPU ops (no GPU found)"
 fi

@@ -10,7 +10,8 @@ from .spatial_attention import SpatialAttention
 from .stem import MicroStem
 
 __all__ = [
-    'BLOCKS', 'DEFAULT_NORM_CFG', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax', 'ExpansionBlock',
+    'BLOCKS', 'DEFAULT_NORM_CFG', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax',
+    'ExpansionBlock',
     'GroupPointwise', 'LiteCombination', 'MicroBlockA', 'MicroBlockB', 'MicroBlockC',
     'MicroFactorizedDepthwise', 'MicroFactorizedPointwise', 'MicroStem', 'SpatialAttention',
     'adaptive_groups',
