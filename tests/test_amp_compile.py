@@ -147,21 +147,24 @@ def test_shift_max_compiles_with_inductor_and_trains(fused):
 
 @pytest.mark.parametrize('arch', ARCHS)
 def test_whole_model_compiles_and_trains(arch):
-    """``torch.compile`` of a whole backbone in training (the reference Shift-Max, the form a
-    GPU compiles): one step gives eager's outputs, gradients and BN statistics. M0 and M3 go
-    through Inductor's code generation; M1 and M2 through AOTAutograd (``aot_eager``: the same
-    graph capture and joint forward-backward graph, without the minutes of C++ code generation
-    on a small CPU)."""
+    """``torch.compile`` of a whole backbone in training, with the reference Shift-Max (the form
+    a GPU compiles): one step gives eager's outputs, gradients and BN statistics. The backend is
+    ``aot_eager_decomp_partition``: Inductor's graph capture, decompositions and min-cut
+    forward/backward partition, run without the C++ code generation (minutes per model on a
+    small CPU; the Shift-Max module goes through Inductor's code generation above)."""
     torch.manual_seed(0)
     model = MicroNet(arch).train()
     compiled_model = copy.deepcopy(model)
     x = torch.randn(2, 3, 64, 64)
-    backend = 'inductor' if arch in ('m0', 'm3') else 'aot_eager'
     with fused_shift_max.use_fused(False):
         out_e, g_e = train_step(model, x)
-        out_c, g_c = train_step(torch.compile(compiled_model, backend=backend), x)
+        compiled = torch.compile(compiled_model, backend='aot_eager_decomp_partition')
+        out_c, g_c = train_step(compiled, x)
     assert rel_err(out_c, out_e) < 1e-4
+    # gradients relative to the largest one: some are sums that cancel to ~0 (a BN bias before
+    # a batch-normalized convolution), where only rounding is left
+    scale = max(g.abs().max() for g in g_e)
     for a, b in zip(g_c, g_e):
-        assert rel_err(a, b) < 1e-3
+        assert (a - b).abs().max() <= 1e-4 * scale
     for a, b in zip(compiled_model.buffers(), model.buffers()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6)
