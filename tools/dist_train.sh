@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: bash tools/dist_train.sh CONFIG GPUS [train.py args]
+#
+# On GPUs: one process per GPU, NCCL (mmengine's default backend, env_cfg.dist_cfg), e.g.
+#   bash tools/dist_train.sh configs/det/retinanet_micronet_m3.py 8
+#   CUDA_VISIBLE_DEVICES=0,1,2,3 bash tools/dist_train.sh \
+#       configs/seg/micronet-v1-m3-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py 4
+# The detection and segmentation configs build their BN layers as SyncBN (norm_cfg), so the
+# statistics are those of the whole batch over all GPUs. Mixed precision: --amp. Several nodes:
+# NNODES, NODE_RANK, MASTER_ADDR and PORT, as torchrun. docs/gpu.md has the details.
 # On a CPU-only machine the processes use the gloo backend (set by the config's env_cfg or
-# with --cfg-options env_cfg.dist_cfg.backend=gloo).
+# with --cfg-options env_cfg.dist_cfg.backend=gloo); SyncBN layers then need CUDA tensors, so
+# give --cfg-options model.backbone.norm_cfg.type=BN (and the head's) there.
 set -euo pipefail
 CONFIG=$1
 GPUS=$2

@@ -8,6 +8,10 @@
 #   P6, width 256, standard RPN and 2-FC box head: mmdet's Faster R-CNN-R50-FPN with only the
 #   backbone changed.
 # - norm_eval=True (ImageNet BN statistics; 2 images per GPU are too few), frozen_stages=-1.
+# - norm_cfg SyncBN, as mmdet's multi-GPU configs: BN layers share their batch statistics over
+#   all GPUs (16 images instead of 2). With norm_eval=True the statistics stay frozen anyway;
+#   SyncBN matters once norm_eval is switched off. A single process (tools/train.py, CPU) runs
+#   it as plain BN (mmengine's runner reverts it).
 # - SGD lr 0.02 at total batch 16, momentum 0.9, weight decay 1e-4, 500 warmup iterations:
 #   mmdet's Faster R-CNN recipe (auto_scale_lr base 16).
 # - 3x schedule as the paper: 36 epochs, lr x0.1 at epochs 28 and 34, mmdet's 3x multi-scale
@@ -24,6 +28,7 @@ model = dict(
         arch='m3',
         out_indices=(0, 1, 2, 3),  # strides 4, 8, 16, 32
         frozen_stages=-1,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(in_channels='auto'))

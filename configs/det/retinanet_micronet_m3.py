@@ -13,6 +13,10 @@
 # - norm_eval=True: BN statistics stay those of ImageNet. With 2 images per GPU, batch
 #   statistics are too noisy (mmdet does the same for every ImageNet-pretrained backbone); the
 #   BN scales and shifts still train. frozen_stages=-1: the paper fine-tunes the whole backbone.
+# - norm_cfg SyncBN, as mmdet's multi-GPU configs: BN layers share their batch statistics over
+#   all GPUs (16 images instead of 2). With norm_eval=True the statistics stay frozen anyway;
+#   SyncBN matters once norm_eval is switched off. A single process (tools/train.py, CPU) runs
+#   it as plain BN (mmengine's runner reverts it).
 # - SGD lr 0.01 at total batch 16 (8 GPUs x 2), momentum 0.9, weight decay 1e-4, 500 warmup
 #   iterations: mmdet's RetinaNet recipe (auto_scale_lr base 16).
 # - 3x schedule as the paper: 36 epochs (no RepeatDataset), lr x0.1 at epochs 28 and 34, with
@@ -29,6 +33,7 @@ model = dict(
         arch='m3',
         out_indices=(1, 2, 3),  # strides 8, 16, 32
         frozen_stages=-1,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(in_channels='auto', start_level=0, add_extra_convs='on_input', num_outs=5))

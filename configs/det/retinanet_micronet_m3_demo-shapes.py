@@ -2,7 +2,7 @@
 # filled shapes in 128x128 images, made by tools/data/make_demo_data.py). It changes the data,
 # the image scale and what a tiny dataset on 2 CPU cores requires:
 # - no ImageNet checkpoint (none ships with the repo): the backbone starts from scratch, so its
-#   BN statistics train too (norm_eval=False);
+#   BN statistics train too (norm_eval=False), with plain BN (one process);
 # - batch 4 (960 iterations in all), a 100-iteration warmup instead of 500, and gradient
 #   clipping at norm 10;
 # - 16 epochs with the 3x schedule's shape (lr x0.1 at epochs 12 and 15 of 16);
@@ -18,7 +18,7 @@ metainfo = dict(classes=('square', 'circle', 'triangle'),
 img_scale = (128, 128)
 
 model = dict(
-    backbone=dict(norm_eval=False, init_cfg=None),
+    backbone=dict(norm_cfg=dict(type='BN'), norm_eval=False, init_cfg=None),
     neck=dict(out_channels=64),
     bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64, stacked_convs=2))
 # from scratch, the loss spikes without clipping (seen: a collapse back to the initial loss)

@@ -6,8 +6,11 @@ _base_ = ['./micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py']
 
 data_root = 'data/demo_cityscapes'
 crop_size = (128, 256)
+norm_cfg = dict(type='BN', requires_grad=True)  # one process: plain BN
 model = dict(data_preprocessor=dict(size=crop_size),
-             decode_head=dict(channels=64, skip_channels=16, dropout_ratio=0.0))
+             backbone=dict(norm_cfg=norm_cfg),
+             decode_head=dict(channels=64, skip_channels=16, dropout_ratio=0.0,
+                              norm_cfg=norm_cfg))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

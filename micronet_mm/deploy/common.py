@@ -4,7 +4,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from micronet_mm.ops import ChannelShuffle
+from micronet_mm.ops import (ChannelShuffle, GroupPointwise, MicroFactorizedDepthwise, MicroStem,
+                             SpatialAttention)
+from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
+
+#: the MicroNet parts whose normalization layers deploy mode folds
+FOLDED_PARTS = (GroupPointwise, MicroFactorizedDepthwise, MicroStem, SpatialAttention,
+                MicroBlockA, MicroBlockC, ExpansionBlock)
+
+
+def check_foldable_norms(model: nn.Module) -> None:
+    """Raise ``ValueError`` (one line) if a MicroNet part of ``model`` holds a normalization
+    layer that is not a BatchNorm (any ``_BatchNorm``: BatchNorm2d, SyncBatchNorm, mmengine's
+    reverted ``_BatchNormXd``), which folding into the convolutions needs."""
+    for part_name, part in model.named_modules():
+        if not isinstance(part, FOLDED_PARTS):
+            continue
+        for name, m in part.named_modules():
+            if 'Norm' in type(m).__name__ and not isinstance(m, nn.modules.batchnorm._BatchNorm):
+                where = '.'.join(n for n in (part_name, name) if n)
+                raise ValueError(f'deploy folds BatchNorm into the convolutions, but {where} is a '
+                                 f'{type(m).__name__}: build the model with '
+                                 f"norm_cfg=dict(type='BN') or dict(type='SyncBN') to deploy it")
 
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,

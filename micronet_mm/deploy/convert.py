@@ -8,6 +8,7 @@ from torch import nn
 from micronet_mm.models.heads.cls_head import MicroNetClsHead
 
 from .backends import BACKENDS, HEAD_PROGRAMS, check_backend
+from .common import check_foldable_norms
 from .rewrites.cls_head import convert_cls_head
 
 
@@ -26,6 +27,7 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
         ``backbone``, converted, with no parameter requiring gradients.
     """
     check_backend(backend)
+    check_foldable_norms(backbone)
     backbone.eval()
     with torch.no_grad():
         BACKENDS[backend](backbone)
@@ -49,6 +51,7 @@ def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
         ``model``, converted.
     """
     check_backend(backend)
+    check_foldable_norms(model)
     model.eval()
     heads = [m for m in model.modules() if isinstance(m, MicroNetClsHead)]
     for head in heads:

@@ -3,15 +3,17 @@ from .blocks import (BLOCKS, ActSettings, BlockSpec, ExpansionBlock, MicroBlockA
                      MicroBlockC, make_activation)
 from .depthwise import MicroFactorizedDepthwise
 from .lite import LiteCombination
+from .norm import DEFAULT_NORM_CFG, norm_layer
 from .pointwise import ChannelShuffle, GroupPointwise, MicroFactorizedPointwise, adaptive_groups
 from .shift_max import DynamicShiftMax, make_divisible, shift_index
 from .spatial_attention import SpatialAttention
 from .stem import MicroStem
 
 __all__ = [
-    'BLOCKS', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax', 'ExpansionBlock',
+    'BLOCKS', 'DEFAULT_NORM_CFG', 'ActSettings', 'BlockSpec', 'ChannelShuffle', 'DynamicShiftMax',
+    'ExpansionBlock',
     'GroupPointwise', 'LiteCombination', 'MicroBlockA', 'MicroBlockB', 'MicroBlockC',
     'MicroFactorizedDepthwise', 'MicroFactorizedPointwise', 'MicroStem', 'SpatialAttention',
     'adaptive_groups',
-    'make_activation', 'make_divisible', 'shift_index',
+    'make_activation', 'make_divisible', 'norm_layer', 'shift_index',
 ]

@@ -33,6 +33,7 @@ from torch import nn
 
 from .depthwise import MicroFactorizedDepthwise
 from .lite import LiteCombination
+from .norm import norm_layer
 from .pointwise import ChannelShuffle, GroupPointwise
 from .shift_max import DynamicShiftMax, make_divisible
 from .spatial_attention import SpatialAttention
@@ -96,14 +97,14 @@ def has_residual(stride: int, in_channels: int, out_channels: int) -> bool:
 
 
 def make_activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
-                    output: bool = False) -> nn.Module:
+                    output: bool = False, norm_cfg: dict | None = None) -> nn.Module:
     """Activation slot: ReLU6 / Identity (mode 0), else Dynamic Shift-Max (K=1 or K); inside a
-    :class:`SpatialAttention` (its map computed from the slot's input) when
-    ``act.spatial_attention``."""
+    :class:`SpatialAttention` (its map computed from the slot's input, its logit normalized as
+    ``norm_cfg`` says) when ``act.spatial_attention``."""
     slot = _activation(mode, channels, groups, reduction, act, output=output)
     if not act.spatial_attention:
         return slot
-    return SpatialAttention(channels, slot)
+    return SpatialAttention(channels, slot, norm_cfg=norm_cfg)
 
 
 def _activation(mode: int, channels: int, groups: int, reduction: int, act: ActSettings, *,
@@ -119,15 +120,16 @@ def _activation(mode: int, channels: int, groups: int, reduction: int, act: ActS
 
 
 def make_depthwise(in_channels: int, kernel_size: int, *, stride: int, dilation: int,
-                   expand: tuple[int, int] = (1, 1), full_rank: bool = False) -> nn.Module:
+                   expand: tuple[int, int] = (1, 1), full_rank: bool = False,
+                   norm_cfg: dict | None = None) -> nn.Module:
     """Micro-Factorized depthwise convolution, or a kxk depthwise one for ``full_rank``."""
     if not full_rank:
         return MicroFactorizedDepthwise(in_channels, kernel_size, stride=stride,
-                                        dilation=dilation, expand=expand)
+                                        dilation=dilation, expand=expand, norm_cfg=norm_cfg)
     out = in_channels * expand[0] * expand[1]
     return nn.Sequential(nn.Conv2d(in_channels, out, kernel_size, stride,
                                    dilation * (kernel_size // 2), dilation=dilation,
-                                   groups=in_channels, bias=False), nn.BatchNorm2d(out))
+                                   groups=in_channels, bias=False), norm_layer(norm_cfg, out))
 
 
 def shuffle_or_identity(groups: int, enabled: bool = True) -> nn.Module:
@@ -146,24 +148,27 @@ class MicroBlockA(nn.Module):
             of the compression, groups of A2 and its shuffle).
         act: shared activation settings.
         full_rank: build the mutual-learning partner.
+        norm_cfg: mmcv config of every normalization layer (``None``: BatchNorm2d).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec, act: ActSettings,
-                 full_rank: bool = False) -> None:
+                 full_rank: bool = False, *, norm_cfg: dict | None = None) -> None:
         super().__init__()
         hidden = in_channels * spec.expand[0] * spec.expand[1]
         out = spec.out_channels
         g_mid, (g_pw, g_out) = spec.groups_in[1], spec.groups_out
         red = act.reduction * spec.reduction
-        mid_act = make_activation(spec.dsm[1], hidden, g_mid, red, act)
+        mid_act = make_activation(spec.dsm[1], hidden, g_mid, red, act, norm_cfg=norm_cfg)
         self.lite = LiteCombination(
             in_channels, out, spec.kernel, stride=spec.stride, dilation=spec.dilation,
             expand=spec.expand, groups=(g_mid, 1 if full_rank else g_pw), mid_act=mid_act,
             mid_shuffle2=spec.dsm[1] != 0,
             depthwise=make_depthwise(in_channels, spec.kernel, stride=spec.stride,
                                      dilation=spec.dilation, expand=spec.expand,
-                                     full_rank=full_rank))
-        self.act2 = make_activation(spec.dsm[2], out, g_out, red // 2, act, output=True)
+                                     full_rank=full_rank, norm_cfg=norm_cfg),
+            norm_cfg=norm_cfg)
+        self.act2 = make_activation(spec.dsm[2], out, g_out, red // 2, act, output=True,
+                                    norm_cfg=norm_cfg)
         self.shuffle2 = shuffle_or_identity(g_out)
         self.shuffle2b = shuffle_or_identity(out // 2, spec.dsm[2] != 0 and out % 2 == 0)
         self.use_residual = has_residual(spec.residual_stride, in_channels, out)
@@ -186,10 +191,11 @@ class MicroBlockC(nn.Module):
             groups of A3).
         act: shared activation settings.
         full_rank: build the mutual-learning partner.
+        norm_cfg: mmcv config of every normalization layer (``None``: BatchNorm2d).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec, act: ActSettings,
-                 full_rank: bool = False) -> None:
+                 full_rank: bool = False, *, norm_cfg: dict | None = None) -> None:
         super().__init__()
         hidden = in_channels * spec.expand[0] * spec.expand[1]
         out = spec.out_channels
@@ -197,18 +203,22 @@ class MicroBlockC(nn.Module):
         y1, y2, y3 = spec.dsm
         red = act.reduction * spec.reduction
         self.use_residual = has_residual(spec.residual_stride, in_channels, out)
-        self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw1)
-        self.act1 = make_activation(y1, hidden, g_sh, red, act)
+        self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw1,
+                                     norm_cfg=norm_cfg)
+        self.act1 = make_activation(y1, hidden, g_sh, red, act, norm_cfg=norm_cfg)
         self.shuffle1 = shuffle_or_identity(g_sh)
         self.depthwise = make_depthwise(hidden, spec.kernel, stride=spec.stride,
-                                        dilation=spec.dilation, full_rank=full_rank)
+                                        dilation=spec.dilation, full_rank=full_rank,
+                                        norm_cfg=norm_cfg)
         # A2 shifts across groups of g_sh channels (the depthwise output has no group structure).
-        self.act2 = make_activation(y2, hidden, hidden // g_sh if g_sh != 1 else 1, red, act)
+        self.act2 = make_activation(y2, hidden, hidden // g_sh if g_sh != 1 else 1, red, act,
+                                    norm_cfg=norm_cfg)
         self.shuffle2 = (shuffle_or_identity(hidden // 4) if y1 and y2 else
                          nn.Identity() if not (y1 or y2) else shuffle_or_identity(hidden // 2))
-        self.compress = GroupPointwise(hidden, out, 1 if full_rank else g_pw2)
+        self.compress = GroupPointwise(hidden, out, 1 if full_rank else g_pw2,
+                                       norm_cfg=norm_cfg)
         self.act3 = make_activation(y3, out, g_out, red // 2 if out < hidden else red, act,
-                                    output=True)
+                                    output=True, norm_cfg=norm_cfg)
         self.shuffle3 = shuffle_or_identity(g_out)
         self.shuffle3b = shuffle_or_identity(out // 2, y3 != 0)
 
@@ -237,16 +247,18 @@ class ExpansionBlock(nn.Module):
         spec: the table row; ``expand=(1, t)``, ``groups_in`` = (conv groups, A3 groups).
         act: shared activation settings.
         full_rank: build the mutual-learning partner.
+        norm_cfg: mmcv config of every normalization layer (``None``: BatchNorm2d).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec, act: ActSettings,
-                 full_rank: bool = False) -> None:
+                 full_rank: bool = False, *, norm_cfg: dict | None = None) -> None:
         super().__init__()
         hidden = in_channels * spec.expand[0] * spec.expand[1]
         g_pw, g_sh = spec.groups_in
-        self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw)
+        self.expand = GroupPointwise(in_channels, hidden, 1 if full_rank else g_pw,
+                                     norm_cfg=norm_cfg)
         self.act = make_activation(spec.dsm[2], hidden, g_sh, act.reduction * spec.reduction,
-                                   act, output=True)
+                                   act, output=True, norm_cfg=norm_cfg)
         # the reference rule; no table has t = 1, so no expansion block has a residual
         self.use_residual = has_residual(spec.residual_stride, in_channels, hidden)
 

@@ -14,7 +14,9 @@ backbones); its fake kernel is registered here as well.
 The library is built by ``tools/setup_env.sh`` (:mod:`micronet_mm.csrc.build`) and only
 loaded here; nothing compiles at run time. Without it (or on another device or dtype than CPU
 float32 / float64, or inside an ONNX export) the reference code runs, and a missing library is
-reported by ONE warning.
+reported by ONE warning. :func:`choose` makes that choice per input: a CUDA tensor or a
+float16 / bfloat16 one (AMP) is never handed to the C++ kernels, and the first such input is
+noted in one log line.
 
 Switches: the environment variable ``MICRONET_FUSED_SHIFT_MAX=0`` turns the fused path off for
 the process; :func:`use_fused` turns it off (or on) inside a ``with`` block. :func:`available`
@@ -28,10 +30,11 @@ import warnings
 from collections.abc import Iterator
 
 import torch
+from mmengine.logging import print_log
 
 from micronet_mm.csrc.build import library_path
 
-_state = {'loaded': None, 'warned': False, 'calls': 0,
+_state = {'loaded': None, 'warned': False, 'calls': 0, 'noted': set(),
           'enabled': os.environ.get('MICRONET_FUSED_SHIFT_MAX', '1') != '0'}
 
 
@@ -95,8 +98,40 @@ def active() -> bool:
 def supports(x: torch.Tensor) -> bool:
     """Whether the fused kernels take ``x``: a CPU float32 / float64 tensor, and no ONNX export
     running (ONNX has no such operator: the export takes the reference code's standard ops)."""
-    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
-            and not torch.onnx.is_in_onnx_export())
+    return unsupported_reason(x) is None
+
+
+def unsupported_reason(x: torch.Tensor) -> str | None:
+    """Why the fused kernels (CPU float32 / float64 only) cannot take ``x``, or ``None``."""
+    if x.device.type != 'cpu':
+        return f'the input is on {x.device.type}'
+    if x.dtype not in (torch.float32, torch.float64):
+        return f'the input is {str(x.dtype).replace("torch.", "")} (mixed precision)'
+    if torch.onnx.is_in_onnx_export():
+        return 'an ONNX export is running'
+    return None
+
+
+def choose(x: torch.Tensor) -> str:
+    """The implementation :class:`DynamicShiftMax` runs for ``x``: ``'fused'`` (the C++
+    operator: CPU float32 / float64, switched on and built) or ``'reference'`` (standard ops,
+    which ``torch.compile`` fuses on any device). The first time a CUDA or reduced-precision
+    input takes the reference code, one line says so (not while ``torch.compile`` traces)."""
+    reason = unsupported_reason(x)
+    if reason is None:
+        return 'fused' if active() else 'reference'
+    if x.device.type != 'cpu' or x.dtype not in (torch.float32, torch.float64):
+        _note_reference(reason)
+    return 'reference'
+
+
+def _note_reference(reason: str) -> None:
+    if torch.compiler.is_compiling() or reason in _state['noted']:
+        return
+    _state['noted'].add(reason)
+    print_log(f'micronet_mm: Dynamic Shift-Max runs its reference code because {reason} (the '
+              f'fused C++ operator takes CPU float32/float64 tensors only); torch.compile '
+              f'fuses the reference code into generated kernels', logger='current')
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .norm import norm_layer
+
 
 class ChannelShuffle(nn.Module):
     """Channel shuffle Φ of Eq. 1 (ShuffleNet): ``(N, G·M, H, W) -> view (G, M) -> (M, G)``.
@@ -55,12 +57,14 @@ class GroupPointwise(nn.Sequential):
         in_channels: input channels.
         out_channels: output channels.
         groups: number of groups (block-diagonal blocks).
+        norm_cfg: mmcv config of the normalization layer (``None``: BatchNorm2d).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, groups: int, *,
+                 norm_cfg: dict | None = None) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False, groups=groups)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = norm_layer(norm_cfg, out_channels)
 
 
 class MicroFactorizedPointwise(nn.Module):
@@ -76,17 +80,19 @@ class MicroFactorizedPointwise(nn.Module):
         out_channels: C_out.
         hidden: C/R, the number of hidden channels between Q and P.
         groups: ``(G_Q, G_P)``; default from Eq. 3.
+        norm_cfg: mmcv config of the normalization after each factor (``None``: BatchNorm2d).
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int,
-                 groups: tuple[int, int] | None = None) -> None:
+                 groups: tuple[int, int] | None = None, *,
+                 norm_cfg: dict | None = None) -> None:
         super().__init__()
         if groups is None:  # Eq. 3 with C/R = hidden, lowered to a divisor of every width
             g = adaptive_groups(hidden, 1, divides=(in_channels, hidden, out_channels))
             groups = (g, g)
-        self.q = GroupPointwise(in_channels, hidden, groups[0])
+        self.q = GroupPointwise(in_channels, hidden, groups[0], norm_cfg=norm_cfg)
         self.shuffle = ChannelShuffle(groups[0])
-        self.p = GroupPointwise(hidden, out_channels, groups[1])
+        self.p = GroupPointwise(hidden, out_channels, groups[1], norm_cfg=norm_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.q(x)  # (N, C/R, H, W)

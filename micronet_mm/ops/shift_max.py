@@ -21,12 +21,26 @@ When the fused operator is built (:mod:`micronet_mm.ops.fused_shift_max`), the f
 the hyper-function runs as one C++ call with the same arithmetic; the code below is the
 reference it is tested against, and the fallback.
 
+Mixed precision (``torch.autocast``, float16 or bfloat16 activations): the hyper-function runs
+with autocast off in the float32 of its weights (the pooling accumulates in float32 without a
+float32 copy of x) and the coefficients are computed in float32, where a float16 fc layer would
+round every coefficient to ~3 significant digits (bfloat16: ~2) before the ``(s - 0.5) · 2 ·
+act_max`` rescaling enlarges the error. The fusion of Eq. 4 then runs in the activation's dtype
+(|a| <= |init| + act_max bounds it: no overflow beyond that of the convolution before it), so the
+output keeps x's dtype and no float32 ``(K, J, N, C, H, W)`` intermediate is made.
+
+Which implementation runs is chosen per call from the input (:func:`fused_shift_max.choose`):
+the fused C++ operator for CPU float32 / float64 tensors, otherwise this module's reference code
+(on CUDA, under AMP, in an ONNX export); under ``torch.compile`` the reference code is what
+Inductor fuses into generated kernels (Triton on GPU, C++ on CPU).
+
 Special cases: J = 1 is dynamic ReLU (each channel activated alone); K = 1 drops the max (a
 dynamic linear fusion); ``dynamic=False`` is the static Shift-Max of the ablations (Table 2):
 the coefficients are learned parameters that do not depend on the input.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -50,6 +64,29 @@ def shift_index(channels: int, groups: int, shift: int, inner_shift: bool = True
     c = torch.arange(per_group).view(1, per_group)
     src_c = (c + shift) % per_group if inner_shift else c.expand(groups, per_group)
     return (((g + shift) % groups) * per_group + src_c).reshape(-1)
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A block with autocast off on ``device_type`` (nothing to do where it is not on)."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def shift_max_reference(x: torch.Tensor, a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 in standard ops (the reference code; what ``torch.compile`` fuses).
+
+    Args:
+        x: ``(N, C, H, W)``.
+        a: ``(K, J, N, C, 1, 1)``, the coefficients ``a^k_{i,j}``.
+        index: ``(J, C)``, the source channel of each shift (row 0 is the identity).
+
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    shifted = torch.stack([x] + [x[:, idx] for idx in index[1:]])  # (J, N, C, H, W)
+    fused = (a * shifted.unsqueeze(0)).sum(1)  # (K, N, C, H, W)
+    return fused.amax(0)  # (N, C, H, W)
 
 
 class HSigmoid(nn.Module):
@@ -112,23 +149,31 @@ class DynamicShiftMax(nn.Module):
             self.fc = None
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """``a^k_{i,j}(x)`` as a ``(K, J, N, C, 1, 1)`` tensor (the hyper-function of Eq. 4)."""
+        """``a^k_{i,j}(x)`` as a ``(K, J, N, C, 1, 1)`` tensor (the hyper-function of Eq. 4), in
+        the dtype of the module's parameters (float32 under AMP; module doc)."""
         n = x.shape[0]
-        if self.fc is None:
-            s = self.static_coef.expand(n, -1)
-        else:
-            s = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (N, K·J·C) in [0, 1]
-        a = (s - 0.5) * (2 * self.act_max)
-        a = a.view(n, self.num_fusions, self.num_shifts, self.channels, 1, 1)
-        return a.permute(1, 2, 0, 3, 4, 5) + self.init.unsqueeze(2)
+        with _autocast_off(x.device.type):
+            if self.fc is None:
+                s = self.static_coef.expand(n, -1)
+            else:
+                s = self.fc(self._pooled(x))  # (N, K·J·C) in [0, 1]
+            a = (s - 0.5) * (2 * self.act_max)
+            a = a.view(n, self.num_fusions, self.num_shifts, self.channels, 1, 1)
+            return a.permute(1, 2, 0, 3, 4, 5) + self.init.unsqueeze(2).to(a.dtype)
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average of x, ``(N, C)``, in the dtype of fc's weights: as the reference code
+        when x has that dtype, else (AMP) accumulated in that dtype from x as it is."""
+        dtype = self.fc[0].weight.dtype
+        if x.dtype == dtype:
+            return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x.mean((2, 3), dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.coefficients(x)  # (K, J, N, C, 1, 1)
-        if fused_shift_max.supports(x) and fused_shift_max.active():  # the same Eq. 4 in C++
+        if fused_shift_max.choose(x) == 'fused':  # the same Eq. 4 in C++
             return fused_shift_max.shift_max(x, a.flatten(3).permute(2, 0, 1, 3), self.index)
-        shifted = torch.stack([x] + [x[:, idx] for idx in self.index[1:]])  # (J, N, C, H, W)
-        fused = (a * shifted.unsqueeze(0)).sum(1)  # (K, N, C, H, W)
-        return fused.amax(0)  # (N, C, H, W)
+        return shift_max_reference(x, a.to(x.dtype), self.index)
 
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, groups={self.groups}, J={self.num_shifts}, '

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .norm import norm_layer
+
 
 class SpatialAttention(nn.Module):
     """``act(x) · min(H·W · softmax_{H·W}(BN(conv1x1(x))), 3) / 3`` (see the module docstring).
@@ -29,13 +31,15 @@ class SpatialAttention(nn.Module):
     Args:
         channels: channels C of ``x`` (the activation keeps them).
         act: the activation whose output is attended; ``None`` attends ``x`` itself.
+        norm_cfg: mmcv config of the logit's normalization (``None``: BatchNorm2d).
     """
 
-    def __init__(self, channels: int, act: nn.Module | None = None) -> None:
+    def __init__(self, channels: int, act: nn.Module | None = None, *,
+                 norm_cfg: dict | None = None) -> None:
         super().__init__()
         self.act = nn.Identity() if act is None else act
         # one Sequential(Conv2d, BN): deploy folds it into one convolution
-        self.logit = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.BatchNorm2d(1))
+        self.logit = nn.Sequential(nn.Conv2d(channels, 1, 1), norm_layer(norm_cfg, 1))
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The map ``pi`` of shape (N, 1, H, W), values in [0, 1], from the input ``x``."""

@@ -7,6 +7,11 @@ _base_ = [
 ]
 custom_imports = dict(imports=['micronet_mm.models'], allow_failed_imports=False)
 
+# SyncBN in the backbone and the head, as mmseg's multi-GPU configs: with 4 images per GPU the
+# BN statistics are those of the whole batch of 16. A single process (tools/train.py, CPU) runs
+# it as plain BN (mmengine's runner reverts it).
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+
 # Crop size: not given by the paper; 512x1024 as mmseg's LR-ASPP (MobileNetV3) recipe.
 crop_size = (512, 1024)
 data_preprocessor = dict(
@@ -25,6 +30,7 @@ model = dict(
         arch='v1-m0',
         out_indices=(1, 3),  # stride-8 feature for the merge, last stage for the ASPP
         output_stride=16,  # "blocks with stride of 32 run at stride of 16" (v1 §6.2)
+        norm_cfg=norm_cfg,
     ),
     decode_head=dict(
         type='MRASPPHead',
@@ -32,6 +38,7 @@ model = dict(
         channels=256,  # head width: not in the paper, chosen to meet its MAdds (see README)
         skip_channels=64,
         reduction=3,
+        norm_cfg=norm_cfg,
         dropout_ratio=0.1,
         num_classes=19,
         align_corners=False,

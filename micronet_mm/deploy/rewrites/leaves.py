@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from micronet_mm.ops import (DynamicShiftMax, GroupPointwise, MicroFactorizedDepthwise,
                              MicroStem)
@@ -49,7 +50,7 @@ def convert_leaves(module: nn.Module, rules: LeafRules) -> None:
         elif isinstance(child, DynamicShiftMax):
             new = rules.shift_max(child)
         elif (isinstance(child, nn.Sequential) and len(child) == 2
-              and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
+              and isinstance(child[0], nn.Conv2d) and isinstance(child[1], _BatchNorm)):
             new = fold_conv_bn(child)  # the full-rank partner's kxk depthwise
         else:
             convert_leaves(child, rules)

@@ -241,7 +241,7 @@ class _Compiler:
         """``GroupPointwise`` / ``Sequential(Conv2d, BatchNorm2d)``."""
         parts = list(m.children())
         if (len(parts) != 2 or not isinstance(parts[0], nn.Conv2d)
-                or not isinstance(parts[1], nn.BatchNorm2d)):
+                or not isinstance(parts[1], nn.modules.batchnorm._BatchNorm)):
             raise Unsupported(type(m).__name__)
         return self.conv(x, *parts)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronet_mm.ops import DynamicShiftMax, fused_shift_max
+from micronet_mm.ops.shift_max import shift_max_reference
 
 
 def static_coefficients(dsm: DynamicShiftMax) -> torch.Tensor:
@@ -110,8 +111,9 @@ class FusedShiftMax(DeployShiftMax):
     """:class:`DynamicShiftMax` as ONE call of the fused C++ operator
     (:mod:`micronet_mm.ops.fused_shift_max`): ``micronet::shift_max_dynamic`` runs pooling,
     fc1, ReLU, fc2, hard sigmoid, rescaling and Eq. 4 together; a static Shift-Max is one
-    ``micronet::shift_max`` with constant coefficients. Same arithmetic as the reference; CPU
-    float32 / float64 only, inference only.
+    ``micronet::shift_max`` with constant coefficients. Same arithmetic as the reference;
+    inference only. The operator takes CPU float32 / float64 tensors; any other input (a model
+    moved to CUDA, half precision) runs the same formula in standard ops.
 
     Args:
         dsm: the trained activation.
@@ -129,12 +131,28 @@ class FusedShiftMax(DeployShiftMax):
             self.fc1, self.fc2 = copy.deepcopy(dsm.fc[0]), copy.deepcopy(dsm.fc[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not fused_shift_max.supports(x):
+            return shift_max_reference(x, self._coefficients(x), self.index)
         if self.fc1 is None:
             coef = self.static_a.view(1, self.num_fusions, self.num_shifts, self.channels)
             return fused_shift_max.shift_max(x, coef.expand(x.shape[0], -1, -1, -1), self.index)
         return fused_shift_max.shift_max_dynamic(
             x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, self.init,
             self.act_max, self.index)  # (N, C, H, W)
+
+    def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """The final coefficients ``(K, J, N, C, 1, 1)`` in standard ops, in x's dtype."""
+        k, j, c = self.num_fusions, self.num_shifts, self.channels
+        if self.fc1 is None:
+            a = self.static_a.view(k, j, 1, c, 1, 1)
+        else:
+            w = self.fc1.weight
+            pooled = x.mean((2, 3), dtype=w.dtype)  # (N, C)
+            s = F.relu6(self.fc2(F.relu(self.fc1(pooled))) + 3.0) / 6.0  # hard sigmoid
+            a = (s - 0.5) * (2 * self.act_max)  # (N, K·J·C)
+            a = a.view(-1, k, j, c).permute(1, 2, 0, 3)[..., None, None] + self.init.view(
+                k, j, 1, 1, 1, 1)
+        return a.to(x.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', dynamic={self.fc1 is not None}'

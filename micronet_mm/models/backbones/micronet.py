@@ -1,10 +1,13 @@
 """The MicroNet backbone: one builder for every architecture table in micronet_archs.py."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import torch
+import torch.utils.checkpoint
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -45,6 +48,31 @@ def build_stage_specs(arch: str, output_stride: int = 32) -> list[list[BlockSpec
     return stages
 
 
+def _checkpoint_contexts(block: nn.Module) -> tuple:
+    """``torch.utils.checkpoint``'s ``context_fn``: the first forward as it is, the
+    recomputation without running-statistics updates."""
+    return contextlib.nullcontext(), _recompute_without_tracking(block)
+
+
+@contextlib.contextmanager
+def _recompute_without_tracking(module: nn.Module):
+    """The recomputation of a checkpointed block: BatchNorm layers normalize by the batch as in
+    the first forward but leave their running statistics as they are (the first forward updated
+    them; a second update would count the batch twice). Momentum 0 keeps the same computation,
+    and so the same saved tensors, which the checkpoint compares."""
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training
+             and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
 class MicroNet(BaseModule):
     """MicroNet backbone (Li et al., ICCV 2021), exact to the reference implementation.
 
@@ -62,7 +90,13 @@ class MicroNet(BaseModule):
             to output stride ``2**(k+1)``. Same as mmdet's ResNet (detectron2's ``freeze_at = k+1``).
         output_stride: 32, 16 or 8. Blocks past it run with stride 1 and dilated depthwise
             convolutions, so the output keeps its size; weights are unchanged.
-        norm_eval: keep every BatchNorm in eval mode (running statistics frozen) during training.
+        norm_cfg: mmcv config of every normalization layer, e.g. ``dict(type='SyncBN')`` for
+            several GPUs. The default BN gives the parameter names of the released checkpoints.
+        norm_eval: keep every BatchNorm (SyncBN included) in eval mode (running statistics
+            frozen) during training.
+        with_cp: in training, recompute each block's activations in the backward pass
+            (``torch.utils.checkpoint``) instead of keeping them: less memory, one more forward
+            per block. Running statistics are updated once per step, as without it.
         full_rank: build the full-rank mutual-learning partner of arXiv v1 §5.1.
         act_cfg: overrides of the Dynamic Shift-Max settings (``ActSettings`` fields), e.g.
             ``dict(num_shifts=1)`` for dynamic ReLU or ``dict(dynamic=False)`` for static.
@@ -70,8 +104,9 @@ class MicroNet(BaseModule):
     """
 
     def __init__(self, arch: str = 'm0', *, out_indices: Sequence[int] = (3,),
-                 frozen_stages: int = -1, output_stride: int = 32, norm_eval: bool = False,
-                 full_rank: bool = False, act_cfg: dict | None = None,
+                 frozen_stages: int = -1, output_stride: int = 32,
+                 norm_cfg: dict = dict(type='BN'), norm_eval: bool = False,
+                 with_cp: bool = False, full_rank: bool = False, act_cfg: dict | None = None,
                  init_cfg: dict | list | None = None) -> None:
         if init_cfg is None:
             init_cfg = [dict(type='Kaiming', layer='Conv2d', mode='fan_out',
@@ -86,18 +121,20 @@ class MicroNet(BaseModule):
             _check_choice('out_indices entry', i, range(-NUM_STAGES, NUM_STAGES))
         self.arch, self.output_stride = arch, output_stride
         self.out_indices = tuple(i % NUM_STAGES for i in out_indices)
-        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.frozen_stages, self.norm_eval, self.with_cp = frozen_stages, norm_eval, with_cp
+        self.norm_cfg = norm_cfg
 
         setting = ARCH_SETTINGS[arch]
         act = dataclasses.replace(setting['act'], **(act_cfg or {}))
-        self.stem = MicroStem(3, *setting['stem'])
+        self.stem = MicroStem(3, *setting['stem'], norm_cfg=norm_cfg)
         channels = self.stem.out_channels
         self.stages = nn.ModuleList()
         self.stage_channels: list[int] = []
         for specs in build_stage_specs(arch, output_stride):
             blocks = []
             for spec in specs:
-                block = BLOCKS[spec.block](channels, spec, act, full_rank=full_rank)
+                block = BLOCKS[spec.block](channels, spec, act, full_rank=full_rank,
+                                           norm_cfg=norm_cfg)
                 blocks.append(block)
                 channels = (channels * spec.expand[0] * spec.expand[1] if spec.block == 'E'
                             else spec.out_channels)
@@ -111,10 +148,24 @@ class MicroNet(BaseModule):
         x = self.stem(x)  # (N, C_stem, H/2, W/2)
         outs = []
         for i, stage in enumerate(self.stages):
-            x = stage(x)  # (N, stage_channels[i], H/s_i, W/s_i)
+            x = self._run_stage(stage, x)  # (N, stage_channels[i], H/s_i, W/s_i)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``stage(x)``; with ``with_cp`` in training, each block checkpointed (class doc)."""
+        if not (self.with_cp and self.training and torch.is_grad_enabled()
+                and isinstance(stage, nn.Sequential)):
+            return stage(x)
+        for block in stage:
+            if x.requires_grad or any(p.requires_grad for p in block.parameters()):
+                x = torch.utils.checkpoint.checkpoint(
+                    block, x, use_reentrant=False,
+                    context_fn=functools.partial(_checkpoint_contexts, block))
+            else:  # a frozen block: nothing to recompute
+                x = block(x)
+        return x
 
     def switch_to_deploy(self, backend: str = 'pytorch') -> 'MicroNet':
         """Rewrite this trained backbone in place into its faster, equivalent inference form
@@ -131,7 +182,9 @@ class MicroNet(BaseModule):
                 p.requires_grad = False
 
     def train(self, mode: bool = True) -> 'MicroNet':
-        """Set train mode, then re-freeze frozen stages and, with ``norm_eval``, every BN."""
+        """Set train mode, then re-freeze frozen stages and, with ``norm_eval``, every BN
+        (any ``_BatchNorm``: BatchNorm2d, SyncBatchNorm, and the BatchNorm1d/2d of mmengine's
+        ``revert_sync_batchnorm``)."""
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

@@ -45,7 +45,8 @@ from torch import nn
 from micronet_mm.ops import MicroFactorizedPointwise, SpatialAttention, adaptive_groups
 
 
-def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float) -> nn.Sequential:
+def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float,
+                       norm_cfg: dict) -> nn.Sequential:
     """Micro-Factorized pointwise convolution (BN after each factor), then ReLU.
 
     The hidden width is ``min(C_in, C_out) / R``; both factors use G groups, G the integer
@@ -56,7 +57,8 @@ def _mf_pointwise_relu(in_channels: int, out_channels: int, reduction: float) ->
     groups = adaptive_groups(round(hidden), 1, divides=(in_channels, out_channels))
     hidden = max(groups, round(hidden / groups) * groups)
     return nn.Sequential(
-        MicroFactorizedPointwise(in_channels, out_channels, hidden, groups=(groups, groups)),
+        MicroFactorizedPointwise(in_channels, out_channels, hidden, groups=(groups, groups),
+                                 norm_cfg=norm_cfg),
         nn.ReLU(inplace=True))
 
 
@@ -70,26 +72,33 @@ class MRASPPHead(BaseDecodeHead):
         skip_channels: width the stride-8 feature is projected to before the merge.
         reduction: R of the Micro-Factorized pointwise convolutions: their hidden width is
             ``min(C_in, C_out) / R``; groups follow Eq. 3 (``G = sqrt(C/R)``).
+        norm_cfg: mmcv config of every normalization layer of the head (BN by default;
+            ``dict(type='SyncBN')`` for several GPUs). The pointwise factors need one.
         **kwargs: the rest of ``BaseDecodeHead`` (``num_classes``, ``in_index``, ``dropout_ratio``,
             ``loss_decode``, ``align_corners``, ...). ``input_transform`` is always
             ``'multiple_select'``.
     """
 
     def __init__(self, in_channels: list[int], channels: int, *, skip_channels: int = 32,
-                 reduction: float = 4.0, **kwargs) -> None:
+                 reduction: float = 4.0, norm_cfg: dict = dict(type='BN'), **kwargs) -> None:
         if isinstance(in_channels, int) or len(in_channels) != 2:
             raise ValueError('MRASPPHead: in_channels must be [C_stride8, C_stride16], got '
                              f'{in_channels!r}; the backbone needs out_indices=(1, 3)')
         kwargs.setdefault('in_index', (0, 1))
+        if norm_cfg is None:
+            raise ValueError('MRASPPHead: norm_cfg=None is not allowed: the Micro-Factorized '
+                             "convolutions need a norm layer; give e.g. dict(type='BN')")
         kwargs['input_transform'] = 'multiple_select'
-        super().__init__(in_channels, channels, **kwargs)
+        super().__init__(in_channels, channels, norm_cfg=norm_cfg, **kwargs)
         c8, c16 = self.in_channels
-        self.aspp = _mf_pointwise_relu(c16, channels, reduction)
+        self.aspp = _mf_pointwise_relu(c16, channels, reduction, self.norm_cfg)
         self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c16, channels, 1),
                                   nn.Sigmoid())
-        self.spatial = SpatialAttention(channels)  # dynamic ReLU's, on the upsampled map
-        self.skip = _mf_pointwise_relu(c8, skip_channels, reduction)
-        self.fuse = _mf_pointwise_relu(channels + skip_channels, channels, reduction)
+        # dynamic ReLU's, on the upsampled map
+        self.spatial = SpatialAttention(channels, norm_cfg=self.norm_cfg)
+        self.skip = _mf_pointwise_relu(c8, skip_channels, reduction, self.norm_cfg)
+        self.fuse = _mf_pointwise_relu(channels + skip_channels, channels, reduction,
+                                       self.norm_cfg)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         x8, x16 = self._transform_inputs(inputs)  # (N, C8, H/8, W/8), (N, C16, H/16, W/16)

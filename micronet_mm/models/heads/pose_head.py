@@ -35,11 +35,12 @@ class BilinearUpsample(nn.Module):
                                          align_corners=False)  # (N, C, 2H, 2W)
 
 
-def build_head_layers(arch: str, in_channels: int, act_cfg: dict | None = None
-                      ) -> tuple[nn.Sequential, int]:
+def build_head_layers(arch: str, in_channels: int, act_cfg: dict | None = None,
+                      norm_cfg: dict | None = None) -> tuple[nn.Sequential, int]:
     """The head's blocks for ``arch`` (a key of ``POSE_HEAD_SETTINGS``) and their output width.
 
-    The activations are those of the backbone table of the same name, with spatial attention.
+    The activations are those of the backbone table of the same name, with spatial attention;
+    ``norm_cfg`` is the mmcv config of every normalization layer (``None``: BatchNorm2d).
     """
     if arch not in POSE_HEAD_SETTINGS:
         raise ValueError(f'MicroPoseHead: arch={arch!r} is not allowed; legal values: '
@@ -52,7 +53,7 @@ def build_head_layers(arch: str, in_channels: int, act_cfg: dict | None = None
             layers.append(BilinearUpsample())
             continue
         spec = BlockSpec(*row)
-        layers.append(BLOCKS[spec.block](channels, spec, act))
+        layers.append(BLOCKS[spec.block](channels, spec, act, norm_cfg=norm_cfg))
         channels = (channels * spec.expand[0] * spec.expand[1] if spec.block == 'E'
                     else spec.out_channels)
     return nn.Sequential(*layers), channels
@@ -67,13 +68,15 @@ class MicroPoseHead(HeatmapHead):
         out_channels: number of keypoints K (17 for COCO).
         arch: key of ``POSE_HEAD_SETTINGS`` (``'pose-m0'`` .. ``'pose-m3'``).
         act_cfg: overrides of the activation settings (``ActSettings`` fields).
+        norm_cfg: mmcv config of every normalization layer (``dict(type='SyncBN')`` for
+            several GPUs).
         loss: keypoint loss config (mmpose's ``KeypointMSELoss`` by default).
         decoder: codec config used to decode heatmaps (e.g. ``MSRAHeatmap``).
         init_cfg: mmengine initialisation.
     """
 
     def __init__(self, in_channels: int, out_channels: int = 17, *, arch: str = 'pose-m0',
-                 act_cfg: dict | None = None,
+                 act_cfg: dict | None = None, norm_cfg: dict = dict(type='BN'),
                  loss: dict = dict(type='KeypointMSELoss', use_target_weight=True),
                  decoder: dict | None = None, init_cfg: dict | list | None = None) -> None:
         if not isinstance(in_channels, int) or in_channels <= 0:
@@ -82,7 +85,7 @@ class MicroPoseHead(HeatmapHead):
         if init_cfg is None:
             init_cfg = [dict(type='Kaiming', layer='Conv2d', mode='fan_out',
                              nonlinearity='relu', distribution='normal'),
-                        dict(type='Constant', layer='BatchNorm2d', val=1, bias=0),
+                        dict(type='Constant', layer='_BatchNorm', val=1, bias=0),
                         dict(type='Normal', layer='Linear', std=0.01, bias=0),
                         # heatmap layer as mmpose's HeatmapHead: outputs start near 0
                         dict(type='Normal', std=0.001, bias=0, override=dict(name='final_layer'))]
@@ -92,7 +95,7 @@ class MicroPoseHead(HeatmapHead):
         self.in_channels, self.out_channels, self.arch = in_channels, out_channels, arch
         self.loss_module = MODELS.build(loss)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
-        self.layers, channels = build_head_layers(arch, in_channels, act_cfg)
+        self.layers, channels = build_head_layers(arch, in_channels, act_cfg, norm_cfg)
         self.final_layer = nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
