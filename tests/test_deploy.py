@@ -221,7 +221,8 @@ def test_profile_ops_smoke(capsys):
     assert '| Shift-Max fusions' in out and '## torch.profiler, m0 deploy eager' in out
 
 
-def test_switch_to_deploy_methods():
+def test_switch_to_deploy_parts():
+    """A backbone and a head converted on their own give the whole model's output."""
     from micronet_mm.models.heads.cls_head import MicroNetClsHead
     backbone = trained_like(MicroNet('m0'))
     with mmpretrain_scope():
@@ -230,8 +231,8 @@ def test_switch_to_deploy_methods():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = head(backbone(x))
-        b2 = copy.deepcopy(backbone).switch_to_deploy()
-        h2 = switch_to_deploy(copy.deepcopy(head))  # the head has no method: no import cycle
+        b2 = switch_to_deploy(copy.deepcopy(backbone))
+        h2 = switch_to_deploy(copy.deepcopy(head))
         out = h2(b2(x))
     assert rel_err(out, ref) < 1e-4
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)

@@ -75,9 +75,10 @@ Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrit
 ``program_chain``;
 ``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
 (``pytorch``, ``onnxruntime``, ``openvino``), each a ``convert(module)`` listed
-in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Nothing in ``micronet_mm.models``
-imports this package at import time (the backbone's ``switch_to_deploy`` method imports it when
-called), so there is no import cycle.
+in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Imports go one way: this package
+imports :mod:`micronet_mm.models` and :mod:`micronet_mm.ops`, never the reverse
+(``tests/test_imports.py``), so a model has no ``switch_to_deploy`` method of its own; call
+:func:`switch_to_deploy` on it.
 """
 from .backends import BACKENDS
 from .common import ChannelPermute, fold_bn, fold_conv_bn
