@@ -198,7 +198,7 @@ def test_export_onnx_missing_inputs(tmp_path):
 
 
 def test_profile_ops_smoke(capsys):
-    """tools/analysis/profile_ops.py (the profile in docs/speed_history.md) on M0 with two runs:
+    """tools/analysis/profile_ops.py on M0 with two runs:
     both ORT tables, the role table for the deploy export, and the torch.profiler table."""
     pytest.importorskip('onnxruntime')
     from tools.analysis.profile_ops import main
