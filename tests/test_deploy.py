@@ -2,6 +2,7 @@
 profile's smoke run (tools/analysis/profile_ops.py; the benchmark's is in test_benchmark.py)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, mmpretrain_scope, randomize_bn
@@ -442,14 +443,43 @@ def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, dep
     assert rel_err(got, ref) < (1e-4 if task == 'segmentation' else 3e-3)
 
 
-def test_export_onnx_rejects_other_toolboxes(tmp_path):
-    from tools.deployment.export_onnx import main
-    import glob
-    configs = sorted(glob.glob(f'{ROOT}/configs/det/*.py'))
-    if not configs:
-        pytest.skip('no detection config')
-    ckpt = tmp_path / 'x.pth'
-    ckpt.write_bytes(b'')
+def test_export_onnx_refuses_a_two_stage_detector(tmp_path):
     from micronet_mm.errors import InvalidInputError
-    with pytest.raises(InvalidInputError, match='default_scope'):
-        main([configs[0], str(ckpt)])
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'x.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    with pytest.raises(InvalidInputError, match='two-stage detector.*retinanet_micronet_m3'):
+        main([f'{ROOT}/configs/det/faster-rcnn_micronet_m3_fpn.py', str(ckpt)])
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_export_onnx_detector(tmp_path, capsys, deploy):
+    """RetinaNet from a checkpoint: the input size from the test pipeline, every anchor's class
+    logits and box deltas in mmdet's order (checked against the head's own per-level outputs)."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import load_model, main
+    config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
+    model, task, shape = load_model(config, None)
+    assert (task, shape) == ('detection', (128, 128))
+    randomize_bn(model)
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    printed = capsys.readouterr().out
+    assert 'detection, input (batch, 3, 128, 128), output scores_and_deltas' in printed
+    assert '-> OK' in printed
+    x = torch.randn(2, 3, 128, 128)
+    got = ort.InferenceSession(str(out), providers=['CPUExecutionProvider']).run(
+        None, {'input': x.numpy()})[0]
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        cls_scores, bbox_preds = model.eval()(x, None, mode='tensor')
+    anchors = model.bbox_head.num_base_priors
+    assert got.shape == (2, sum(c.shape[2] * c.shape[3] for c in cls_scores) * anchors, 3 + 4)
+    level, row = 1, sum(c.shape[2] * c.shape[3] for c in cls_scores[:1]) * anchors
+    h, w, a = 2, 3, anchors - 1  # one anchor of level 1, counted in mmdet's order
+    row += (h * cls_scores[level].shape[3] + w) * anchors + a
+    want_cls = cls_scores[level][:, a * 3:(a + 1) * 3, h, w]
+    want_box = bbox_preds[level][:, a * 4:(a + 1) * 4, h, w]
+    np.testing.assert_allclose(got[:, row, :3], want_cls.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[:, row, 3:], want_box.numpy(), rtol=1e-4, atol=1e-4)
