@@ -376,7 +376,7 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     factor = 4
     if backend == 'pytorch':
         # the programs' float32 kernels round 2-3x more than the reference and the per-layer
-        # form (M2/M3 backbones, stages 2-3, four draws: docs/speed.md), which the pose heads
+        # form (docs/deploy.md), which the pose heads
         # amplify: within 8x of the larger of the two others' rounding
         with torch.no_grad():
             layers = deploy_as(copy.deepcopy(model), 'pytorch-layers')(x, None, mode='tensor')

@@ -4,7 +4,7 @@
 //
 // Why: in a runtime each MicroNet layer is a node, and the runtime's blocked layouts meet
 // MicroNet's channel shuffles and Shift-Max in planar layout, so half of OpenVINO's time went
-// to layout reorders and per-node overheads (docs/speed.md). Here a whole block runs in one
+// to layout reorders and per-node overheads (docs/deploy.md). Here a whole block runs in one
 // call, in one layout, with its intermediate tensors in cache, and every channel shuffle is a
 // table of plane pointers: no shuffle ever moves data.
 //

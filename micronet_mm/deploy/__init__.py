@@ -2,7 +2,7 @@
 
 The conversion runs after the weights are loaded (as mmpretrain's RepVGG / MobileOne
 ``switch_to_deploy``) and changes no output beyond float rounding. Each rewrite was measured on
-a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
+a 2-core x86 CPU, one thread, batch 1 (docs/deploy.md):
 
 * BatchNorm is folded into the convolution or FC layer before it.
 * A Micro-Factorized depthwise convolution (kx1 + BN, then 1xk + BN) becomes ONE kxk depthwise
@@ -24,7 +24,7 @@ a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
   ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks (a classifier's whole
   backbone) are ONE
   ``micronet::program`` call each (:class:`~.rewrites.native_block.NativeProgram`, the fused
-  blocks of the OpenVINO backend; M2 0.78 ms against 2.79 ms per layer, docs/speed.md); every
+  blocks of the OpenVINO backend, docs/deploy.md); every
   other Dynamic Shift-Max (the pose head's) is ONE ``micronet::shift_max_dynamic`` call,
   hyper-function included (:class:`FusedShiftMax`), 0.3x the time of :class:`FastShiftMax` over
   M2's layers. ``backends.pytorch.per_layer()`` keeps the per-layer form everywhere.
@@ -35,7 +35,7 @@ a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
   measured).
 
 ``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
-where ONNX Runtime's CPU kernels differ, each measured (docs/speed.md):
+where ONNX Runtime's CPU kernels differ, each measured (docs/deploy.md):
 
 * grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower overall);
 * a Micro-Factorized depthwise pair without channel multipliers stays kx1 + 1xk
