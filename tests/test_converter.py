@@ -1,31 +1,16 @@
 """Official checkpoints convert to ours with identical logits (fixture made by the official code,
 see reference_state.py), and bad files get clear errors."""
-import json
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import ARCHS, ROOT
+from conftest import ARCHS, OFFICIAL_REFERENCE as FIXTURE, ROOT, build_classifier
 from micronet_mm.converters import ConversionError, convert_checkpoint
 from micronet_mm.errors import UserError
 from reference_state import make_input, make_state
 
-FIXTURE = json.load(open(osp.join(ROOT, 'tests', 'data', 'official_reference.json')))
-MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
 CONVERTER = osp.join(ROOT, 'tools', 'model_converters', 'micronet_official_to_mmpretrain.py')
-
-
-def build_classifier(arch):
-    from mmpretrain.registry import MODELS
-
-    import micronet_mm.models  # noqa: F401
-    from micronet_mm.models import MicroNet
-    model = MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='MicroNet', arch=arch),
-        head=dict(type='MicroNetClsHead', num_classes=1000,
-                  in_channels=MicroNet(arch).stage_channels[-1], mid_channels=MID[arch])))
-    return model.eval()
 
 
 def official_state(arch):

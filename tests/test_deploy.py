@@ -5,7 +5,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, mmpretrain_scope, randomize_bn
+from conftest import (M0_CONFIG, POSE_DEMO, ROOT, SEG_DEMO, calibrate, dense_trained_like,
+                      mmpretrain_scope, randomize_bn, rel_err, trained_like)
 from torch import nn
 
 from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
@@ -31,25 +32,6 @@ def deploy_as(model: nn.Module, backend: str) -> nn.Module:
     from micronet_mm.deploy.backends.pytorch import per_layer
     with per_layer():
         return switch_to_deploy(model, 'pytorch')
-
-M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
-
-
-def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN statistics and affine parameters, and FC weights large enough that the
-    Shift-Max coefficients vary with the input (the default init keeps them near constant)."""
-    randomize_bn(module, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            m.weight.data.normal_(0, 0.1, generator=g)
-            m.bias.data.normal_(0, 0.1, generator=g)
-    return module.eval()
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
 
 @pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3'])
 @pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
@@ -299,53 +281,6 @@ SEG_CONFIGS = [f'{ROOT}/configs/seg/micronet-v1-m{i}-d16_mr-aspp_4xb4-320k_citys
                for i in range(4)]
 
 
-def build_from_config(path: str) -> nn.Module:
-    """The config's model under its toolbox's scope, in eval mode."""
-    from mmengine.config import Config
-    from tools.analysis.get_flops import build_model
-    return build_model(Config.fromfile(path))
-
-
-def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0, run=None) -> nn.Module:
-    """Trained-like statistics for a whole dense model, set in one eval-mode pass over a random
-    batch, in the order the layers run:
-
-    * every BN gets the mean and variance of its actual input, perturbed (mean + 0.1 std ·
-      N(0, 1), variance · U(0.5, 1.5)): random statistics that still keep the activations O(1).
-      Statistics drawn independently of the data (``randomize_bn`` alone) leave the deep
-      dense models' outputs nearly independent of the image (a comparison would test little);
-      statistics from a train-mode pass, then perturbed, compound to activations of 1e5.
-      This includes the BN on each spatial attention's logit (pose head, MR-ASPP), so its
-      softmax is neither uniform nor one-hot.
-    """
-    g = torch.Generator().manual_seed(seed)
-
-    def set_bn(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
-        x = args[0].transpose(0, 1).flatten(1)  # (C, N·H·W)
-        mean, var = x.mean(1), x.var(1)
-        n = bn.num_features
-        bn.running_mean.copy_(mean + 0.1 * var.sqrt() * torch.randn(n, generator=g))
-        bn.running_var.copy_(var * (torch.rand(n, generator=g) + 0.5))
-
-    hooks = [m.register_forward_pre_hook(set_bn) for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    model.eval()
-    # the reference Shift-Max code: random deep models amplify rounding ~1e7 (v1-m3's last stage),
-    # so statistics set from the fused operator's output differ visibly in float64 comparisons
-    with torch.no_grad(), fused_shift_max.use_fused(False):
-        x = torch.randn(2, 3, *shape, generator=g)
-        model(x, None, mode='tensor') if run is None else run(model, x)
-    for h in hooks:
-        h.remove()
-    return model
-
-
-def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
-    """:func:`trained_like` (random BN affine parameters and FC weights), then
-    :func:`calibrate`."""
-    return calibrate(trained_like(build_from_config(path), seed), shape, seed)
-
-
 @pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
 @pytest.mark.parametrize('path, shape', [(p, (128, 96)) for p in POSE_CONFIGS]
                          + [(p, (128, 256)) for p in SEG_CONFIGS],
@@ -403,10 +338,6 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa > 0
     if '/pose/' in path:
         assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in head.modules()) >= n_sa
-
-
-POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'
-SEG_DEMO = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py'
 
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])

@@ -182,7 +182,7 @@ def test_seg_demo_refuses_existing_outputs_unless_forced(tmp_path, existing):
 
 def test_converter_refuses_a_directory_and_keeps_a_users_tmp_file(tmp_path):
     from reference_state import make_state
-    from test_converter import FIXTURE
+    from conftest import OFFICIAL_REFERENCE as FIXTURE
 
     from tools.model_converters.micronet_official_to_mmpretrain import main
     src = tmp_path / 'official.pth'

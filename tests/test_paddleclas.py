@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ARCHS, ROOT
+from conftest import ARCHS, OFFICIAL_REFERENCE as OFFICIAL, ROOT, build_classifier
 from micronet_mm.converters import ConversionError
 from micronet_mm.converters_paddle import load_pdparams, paddle_to_official
 from micronet_mm.errors import UserError
 from paddleclas_state import paddle_layout, write_pdparams
 from reference_state import make_input, make_state
-from test_converter import FIXTURE as OFFICIAL
-from test_converter import build_classifier
 
 DATA = osp.join(ROOT, 'tests', 'data')
 with open(osp.join(DATA, 'paddleclas_reference.json')) as f:

@@ -41,7 +41,8 @@ def test_get_flops_matches_paper_within_3_percent(arch):
 @pytest.mark.parametrize('step', [9, 10, 11])
 def test_pose_m3_only_its_11th_row_as_the_step_to_stride_16_meets_the_totals(step, monkeypatch):
     """Table 10's labels put pose-m3's stride-2 row at row 9 or 10 (micronet_archs.py); with
-    the table's free choices only row 11 comes within 3% of the paper's MAdds (docs/architecture.md)."""
+    the table's free choices only row 11 comes within 3% of the paper's MAdds
+    (docs/architecture.md)."""
     from micronet_mm.analysis import count_complexity
     from micronet_mm.models import MicroNet
     from micronet_mm.models.backbones.micronet_archs import ARCH_SETTINGS
