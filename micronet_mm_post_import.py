@@ -60,8 +60,8 @@ _FINDER = _PostImportFinder()
 def _run(callback: Callable[[], None]) -> None:
     try:
         callback()
-    except Exception as e:  # a startup hook must never break the user's import
-        warnings.warn(f'micronet_mm startup hook {callback.__name__} failed: {e!r}',
+    except Exception as e:  # an import hook must never break the user's import
+        warnings.warn(f'micronet_mm import hook {callback.__name__} failed: {e!r}',
                       stacklevel=3)
 
 

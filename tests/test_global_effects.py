@@ -9,16 +9,16 @@ import sys
 from conftest import ROOT
 
 PROBE = r'''
-import json, torch
+import json, numpy, torch
 import torch.serialization as ts
 
 class Mine:  # a safe global of the user's own, registered before micronet_mm is imported
     pass
 
-ts.add_safe_globals([Mine, (print, 'my.print')])
-before = list(ts.get_safe_globals())
-from mmengine.runner.checkpoint import CheckpointLoader
+ts.add_safe_globals([Mine, (print, 'my.print'), numpy.dtype])  # numpy.dtype: raw, unguarded
+from mmengine.runner.checkpoint import CheckpointLoader  # mmengine adds entries of its own
 plain = CheckpointLoader.load_checkpoint.__func__
+before = list(ts.get_safe_globals())
 import micronet_mm
 after = list(ts.get_safe_globals())
 wrapped = CheckpointLoader.load_checkpoint.__func__
@@ -27,7 +27,7 @@ micronet_mm.install()
 import micronet_mm.checkpoint as ck
 print(json.dumps(dict(
     kept=all(g in after for g in before),
-    mine=Mine in after and (print, 'my.print') in after,
+    mine=Mine in after and (print, 'my.print') in after and numpy.dtype in after,
     ours=all(g in after for g in ck.mmengine_safe_globals()),
     added=len(after) - len(before),
     ours_count=len(ck.mmengine_safe_globals()),
