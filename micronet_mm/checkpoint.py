@@ -181,17 +181,26 @@ def _bypasses_guards(entry) -> bool:
 def allow_mmengine_checkpoints() -> None:
     """Install the safe loading layer process-wide (idempotent).
 
-    Registers :func:`mmengine_safe_globals` with ``torch.serialization`` (dropping any raw
-    numpy entry someone else registered, which would bypass the guards) and routes mmengine's
-    ``CheckpointLoader`` through :func:`safe_load`.
+    Adds :func:`mmengine_safe_globals` to ``torch.serialization``'s safe globals (entries
+    registered by other code stay as they are) and routes mmengine's ``CheckpointLoader``
+    through :func:`safe_load`.
     """
     current = torch.serialization.get_safe_globals()
-    raw = [g for g in current if _bypasses_guards(g)]
-    if raw:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals([g for g in current if g not in raw])
-    torch.serialization.add_safe_globals(mmengine_safe_globals())
+    torch.serialization.add_safe_globals([g for g in mmengine_safe_globals() if g not in current])
     _route_mmengine_loader()
+
+
+def _refuse_unguarded_globals(path) -> None:
+    """A raw numpy entry (or ``getattr``) that other code added to torch's safe globals would
+    let a checkpoint bypass the guards: refuse to load rather than remove someone's setting."""
+    raw = [g for g in torch.serialization.get_safe_globals() if _bypasses_guards(g)]
+    if raw:
+        names = ', '.join(sorted({getattr(g[0] if isinstance(g, tuple) else g, '__name__',
+                                          repr(g)) for g in raw}))
+        raise UnsafeCheckpointError(
+            f'checkpoint {path} not loaded: torch.serialization safe globals hold unguarded '
+            f'entries ({names}) added by other code, which let a file build object arrays; '
+            'remove them (torch.serialization.clear_safe_globals) before loading')
 
 
 def _route_mmengine_loader() -> None:
@@ -251,6 +260,7 @@ def safe_load(path: str | os.PathLike, map_location=None):
                               'PyTorch file (neither a zip archive nor a pickle); download or '
                               'save it again')
     allow_mmengine_checkpoints()
+    _refuse_unguarded_globals(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -287,6 +287,7 @@ def check_paths(cfg: Config, *, train: bool) -> None:
     for key, path in checkpoints:
         if not _is_remote(path) and not osp.isfile(path):
             problems.append(f'  {key}: checkpoint {path!r} not found. Download or convert it '
-                            f'(see README, "Weights"), or set --cfg-options {key}=/path/to/ckpt.')
+                            f'(see README, "Model zoo and weights"), or set --cfg-options '
+                            f'{key}=/path/to/ckpt.')
     if problems:
         raise MissingInputError('missing inputs:\n' + '\n'.join(dict.fromkeys(problems)))

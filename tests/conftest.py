@@ -1,9 +1,11 @@
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -71,19 +73,95 @@ def assert_one_line_error(stderr: str, name: str) -> None:
     assert name in errors[0] and 'Traceback' not in stderr, stderr[-3000:]
 
 
-#: width of the classifier's first FC layer per ImageNet variant (the reference's OUT_CH)
-CLS_MID_CHANNELS = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
+# ---------------------------------------------------------- models with trained-like weights
+
+M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
 
 
-def build_classifier(arch: str) -> torch.nn.Module:
+def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN statistics and affine parameters, and FC weights large enough that the
+    Shift-Max coefficients vary with the input (the default init keeps them near constant)."""
+    randomize_bn(module, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.data.normal_(0, 0.1, generator=g)
+            m.bias.data.normal_(0, 0.1, generator=g)
+    return module.eval()
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b| relative to the largest |b|."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def build_from_config(path: str) -> nn.Module:
+    """The config's model under its toolbox's scope, in eval mode."""
+    from mmengine.config import Config
+
+    from tools.analysis.get_flops import build_model
+    return build_model(Config.fromfile(path))
+
+
+def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0, run=None) -> nn.Module:
+    """Trained-like statistics for a whole dense model, set in one eval-mode pass over a random
+    batch, in the order the layers run:
+
+    * every BN gets the mean and variance of its actual input, perturbed (mean + 0.1 std ·
+      N(0, 1), variance · U(0.5, 1.5)): random statistics that still keep the activations O(1).
+      Statistics drawn independently of the data (``randomize_bn`` alone) leave the deep
+      dense models' outputs nearly independent of the image (a comparison would test little);
+      statistics from a train-mode pass, then perturbed, compound to activations of 1e5.
+      This includes the BN on each spatial attention's logit (pose head, MR-ASPP), so its
+      softmax is neither uniform nor one-hot.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def set_bn(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
+        x = args[0].transpose(0, 1).flatten(1)  # (C, N·H·W)
+        mean, var = x.mean(1), x.var(1)
+        n = bn.num_features
+        bn.running_mean.copy_(mean + 0.1 * var.sqrt() * torch.randn(n, generator=g))
+        bn.running_var.copy_(var * (torch.rand(n, generator=g) + 0.5))
+
+    hooks = [m.register_forward_pre_hook(set_bn) for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    # the reference Shift-Max code: random deep models amplify rounding ~1e7 (v1-m3's last stage),
+    # so statistics set from the fused operator's output differ visibly in float64 comparisons
+    from micronet_mm.ops import fused_shift_max
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        x = torch.randn(2, 3, *shape, generator=g)
+        model(x, None, mode='tensor') if run is None else run(model, x)
+    for h in hooks:
+        h.remove()
+    return model
+
+
+def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
+    """:func:`trained_like` (random BN affine parameters and FC weights), then
+    :func:`calibrate`."""
+    return calibrate(trained_like(build_from_config(path), seed), shape, seed)
+
+
+POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'
+SEG_DEMO = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py'
+
+
+# ------------------------------------------------------------- the official reference classifier
+
+CLASSIFIER_MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
+
+
+def build_classifier(arch: str) -> nn.Module:
     """The 1000-class MicroNet classifier of ``arch`` (backbone and reference head), eval mode."""
     from mmpretrain.registry import MODELS
 
-    import micronet_mm.models  # noqa: F401  (registers MicroNet in mmpretrain)
+    import micronet_mm.models  # noqa: F401
     from micronet_mm.models import MicroNet
     model = MODELS.build(dict(
         type='ImageClassifier', backbone=dict(type='MicroNet', arch=arch),
         head=dict(type='MicroNetClsHead', num_classes=1000,
                   in_channels=MicroNet(arch).stage_channels[-1],
-                  mid_channels=CLS_MID_CHANNELS[arch])))
+                  mid_channels=CLASSIFIER_MID[arch])))
     return model.eval()

@@ -8,7 +8,7 @@ from micronet_mm.analysis import count_complexity
 from micronet_mm.models import MicroNet, MicroNetClsHead
 from micronet_mm.ops import DynamicShiftMax
 
-# Reference figures (official code, 1000 classes, classifier included; shared/notes) and the
+# Reference figures (official code, 1000 classes, classifier included) and the
 # MAdds at 224x224: conv+linear, and with Dynamic Shift-Max (J*K per output element).
 REFERENCE = {
     'm0': dict(params=1_019_590, mid=640, conv_linear=3.45e6, total=4.05e6),

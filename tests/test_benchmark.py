@@ -45,7 +45,7 @@ def test_benchmark_smoke(tmp_path):
 def test_dense_baselines_are_the_toolboxes_configs(name):
     """The dense baselines are built from mmpose's / mmseg's own configs (MobileNetV2 backbone,
     LR-ASPP head on MobileNetV3-Small) and run at their input size."""
-    from tools.analysis.benchmark import DENSE, build
+    from tools.analysis.bench_models import DENSE, build
     model = build(name)
     kind = {'pose-mnv2': ('MobileNetV2', 'HeatmapHead'), 'seg-lraspp': ('MobileNetV3', 'LRASPPHead')}
     head = model.head if name == 'pose-mnv2' else model.decode_head
@@ -61,7 +61,7 @@ def test_measure_times_every_call_with_the_collector_off():
     with it on, and ``measure`` turns it back on, also when a call raises."""
     import gc
 
-    from tools.analysis.benchmark import measure
+    from tools.analysis.bench_models import measure
     seen = []
     times, fastest = measure({'a': lambda: seen.append(gc.isenabled())}, rounds=2, iters=3,
                              warmup=1)

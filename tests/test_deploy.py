@@ -2,9 +2,11 @@
 profile's smoke run (tools/analysis/profile_ops.py; the benchmark's is in test_benchmark.py)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
-from conftest import ROOT, mmpretrain_scope, randomize_bn
+from conftest import (M0_CONFIG, POSE_DEMO, ROOT, SEG_DEMO, calibrate, dense_trained_like,
+                      mmpretrain_scope, randomize_bn, rel_err, trained_like)
 from torch import nn
 
 from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
@@ -30,25 +32,6 @@ def deploy_as(model: nn.Module, backend: str) -> nn.Module:
     from micronet_mm.deploy.backends.pytorch import per_layer
     with per_layer():
         return switch_to_deploy(model, 'pytorch')
-
-M0_CONFIG = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
-
-
-def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN statistics and affine parameters, and FC weights large enough that the
-    Shift-Max coefficients vary with the input (the default init keeps them near constant)."""
-    randomize_bn(module, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            m.weight.data.normal_(0, 0.1, generator=g)
-            m.bias.data.normal_(0, 0.1, generator=g)
-    return module.eval()
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
 
 @pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3'])
 @pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
@@ -198,7 +181,7 @@ def test_export_onnx_missing_inputs(tmp_path):
 
 
 def test_profile_ops_smoke(capsys):
-    """tools/analysis/profile_ops.py (the profile in docs/speed_history.md) on M0 with two runs:
+    """tools/analysis/profile_ops.py on M0 with two runs:
     both ORT tables, the role table for the deploy export, and the torch.profiler table."""
     pytest.importorskip('onnxruntime')
     from tools.analysis.profile_ops import main
@@ -221,7 +204,8 @@ def test_profile_ops_smoke(capsys):
     assert '| Shift-Max fusions' in out and '## torch.profiler, m0 deploy eager' in out
 
 
-def test_switch_to_deploy_methods():
+def test_switch_to_deploy_parts():
+    """A backbone and a head converted on their own give the whole model's output."""
     from micronet_mm.models.heads.cls_head import MicroNetClsHead
     backbone = trained_like(MicroNet('m0'))
     with mmpretrain_scope():
@@ -230,8 +214,8 @@ def test_switch_to_deploy_methods():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = head(backbone(x))
-        b2 = copy.deepcopy(backbone).switch_to_deploy()
-        h2 = switch_to_deploy(copy.deepcopy(head))  # the head has no method: no import cycle
+        b2 = switch_to_deploy(copy.deepcopy(backbone))
+        h2 = switch_to_deploy(copy.deepcopy(head))
         out = h2(b2(x))
     assert rel_err(out, ref) < 1e-4
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
@@ -297,53 +281,6 @@ SEG_CONFIGS = [f'{ROOT}/configs/seg/micronet-v1-m{i}-d16_mr-aspp_4xb4-320k_citys
                for i in range(4)]
 
 
-def build_from_config(path: str) -> nn.Module:
-    """The config's model under its toolbox's scope, in eval mode."""
-    from mmengine.config import Config
-    from tools.analysis.get_flops import build_model
-    return build_model(Config.fromfile(path))
-
-
-def calibrate(model: nn.Module, shape: tuple[int, int], seed: int = 0, run=None) -> nn.Module:
-    """Trained-like statistics for a whole dense model, set in one eval-mode pass over a random
-    batch, in the order the layers run:
-
-    * every BN gets the mean and variance of its actual input, perturbed (mean + 0.1 std ·
-      N(0, 1), variance · U(0.5, 1.5)): random statistics that still keep the activations O(1).
-      Statistics drawn independently of the data (``randomize_bn`` alone) leave the deep
-      dense models' outputs nearly independent of the image (a comparison would test little);
-      statistics from a train-mode pass, then perturbed, compound to activations of 1e5.
-      This includes the BN on each spatial attention's logit (pose head, MR-ASPP), so its
-      softmax is neither uniform nor one-hot.
-    """
-    g = torch.Generator().manual_seed(seed)
-
-    def set_bn(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
-        x = args[0].transpose(0, 1).flatten(1)  # (C, N·H·W)
-        mean, var = x.mean(1), x.var(1)
-        n = bn.num_features
-        bn.running_mean.copy_(mean + 0.1 * var.sqrt() * torch.randn(n, generator=g))
-        bn.running_var.copy_(var * (torch.rand(n, generator=g) + 0.5))
-
-    hooks = [m.register_forward_pre_hook(set_bn) for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    model.eval()
-    # the reference Shift-Max code: random deep models amplify rounding ~1e7 (v1-m3's last stage),
-    # so statistics set from the fused operator's output differ visibly in float64 comparisons
-    with torch.no_grad(), fused_shift_max.use_fused(False):
-        x = torch.randn(2, 3, *shape, generator=g)
-        model(x, None, mode='tensor') if run is None else run(model, x)
-    for h in hooks:
-        h.remove()
-    return model
-
-
-def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
-    """:func:`trained_like` (random BN affine parameters and FC weights), then
-    :func:`calibrate`."""
-    return calibrate(trained_like(build_from_config(path), seed), shape, seed)
-
-
 @pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
 @pytest.mark.parametrize('path, shape', [(p, (128, 96)) for p in POSE_CONFIGS]
                          + [(p, (128, 256)) for p in SEG_CONFIGS],
@@ -374,7 +311,7 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     factor = 4
     if backend == 'pytorch':
         # the programs' float32 kernels round 2-3x more than the reference and the per-layer
-        # form (M2/M3 backbones, stages 2-3, four draws: docs/speed.md), which the pose heads
+        # form (docs/deploy.md), which the pose heads
         # amplify: within 8x of the larger of the two others' rounding
         with torch.no_grad():
             layers = deploy_as(copy.deepcopy(model), 'pytorch-layers')(x, None, mode='tensor')
@@ -401,10 +338,6 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert sum(isinstance(m, SpatialAttention) for m in mods) == n_sa > 0
     if '/pose/' in path:
         assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in head.modules()) >= n_sa
-
-
-POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'
-SEG_DEMO = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py'
 
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
@@ -441,14 +374,43 @@ def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, dep
     assert rel_err(got, ref) < (1e-4 if task == 'segmentation' else 3e-3)
 
 
-def test_export_onnx_rejects_other_toolboxes(tmp_path):
-    from tools.deployment.export_onnx import main
-    import glob
-    configs = sorted(glob.glob(f'{ROOT}/configs/det/*.py'))
-    if not configs:
-        pytest.skip('no detection config')
-    ckpt = tmp_path / 'x.pth'
-    ckpt.write_bytes(b'')
+def test_export_onnx_refuses_a_two_stage_detector(tmp_path):
     from micronet_mm.errors import InvalidInputError
-    with pytest.raises(InvalidInputError, match='default_scope'):
-        main([configs[0], str(ckpt)])
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'x.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    with pytest.raises(InvalidInputError, match='two-stage detector.*retinanet_micronet_m3'):
+        main([f'{ROOT}/configs/det/faster-rcnn_micronet_m3_fpn.py', str(ckpt)])
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_export_onnx_detector(tmp_path, capsys, deploy):
+    """RetinaNet from a checkpoint: the input size from the test pipeline, every anchor's class
+    logits and box deltas in mmdet's order (checked against the head's own per-level outputs)."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import load_model, main
+    config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
+    model, task, shape = load_model(config, None)
+    assert (task, shape) == ('detection', (128, 128))
+    randomize_bn(model)
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    printed = capsys.readouterr().out
+    assert 'detection, input (batch, 3, 128, 128), output scores_and_deltas' in printed
+    assert '-> OK' in printed
+    x = torch.randn(2, 3, 128, 128)
+    got = ort.InferenceSession(str(out), providers=['CPUExecutionProvider']).run(
+        None, {'input': x.numpy()})[0]
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        cls_scores, bbox_preds = model.eval()(x, None, mode='tensor')
+    anchors = model.bbox_head.num_base_priors
+    assert got.shape == (2, sum(c.shape[2] * c.shape[3] for c in cls_scores) * anchors, 3 + 4)
+    level, row = 1, sum(c.shape[2] * c.shape[3] for c in cls_scores[:1]) * anchors
+    h, w, a = 2, 3, anchors - 1  # one anchor of level 1, counted in mmdet's order
+    row += (h * cls_scores[level].shape[3] + w) * anchors + a
+    want_cls = cls_scores[level][:, a * 3:(a + 1) * 3, h, w]
+    want_box = bbox_preds[level][:, a * 4:(a + 1) * 4, h, w]
+    np.testing.assert_allclose(got[:, row, :3], want_cls.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[:, row, 3:], want_box.numpy(), rtol=1e-4, atol=1e-4)

@@ -107,7 +107,7 @@ def last_checkpoint(work_dir):
     return (work_dir / 'last_checkpoint').read_text().strip()
 
 
-def test_demo_reaches_map50_on_held_out_split(det_run):
+def test_demo_reaches_map50_on_held_out_split(det_run, capsys):
     from tools.test import main
     show = det_run / 'vis'
     ckpt = last_checkpoint(det_run)
@@ -117,6 +117,8 @@ def test_demo_reaches_map50_on_held_out_split(det_run):
     assert metrics['coco/bbox_mAP_50'] >= 0.5  # evaluated on val.json, never trained on
     pngs = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert len(pngs) == 60  # one drawn prediction per validation image
+    folder = capsys.readouterr().out.split('Drew 60 test images into ', 1)[1].splitlines()[0]
+    assert sorted(glob.glob(osp.join(folder, '**', '*.png'), recursive=True)) == sorted(pngs)
 
 
 def test_det_inferencer_with_our_config(det_run, det_data):

@@ -192,7 +192,7 @@ def test_truncated_image_names_the_file(tmp_path):
     path = tmp_path / 'cut.png'
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(InvalidInputError, match=re.escape(f"cannot read image '{path}'")):
+    with pytest.raises(InvalidInputError, match=re.escape(f'cannot read image file {path}: ')):
         load_rgb_image(path)
 
 

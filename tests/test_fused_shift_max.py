@@ -328,7 +328,7 @@ def test_header_shift_arithmetic(header_lib, setting, channels):
 
 
 def test_bench_shift_max_smoke(capsys):
-    """tools/analysis/bench_shift_max.py (the README's Shift-Max tables) on a tiny input: every
+    """tools/analysis/bench_shift_max.py (docs/deploy.md) on a tiny input: every
     form and the whole-classifier rows are measured (training steps in subprocesses are left to
     the real run)."""
     from tools.analysis.bench_shift_max import main

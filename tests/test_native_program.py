@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from test_deploy import calibrate, rel_err, trained_like
+from conftest import calibrate, rel_err, trained_like
 from torch import nn
 
 from micronet_mm.deploy.rewrites.native_block import (HeadPart, NativeProgram, Unsupported,

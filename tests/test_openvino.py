@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_deploy import M0_CONFIG, POSE_DEMO, SEG_DEMO, dense_trained_like, rel_err, trained_like
+from conftest import M0_CONFIG, POSE_DEMO, SEG_DEMO, dense_trained_like, rel_err, trained_like
 from torch import nn
 
 from micronet_mm.deploy import switch_to_deploy

@@ -17,7 +17,8 @@ from conftest import ROOT
 
 #: what the build reads (pyproject.toml, setup.py) besides the package itself
 BUILD_INPUTS = ['pyproject.toml', 'setup.py', 'README.md', 'model-index.yml',
-                'micronet_mm_startup.py', 'micronet_mm', 'configs', 'tools']
+                'micronet_mm_startup.py', 'micronet_mm_post_import.py', 'micronet_mm', 'configs',
+                'tools']
 DET_CFG = osp.join(ROOT, 'configs', 'det', 'retinanet_micronet_m3_demo-shapes.py')
 
 
@@ -57,6 +58,7 @@ def test_wheel_carries_configs_tools_and_model_index(wheel):
         if path.endswith(('.h', '.hpp', '.cpp', 'CMakeLists.txt')):
             assert path in names, path
     assert 'micronet_mm_startup.py' in names and 'micronet_mm-startup.pth' in names
+    assert 'micronet_mm_post_import.py' in names
     assert not [n for n in names if n.startswith('tests/') or '__pycache__' in n]
 
 

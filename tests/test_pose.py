@@ -30,7 +30,7 @@ def build(cfg):
 
 #: MAdds tolerance per model: 3%, except pose-m3, whose printed table (its step to 16x12 at
 #: row 10) is 3.9% under the paper's total with the free choices of the other three
-#: (micronet_archs.py, README "Keypoints")
+#: (micronet_archs.py, docs/architecture.md "Pose models")
 MADDS_TOLERANCE = {'pose-m0': TOLERANCE, 'pose-m1': TOLERANCE, 'pose-m2': TOLERANCE,
                    'pose-m3': 0.04}
 

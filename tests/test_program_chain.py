@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from test_deploy import M0_CONFIG, rel_err, trained_like
+from conftest import M0_CONFIG, rel_err, trained_like
 from torch import nn
 
 from micronet_mm.deploy import switch_to_deploy

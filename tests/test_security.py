@@ -336,16 +336,21 @@ def test_numeric_numpy_data_of_mmengine_checkpoints_loads(tmp_path):
     assert b'micronet_mm' not in raw and b'_CheckedArray' not in raw
 
 
-def test_raw_numpy_globals_registered_elsewhere_are_replaced():
-    """Someone registering the real numpy.ndarray / numpy.dtype would reopen the hole."""
+@pytest.mark.parametrize('raw', [np.ndarray, np.dtype, multiarray._reconstruct,
+                                 type(np.dtype('f8')), getattr])
+def test_raw_numpy_globals_registered_elsewhere_are_kept_and_loading_refused(tmp_path, raw):
+    """Someone registering the real numpy.ndarray / numpy.dtype would reopen the hole: their
+    entry stays (not ours to remove), and safe_load refuses with one line instead."""
     import micronet_mm.checkpoint as ck
-    raw = [np.ndarray, np.dtype, multiarray._reconstruct, type(np.dtype('f8')), getattr]
-    torch.serialization.add_safe_globals(raw)
-    ck.allow_mmengine_checkpoints()
-    registered = torch.serialization.get_safe_globals()
-    assert not any(g in registered for g in raw)
-    assert (ck._CheckedArray, 'numpy.ndarray') in registered
-    assert (ck._history_buffer_getattr, 'builtins.getattr') in registered
+    torch.save({'state_dict': {}}, tmp_path / 'ok.pth')
+    with torch.serialization.safe_globals([raw]):
+        ck.allow_mmengine_checkpoints()
+        registered = torch.serialization.get_safe_globals()
+        assert raw in registered
+        assert (ck._CheckedArray, 'numpy.ndarray') in registered
+        with pytest.raises(ck.UnsafeCheckpointError, match=r'ok\.pth not loaded: .*unguarded'):
+            ck.safe_load(tmp_path / 'ok.pth')
+    assert ck.safe_load(tmp_path / 'ok.pth') == {'state_dict': {}}
 
 
 # ------------------------------------------------------------------- strict loading for inference

@@ -67,7 +67,8 @@ def test_v1_madds_match_paper_within_3_percent(arch):
     assert v1_complexity(arch).madds == pytest.approx(V1_PAPER[arch]['madds'], rel=0.03)
 
 
-# Exact counts of the reconstructions (224x224, classifier included); README "The arXiv v1 models".
+# Exact counts of the reconstructions (224x224, classifier included); docs/architecture.md,
+# "The arXiv v1 models".
 V1_EXACT = {'v1-m2': dict(params=3_288_744, madds=21_254_688),
             'v1-m3': dict(params=4_603_896, madds=43_328_592)}
 

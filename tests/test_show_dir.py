@@ -25,7 +25,7 @@ def untrained_checkpoint(config: str, path) -> None:
 
 
 @pytest.mark.parametrize('task', sorted(CASES))
-def test_show_dir_draws_every_test_image(task, tmp_path):
+def test_show_dir_draws_every_test_image(task, tmp_path, capsys):
     import importlib
 
     from tools.test import main
@@ -41,3 +41,8 @@ def test_show_dir_draws_every_test_image(task, tmp_path):
           'test_dataloader.persistent_workers=False'])
     pngs = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert len(pngs) == N_IMAGES, pngs
+    # the tool says where they went: the folder that holds every picture
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('Drew ')]
+    assert line.startswith(f'Drew {N_IMAGES} test images into ')
+    folder = line.split(' into ', 1)[1]
+    assert sorted(glob.glob(osp.join(folder, '**', '*.png'), recursive=True)) == sorted(pngs)

@@ -10,7 +10,8 @@
 # written after the last one, so an interrupted or failed run is never mistaken for a good one:
 # the next run simply carries on from where it stopped.
 #
-# Every step below works around something recorded in shared/notes/openmmlab-install.md.
+# Each step says which problem of the OpenMMLab packages (mmcv from source, pinned versions)
+# it works around.
 # Environment variables:
 #   PYTHON             interpreter for the venv (default: python3.11, else python3)
 #   MICRONET_CACHE     where the built mmcv wheel and the fused Shift-Max operator are cached

@@ -70,6 +70,29 @@ def enable_drawing(cfg, show_dir: str) -> None:
     hook.show = False
 
 
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def drawn_folder(runner, cfg, show_dir: str) -> str:
+    """Where the visualization hook of :func:`enable_drawing` wrote the pictures: mmdet, mmpose
+    and mmpretrain hooks hold the folder they used (a relative ``--show-dir`` is taken inside
+    the run's timestamped log dir by some); mmseg's visualizer saves into
+    ``show_dir/vis_data/vis_image``."""
+    if cfg.get('default_scope') == 'mmseg':
+        return osp.abspath(osp.join(show_dir, 'vis_data', 'vis_image'))
+    attribute = 'test_out_dir' if cfg.get('default_scope') == 'mmdet' else 'out_dir'
+    for hook in runner.hooks:
+        folder = getattr(hook, attribute, None)
+        if 'Visualization' in type(hook).__name__ and isinstance(folder, str):
+            return osp.abspath(folder)
+    return osp.abspath(show_dir)
+
+
+def count_images(folder: str) -> int:
+    return sum(f.lower().endswith(IMAGE_EXTENSIONS)
+               for _, _, files in os.walk(folder) for f in files)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.out and not args.out.endswith(('.pkl', '.pickle')):  # DumpResults would raise
@@ -102,6 +125,9 @@ def main(argv=None) -> dict:
         metrics = runner.test()
     print('Results: ' + '  '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
                                   for k, v in metrics.items()))
+    if args.show_dir:
+        folder = drawn_folder(runner, cfg, args.show_dir)
+        print(f'Drew {count_images(folder)} test images into {folder}')
     return metrics
 
 

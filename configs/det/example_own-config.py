@@ -17,7 +17,7 @@ model = dict(
         out_indices=(1, 2, 3),  # strides 8, 16, 32
         frozen_stages=-1,
         norm_eval=True,
-        # an ImageNet checkpoint converted by tools/model_converters/ (README: ImageNet weights)
+        # an ImageNet checkpoint converted by tools/model_converters/ (README: Model zoo and weights)
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/micronet-m3_in1k.pth',
                       prefix='backbone.')),
     # 3. the widths of those stages: MicroNet(arch='m3').out_channels for out_indices (1, 2, 3).

@@ -24,6 +24,7 @@ from torch import nn
 from micronet_mm.errors import InvalidInputError, MissingInputError
 
 from ..fileio import atomic_write
+from .image import ImageLike, load_rgb_image
 
 ArrayLike = np.ndarray | list | tuple
 
@@ -76,38 +77,10 @@ def init_pose_model(config, checkpoint: str | None = None, *, device: str = 'cpu
     return model
 
 
-def load_image(image: str | np.ndarray) -> np.ndarray:
-    """A (H, W, 3) uint8 BGR array (mmcv's order) from a file path or an RGB/gray/RGBA array."""
-    import mmcv
-
-    if isinstance(image, str):
-        if not osp.isfile(image):
-            raise MissingInputError(f'estimate_poses: image file not found: {image}')
-        try:
-            img = mmcv.imread(image, flag='color')  # gray and RGBA files become BGR
-        except Exception as e:  # noqa: BLE001  (decoders raise various types)
-            raise InvalidInputError(f'estimate_poses: cannot read image file {image}: '
-                                    f'{" ".join(str(e).split())[:200]}') from e
-        if img is None:
-            raise InvalidInputError(f'estimate_poses: cannot read image file {image} (not an '
-                                    'image or an unsupported format)')
-        return img
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f'estimate_poses: image must be a file path or a numpy array, got '
-                        f'{type(image).__name__}')
-    img = image
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim == 2:  # grayscale
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 1:
-        raise InvalidInputError(f'estimate_poses: image array must be (H, W), (H, W, 1), '
-                                f'(H, W, 3) or (H, W, 4), got shape {image.shape}')
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating) and np.nanmax(img) <= 1.0:
-            img = img * 255.0
-        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR, alpha dropped
+def load_image(image: ImageLike) -> np.ndarray:
+    """A (H, W, 3) uint8 BGR array (mmcv's order) from what :func:`.image.load_rgb_image`
+    takes."""
+    return np.ascontiguousarray(load_rgb_image(image)[..., ::-1])
 
 
 def check_boxes(boxes: ArrayLike | None, height: int, width: int) -> np.ndarray:
@@ -134,7 +107,7 @@ def check_boxes(boxes: ArrayLike | None, height: int, width: int) -> np.ndarray:
     return arr
 
 
-def estimate_poses(model: nn.Module, image: str | np.ndarray,
+def estimate_poses(model: nn.Module, image: ImageLike,
                    boxes: ArrayLike | None = None) -> PoseResult:
     """Keypoints with scores for each person box of an image.
 
@@ -158,7 +131,7 @@ def estimate_poses(model: nn.Module, image: str | np.ndarray,
     return PoseResult(keypoints.astype(np.float32), scores.astype(np.float32), bboxes, samples)
 
 
-def draw_poses(model: nn.Module, image: str | np.ndarray, result: PoseResult,
+def draw_poses(model: nn.Module, image: ImageLike, result: PoseResult,
                out_file: str | None = None, *, kpt_thr: float = 0.0,
                radius: int = 3, thickness: int = 2) -> np.ndarray:
     """Draw the skeletons of ``result`` on the image with mmpose's ``PoseLocalVisualizer``.
@@ -178,7 +151,7 @@ def draw_poses(model: nn.Module, image: str | np.ndarray, result: PoseResult,
     from mmpose.structures import merge_data_samples
     from mmpose.visualization import PoseLocalVisualizer
 
-    rgb = mmcv.bgr2rgb(load_image(image))
+    rgb = load_rgb_image(image)
     visualizer = PoseLocalVisualizer(radius=radius, line_width=thickness, kpt_color=None)
     visualizer.set_dataset_meta(model.dataset_meta)
     if len(result) == 0:

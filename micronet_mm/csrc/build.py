@@ -11,7 +11,7 @@ than the one that built it, as on CI), and ``-fopenmp-simd``, which honours the 
 ``#pragma omp simd`` (vectorised loops and reductions) without linking an OpenMP runtime. The
 kernels themselves are compiled three times (``target_clones``: baseline, x86-64-v3, x86-64-v4;
 ``MICRONET_SIMD_CLONES`` in ``shift_max.h``) and the CPU picks one at load time, so building with
-``-march`` for the host gains nothing (measured: docs/speed_history.md, second session).
+``-march`` for the host gains nothing.
 """
 from __future__ import annotations
 

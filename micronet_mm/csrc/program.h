@@ -4,7 +4,7 @@
 //
 // Why: in a runtime each MicroNet layer is a node, and the runtime's blocked layouts meet
 // MicroNet's channel shuffles and Shift-Max in planar layout, so half of OpenVINO's time went
-// to layout reorders and per-node overheads (docs/speed.md). Here a whole block runs in one
+// to layout reorders and per-node overheads (docs/deploy.md). Here a whole block runs in one
 // call, in one layout, with its intermediate tensors in cache, and every channel shuffle is a
 // table of plane pointers: no shuffle ever moves data.
 //
@@ -167,8 +167,8 @@ struct Plan {
 
 // The kernels' vector width for dtype T on this CPU: 64 bytes (16 floats) where the CPU has
 // AVX-512, else 32 (8 floats: on AVX2 the 64-byte kernels' register blocks spill out of the
-// 16 ymm registers: M2's chain in tools/analysis/bench_program.py took 10.4 ms against 0.80 ms
-// with 32 bytes on an AVX2 EPYC, 2026-12-02); float64 always 64 (8 lanes). For tests,
+// 16 ymm registers and M2's chain in tools/analysis/bench_program.py runs about 10x slower
+// than with 32 bytes); float64 always 64 (8 lanes). For tests,
 // MICRONET_PROGRAM_VECTOR_BYTES=32 or 64 picks the float32 width (read by each plan()).
 template <typename T>
 int vector_bytes() {

@@ -697,11 +697,9 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
 
 // Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
 // with `second`, which reads only r's output, in order, and is depthwise itself): planes of
-// up to kSmallPlane pixels (7x7 to 28x28, any stride). A 28x28 layer of stride 1 ran faster
-// planar until the interleaved loops' stores were unrolled (2026-12-02); since then it runs
-// faster interleaved (harness minima of alternating builds, 2026-12-03: M2's stage 1 105 ->
-// 99 us, M3's 149 -> 135), and 56x56 planes still run faster planar (M2's stage 1 98 -> 113
-// us interleaved).
+// up to kSmallPlane pixels (7x7 to 28x28, any stride). With the interleaved loops' stores
+// unrolled, 28x28 planes of stride 1 run faster interleaved than planar, and 56x56 planes
+// faster planar (`tools/analysis/bench_program.py --against` compares two builds).
 template <typename T>
 bool interleavable(const int64_t* r, Dims in) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
@@ -737,8 +735,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
   // depthwise kx1, any vertical stride: vertical_flat at stride 1 (rows 0 .. (H_out - 1) * sh
   // of the stride-1 output), then every sh-th row; strided only on rows under 32 elements:
   // longer ones run faster row by row, computing only the rows kept (M2's stage-1 3x1 of
-  // stride 2 on 56x56 planes, AVX-512 host, 2026-12-04: 21.4 -> 9.4 us, bit-for-bit equal; the
-  // bound was 4 vectors, 64 floats there and 32 on AVX2, where it stays)
+  // stride 2 on 56x56 planes runs about twice as fast that way, bit-for-bit equal)
   const bool vertical = g.Cg == 1 && g.kw == 1 && g.sw == 1 && out.W == in.W &&
                         (g.sh == 1 || in.W < 32);
   const Dims full{1, (out.H - 1) * g.sh + 1, out.W};
@@ -934,8 +931,7 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
 // (blocked[(block * rows + h) * B + i] = W[block * B + i, h]): the outputs of a block stay in
 // registers while the weights stream contiguously, two rows at a time into two sets of sums
 // (the weights come from L2 or L3: two independent FMA chains per output vector keep more
-// loads in flight; 98 -> 88 us for the classifier head's 768 -> 1024 -> 1000 in a throw-away
-// C++ test, 75 -> 83 GB/s).
+// loads in flight, about 10% faster than one on the classifier head's 768 -> 1024 -> 1000).
 template <typename T>
 __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, const T* v,
                                                           const T* bias, T add, int64_t rows,

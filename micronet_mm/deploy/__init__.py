@@ -2,7 +2,7 @@
 
 The conversion runs after the weights are loaded (as mmpretrain's RepVGG / MobileOne
 ``switch_to_deploy``) and changes no output beyond float rounding. Each rewrite was measured on
-a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
+a 2-core x86 CPU, one thread, batch 1 (docs/deploy.md):
 
 * BatchNorm is folded into the convolution or FC layer before it.
 * A Micro-Factorized depthwise convolution (kx1 + BN, then 1xk + BN) becomes ONE kxk depthwise
@@ -24,7 +24,7 @@ a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
   ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks (a classifier's whole
   backbone) are ONE
   ``micronet::program`` call each (:class:`~.rewrites.native_block.NativeProgram`, the fused
-  blocks of the OpenVINO backend; M2 0.78 ms against 2.79 ms per layer, docs/speed.md); every
+  blocks of the OpenVINO backend, docs/deploy.md); every
   other Dynamic Shift-Max (the pose head's) is ONE ``micronet::shift_max_dynamic`` call,
   hyper-function included (:class:`FusedShiftMax`), 0.3x the time of :class:`FastShiftMax` over
   M2's layers. ``backends.pytorch.per_layer()`` keeps the per-layer form everywhere.
@@ -35,7 +35,7 @@ a 2-core x86 CPU, one thread, batch 1 (docs/speed.md):
   measured).
 
 ``backend='onnxruntime'`` (what ``tools/deployment/export_onnx.py --deploy`` exports) differs
-where ONNX Runtime's CPU kernels differ, each measured (docs/speed.md):
+where ONNX Runtime's CPU kernels differ, each measured (docs/deploy.md):
 
 * grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower overall);
 * a Micro-Factorized depthwise pair without channel multipliers stays kx1 + 1xk
@@ -75,9 +75,10 @@ Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrit
 ``program_chain``;
 ``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
 (``pytorch``, ``onnxruntime``, ``openvino``), each a ``convert(module)`` listed
-in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Nothing in ``micronet_mm.models``
-imports this package at import time (the backbone's ``switch_to_deploy`` method imports it when
-called), so there is no import cycle.
+in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Imports go one way: this package
+imports :mod:`micronet_mm.models` and :mod:`micronet_mm.ops`, never the reverse
+(``tests/test_imports.py``), so a model has no ``switch_to_deploy`` method of its own; call
+:func:`switch_to_deploy` on it.
 """
 from .backends import BACKENDS
 from .common import ChannelPermute, fold_bn, fold_conv_bn

@@ -113,7 +113,7 @@ def compile_chain(name: str, shape: tuple[int, int], head: bool = False, model=N
     (``head``: and its classifier head's two programs); ``model``: that model, built already."""
     from micronet_mm.deploy.rewrites.native_block import (HeadPart, compile_program,
                                                           output_shape)
-    from tools.analysis.benchmark import build
+    from tools.analysis.bench_models import build
     model = build(name) if model is None else model
     backbone = model.backbone
     modules = [backbone.stem] + list(backbone.stages)
@@ -227,8 +227,8 @@ def openvino_parts(model: torch.nn.Module, shape: tuple[int, int], tmp: str) -> 
     import openvino as ov
 
     from micronet_mm.runtime.openvino import read_model
-    from tools.analysis.benchmark import _deployed, export_file, openvino_request
-    deployed = _deployed(model, 'openvino')
+    from tools.analysis.bench_models import deployed, export_file, openvino_request
+    deployed = deployed(model, 'openvino')
     path = export_file(deployed, shape, tmp, 'model', native=True)
     parts = export_file(deployed, shape, tmp, 'parts', native=True, merge_programs=False)
 
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rounds < 1:
         raise UserError(f'--rounds {args.rounds}: give at least 1')
     torch.set_num_threads(1)
-    from tools.analysis.benchmark import build
+    from tools.analysis.bench_models import build
     model = build(args.name)
     with tempfile.TemporaryDirectory() as tmp:
         # the export first: compile_chain folds the head's BatchNorm in place

@@ -11,12 +11,12 @@ layer), ``fused module`` (:class:`DynamicShiftMax` with the fused path on: hyper
 torch ops, Eq. 4 in C++), and ``fusion only`` (``micronet::shift_max`` with precomputed
 coefficients: the kernel alone). ``--train`` adds forward + backward of the same layers.
 
-``--train-models m2 mnv3-s-075`` adds whole training steps (``benchmark.train_throughput``:
+``--train-models m2 mnv3-s-075`` adds whole training steps (``bench_models.train_throughput``:
 forward + backward + SGD, one thread) with and without the fused operator: images/s and the
 peak memory of the step, each configuration in a fresh process (its peak RSS, ``VmHWM`` reset
 just before the model is built, minus the RSS then; not ``ru_maxrss``, which a child inherits
 from its parent across ``exec``; glibc's mmap threshold fixed so that freed activations leave
-RSS). :func:`train_step_stats` is the API (tools/analysis/benchmark.py can call it).
+RSS). ``bench_models.train_step_stats`` runs each.
 
 ``--latency`` adds whole classifiers, batch 1: M2 and M3 as built and in PyTorch deploy mode
 (``deploy programs``: the stem and stages as native programs, the backend's default where the
@@ -26,11 +26,8 @@ interleaved, with the ratios of the issue's targets.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,6 +35,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
+
+from tools.analysis.bench_models import build, measure, train_step_stats  # noqa: E402
 
 
 def layer_inputs(arch: str, shape: Sequence[int], batch: int
@@ -84,7 +83,7 @@ def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
         xs = [(m, x.clone().requires_grad_()) for m, x in layers]
 
         def step(flag):
-            def go():  # benchmark.measure runs under no_grad
+            def go():  # bench_models.measure runs under no_grad
                 with torch.enable_grad(), fused_shift_max.use_fused(flag):
                     for m, x in xs:
                         m(x).sum().backward()
@@ -93,68 +92,17 @@ def runners(layers, train: bool) -> dict[str, Callable[[], object]]:
     return fns
 
 
-_TRAIN_CHILD = """
-import json, sys
-import torch
-sys.path.insert(0, {root!r})
-import micronet_mm.models, mmpretrain.models  # imported before the baseline RSS
-from micronet_mm.ops import fused_shift_max
-from tools.analysis.benchmark import train_throughput
-torch.set_num_threads(1)
-assert not {fused} or fused_shift_max.available(), 'fused operator not built'
-def status_kib(field):  # this process's own memory, not ru_maxrss (inherited across exec)
-    for line in open('/proc/self/status'):
-        if line.startswith(field + ':'):
-            return int(line.split()[1])
-open('/proc/self/clear_refs', 'w').write('5')  # VmHWM := VmRSS
-before = status_kib('VmRSS')
-with fused_shift_max.use_fused({fused}):
-    calls = fused_shift_max.calls()
-    ips = train_throughput({name!r}, {batch}, {steps}, {shape!r})
-    calls = fused_shift_max.calls() - calls
-peak = status_kib('VmHWM')
-print(json.dumps(dict(images_per_s=ips, peak_mib=(peak - before) / 1024, fused_calls=calls)))
-"""
-
-
-def train_step_stats(name: str, *, fused: bool, batch: int = 64, steps: int = 2,
-                     shape: Sequence[int] = (224, 224)) -> dict[str, float]:
-    """A training step of the ImageNet classifier ``name`` (a ``benchmark.py`` model key), run
-    in a fresh process with one thread.
-
-    Args:
-        name: e.g. ``'m2'`` or ``'mnv3-s-075'``.
-        fused: use the fused Shift-Max operator (else the reference code).
-        batch: images per step.
-        steps: timed steps (after one untimed step).
-        shape: input height and width.
-
-    Returns:
-        ``images_per_s``, ``peak_mib`` (peak RSS of the steps above the RSS before the model
-        was built: weights, gradients, optimizer state, batch and activations) and
-        ``fused_calls`` (fused Shift-Max calls made, 0 for the reference code).
-    """
-    code = _TRAIN_CHILD.format(root=ROOT, fused=fused, name=name, batch=batch, steps=steps,
-                               shape=tuple(shape))
-    env = dict(os.environ, OMP_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
-    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f'training step of {name} failed: {out.stderr.strip()[-2000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 LATENCY_PAIRS = (('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'))
 
 
 def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], object]]:
-    """Classifiers (benchmark.build) as built, deploy as programs, deploy per layer fused and
+    """Classifiers (bench_models.build) as built, deploy as programs, deploy per layer fused and
     per layer standard-op, batch 1."""
     import copy
 
     from micronet_mm.deploy import switch_to_deploy
     from micronet_mm.deploy.backends.pytorch import per_layer
     from micronet_mm.ops import fused_shift_max
-    from tools.analysis.benchmark import build
     x = torch.randn(1, 3, *shape)
     fns = {}
     for name, base in LATENCY_PAIRS:
@@ -192,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     from micronet_mm.errors import UserError
     from micronet_mm.ops import fused_shift_max
-    from tools.analysis.benchmark import measure
     if not fused_shift_max.available():
         raise UserError('the fused Shift-Max operator is not built; run: bash tools/setup_env.sh')
     torch.set_num_threads(1)

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from micronet_mm.deploy import switch_to_deploy  # noqa: E402
 from micronet_mm.errors import run_cli  # noqa: E402
-from tools.analysis.benchmark import build, export_file, onnx_session, openvino_request  # noqa: E402,E501
+from tools.analysis.bench_models import build, export_file, onnx_session, openvino_request  # noqa: E402,E501
 
 SHAPE = (224, 224)
 

@@ -1,5 +1,5 @@
-"""Export a MicroNet classifier, pose model or segmentor to ONNX (or OpenVINO IR) and check it
-against PyTorch with ONNX Runtime (or OpenVINO).
+"""Export a MicroNet classifier, detector, pose model or segmentor to ONNX (or OpenVINO IR) and
+check it against PyTorch with ONNX Runtime (or OpenVINO).
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE] [--force] [--shape H W]
         [--deploy] [--backend onnxruntime|openvino] [--opset N] [--atol A] [--rtol R]
@@ -9,7 +9,11 @@ The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: log
 ``(N, num_classes)``, default input 224x224), ``mmpose`` (top-down pose model: heatmaps
 ``(N, K, H/4, W/4)``, default input the codec's, 256x192 for the COCO configs) or ``mmseg``
 (segmentor: the decode head's logits ``(N, num_classes, H/8, W/8)`` before the resize to the
-image, default input the data preprocessor's crop size, 512x1024 for Cityscapes). The graph is
+image, default input the data preprocessor's crop size, 512x1024 for Cityscapes) or ``mmdet``
+(single-stage detector such as RetinaNet: ``scores_and_deltas`` ``(N, anchors, classes + 4)``,
+every FPN level's class logits and box deltas in mmdet's anchor order, before decoding and NMS;
+default input the test pipeline's ``Resize`` scale rounded up to a multiple of 32, 800x1344
+for the COCO configs). The graph is
 the ``mode='tensor'`` forward: it takes the normalised image batch ``(N, 3, H, W)`` (the data
 preprocessor's mean/std are not part of it); N is a dynamic axis. With
 ``--deploy`` the model is first rewritten by ``micronet_mm.deploy.switch_to_deploy`` for ONNX
@@ -49,26 +53,28 @@ from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
-TASKS = {'mmpretrain': 'classifier', 'mmpose': 'pose', 'mmseg': 'segmentation'}
-OUTPUT_NAMES = {'classifier': 'logits', 'pose': 'heatmaps', 'segmentation': 'logits'}
-DEFAULT_RTOL = {'classifier': 0.0, 'pose': 1e-4, 'segmentation': 1e-4}
+TASKS = {'mmpretrain': 'classifier', 'mmdet': 'detection', 'mmpose': 'pose',
+         'mmseg': 'segmentation'}
+OUTPUT_NAMES = {'classifier': 'logits', 'detection': 'scores_and_deltas', 'pose': 'heatmaps',
+                'segmentation': 'logits'}
+DEFAULT_RTOL = {'classifier': 0.0, 'detection': 1e-4, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
 BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Export a MicroNet classifier, pose model or segmentor to ONNX')
-    parser.add_argument('config', help='mmpretrain, mmpose or mmseg config, e.g. configs/'
-                        'pretrain/micronet-m0_8xb64_in1k.py')
+        description='Export a MicroNet classifier, detector, pose model or segmentor to ONNX')
+    parser.add_argument('config', help='mmpretrain, mmdet, mmpose or mmseg config, e.g. '
+                        'configs/det/retinanet_micronet_m3.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, or .xml '
                         'for openvino, plus "-deploy" with --deploy); never the checkpoint itself')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
-                        'default 224x224 (classifier), the codec input size (pose), the crop '
-                        'size or 512x1024 (segmentation)')
+                        'default 224x224 (classifier), the test Resize scale (detection), the '
+                        'codec input size (pose), the crop size or 512x1024 (segmentation)')
     parser.add_argument('--deploy', action='store_true',
                         help='export the deploy-mode model (micronet_mm.deploy; for openvino '
                         'with the native Shift-Max operation)')
@@ -80,22 +86,36 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='largest allowed |ONNX Runtime - PyTorch| of the outputs')
     parser.add_argument('--rtol', type=float, default=None,
                         help='or this fraction of the largest |output|, if larger (default 0 '
-                        'for classifiers, 1e-4 for pose and segmentation)')
+                        'for classifiers, 1e-4 for the others)')
     parser.add_argument('--no-check', action='store_true', help='skip the runtime check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
 
 
+def detector_outputs(cls_scores, bbox_preds) -> torch.Tensor:
+    """A single-stage detector head's per-level outputs as one ``(N, anchors, classes + 4)``
+    tensor: class logits and box deltas of every anchor, levels in turn, anchors in mmdet's
+    order (height, width, anchor), as ``predict_by_feat`` flattens them."""
+    out = []
+    for cls, box in zip(cls_scores, bbox_preds):
+        n, anchors = cls.shape[0], box.shape[1] // 4
+        out.append(torch.cat([cls.permute(0, 2, 3, 1).reshape(n, -1, cls.shape[1] // anchors),
+                              box.permute(0, 2, 3, 1).reshape(n, -1, 4)], dim=2))
+    return torch.cat(out, dim=1)
+
+
 class LogitsWrapper(torch.nn.Module):
-    """``images -> outputs`` of a classifier, pose model or segmentor: its ``mode='tensor'``
-    forward (logits, heatmaps, segmentation logits)."""
+    """``images -> output`` of a classifier, detector, pose model or segmentor: its
+    ``mode='tensor'`` forward (logits, heatmaps, segmentation logits; a detector's per-level
+    outputs as :func:`detector_outputs`)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, None, mode='tensor')  # (N, num_classes) or (N, K, h, w)
+        out = self.model(x, None, mode='tensor')  # (N, num_classes) or (N, K, h, w)
+        return detector_outputs(*out) if isinstance(out, tuple) else out
 
 
 def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = None
@@ -118,6 +138,9 @@ def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = N
         raise InvalidInputError(f'{config}: default_scope is {scope!r}; this tool exports '
                          f'{", ".join(TASKS)} models ({", ".join(TASKS.values())})')
     task = TASKS[scope]
+    if task == 'detection' and 'rpn_head' in cfg.model:
+        raise InvalidInputError(f'{config}: a two-stage detector; this tool exports single-stage '
+                                'detectors (RetinaNet: configs/det/retinanet_micronet_m3.py)')
     model = build_model(cfg)
     if checkpoint is not None:  # strict: every weight from the file, shapes equal
         load_weights(model, checkpoint)
@@ -127,6 +150,10 @@ def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = N
     elif task == 'segmentation':
         size = (cfg.model.get('data_preprocessor') or {}).get('size')
         shape = tuple(size) if size else DEFAULT_SEG_SHAPE
+    elif task == 'detection':
+        pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
+        w, h = next((t['scale'] for t in pipeline if t.get('type') == 'Resize'), (1333, 800))
+        shape = (-(-h // 32) * 32, -(-w // 32) * 32)
     else:
         shape = (224, 224)
     return model.eval(), task, shape
@@ -149,7 +176,7 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
-        model: classifier, pose model or segmentor, eval mode (left in eval mode).
+        model: classifier, detector, pose model or segmentor, eval mode (left in eval mode).
         out: the ``.onnx`` file to write (atomically: a temp file, then renamed).
         shape: input ``(H, W)``, fixed in the graph.
         opset: ONNX opset version.
@@ -226,7 +253,7 @@ def check(model: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray],
     for n in batch_sizes:
         x = torch.randn(n, 3, *shape, generator=g)
         with torch.no_grad():
-            ref = model(x, None, mode='tensor').numpy()
+            ref = LogitsWrapper(model)(x).numpy()
         got = run(x.numpy())
         if got.shape != ref.shape:
             raise RuntimeError(f'exported output shape {got.shape} != PyTorch {ref.shape}')

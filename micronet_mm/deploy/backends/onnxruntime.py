@@ -1,7 +1,7 @@
 """``backend='onnxruntime'``: what ``tools/deployment/export_onnx.py --deploy`` exports.
 
-It differs from ``'pytorch'`` where ONNX Runtime's CPU kernels differ, each measured (README,
-"Speed"): grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower);
+It differs from ``'pytorch'`` where ONNX Runtime's CPU kernels differ, each measured
+(docs/deploy.md): grouped 1x1 convolutions stay grouped ``Conv`` (a batched ``MatMul`` was 4% slower);
 depthwise pairs without channel multipliers stay kx1 + 1xk (ORT's NCHWc depthwise kernel runs
 the two faster than one kxk plus the bias map); merged pairs add a full ``(1, C, H, W)`` bias
 map, which ORT adds 2-4x faster than it broadcasts a ``(1, C, 1, W)`` one; and every dynamic

@@ -36,5 +36,5 @@ def convert(module: nn.Module) -> None:
 
 def head_programs() -> bool:
     """The classifier head as two programs (pool + fc1, fc2): 0.09 against 0.18 ms for M2's
-    head as OpenVINO's ``ReduceMean`` and two MLAS ``FullyConnected`` (docs/speed.md, Kernels)."""
+    head as OpenVINO's ``ReduceMean`` and two MLAS ``FullyConnected`` (docs/deploy.md, Kernels)."""
     return True

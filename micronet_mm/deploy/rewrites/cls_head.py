@@ -10,13 +10,12 @@ blocked so that 64 outputs stay in registers while the weight streams contiguous
 
 Why: at batch 1 the head is two matrix-vector products bound by reading their weights (M2:
 768 -> 1024 -> 1000, 1.8M weights, 7.2 MB a call, from L3 since the backbone's weights and
-activations pass through the cache in between). Measured, 1 thread, batch 1, 2026-12-02:
+activations pass through the cache in between). On one thread, batch 1:
 
 * OpenVINO 2026.4.1 runs an FC on MLAS (``gemm_mlas_f32``; with an h-swish fused as a post-op
-  on oneDNN ``brgemm_avx512_f32``, 4-17% slower) at about 45 GB/s: M2's head 0.16-0.18 ms
-  (``PERF_COUNT``, pool 0.02 ms included); as two programs 0.09 ms, and the whole M2 export
-  0.87 -> 0.79 ms, M3 1.29 -> 1.11 ms (minima, one interleaved throw-away run);
-* PyTorch eager: 0.22 ms per layer (``addmm``) against 0.14 ms as programs (minima).
+  on oneDNN ``brgemm_avx512_f32``, slower still) at about 45 GB/s; the two programs take about
+  half its time (``python tools/analysis/profile_ops.py`` prints OpenVINO's per-node times);
+* PyTorch eager: the two programs are faster than the per-layer ``addmm`` form.
 
 Outputs change by float rounding only (float64: 1e-15 relative on M0-M3).
 """

@@ -26,12 +26,10 @@ from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
 from micronet_mm.ops.lite import LiteCombination
 from micronet_mm.ops.pointwise import ChannelShuffle
+from micronet_mm.ops.program_format import (ADD, CONV, FIELDS, LINEAR, MATVEC_BLOCK,  # noqa: F401
+                                            POOL, SHIFT_MAX, VERSION, output_shape)
 from micronet_mm.ops.shift_max import HSwish
 from micronet_mm.ops.stem import MicroStem
-
-VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
-CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5
-MATVEC_BLOCK = 64  # program.h: kMatvecBlock
 
 
 class Unsupported(TypeError):
@@ -308,24 +306,6 @@ def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = to
     return compiler.b.finish(out, dtype)
 
 
-def output_shape(program: list[int], shape: tuple[int, int, int, int]
-                 ) -> tuple[int, int, int, int]:
-    """(N, C, H, W) of the program's output for an input ``shape`` (as program.h's infer)."""
-    n, c, h, w = shape
-    dims = [(c, h, w)]
-    for layer in range(program[1]):
-        r = program[2 + layer * FIELDS: 2 + (layer + 1) * FIELDS]
-        c, h, w = dims[r[1]]
-        if r[0] == CONV:
-            h = (h + 2 * r[11] - r[13] * (r[7] - 1) - 1) // r[9] + 1
-            w = (w + 2 * r[12] - r[14] * (r[8] - 1) - 1) // r[10] + 1
-            c = r[5]
-        elif r[0] in (POOL, LINEAR):
-            c, h, w = (c if r[0] == POOL else r[5]), 1, 1
-        dims.append((c, h, w))
-    return (n,) + dims[-1]
-
-
 class _ProgramNode(torch.autograd.Function):
     """The ``micronet.Program`` ONNX node, for the exporter only: ``forward`` gives a placeholder
     of the output's (static) shape; the tracer records the node, not the values."""
@@ -405,8 +385,7 @@ def _in_channels(module: nn.Module) -> int:
 def _whole_backbone(backbone: nn.Module) -> bool:
     """A MicroNet backbone that returns its last stage only (a classifier's) becomes ONE
     program, stem and stages: ``stem`` runs it and every stage is ``nn.Identity``. One
-    OpenVINO node instead of five saves ~30 us on M2 (0.62 -> 0.59 ms, minima of one
-    interleaved throw-away run, 2026-12-02); in the harness the two forms ran equally fast.
+    OpenVINO node instead of five saves the per-node call overhead (about 5% of M2).
     Backbones with other ``out_indices`` keep one program per stage (every stage output)."""
     from micronet_mm.models.backbones.micronet import MicroNet
     if (not isinstance(backbone, MicroNet) or backbone.out_indices != (len(backbone.stages) - 1,)

@@ -9,10 +9,9 @@ becomes part of that node's program (:func:`concat_programs`). Between them ther
 shape-only nodes (``Flatten``, ``Unsqueeze``, ``Squeeze``, ``Reshape``) where the first
 program ends in a ``(C, 1, 1)`` output (``POOL`` or ``LINEAR``) and everything the second
 reads of it is a ``LINEAR`` layer of ``C`` inputs, which takes a ``(C, 1, 1)`` input only, so
-the reshapes moved nothing. Measured (2026-12-04, AVX-512 host, 1 thread, one interleaved
-throw-away run of 20 x 20 calls): M2's export 666 -> 641 us, M3's 1032 -> 1018 us (minima;
-medians 802 -> 782 and 1224 -> 1194 us); the outputs are bit-for-bit those of the separate
-nodes (the same kernels on the same data; tests).
+the reshapes moved nothing. One node saves the per-node call overhead (a few percent of
+M2's and M3's exports); the outputs are bit-for-bit those of the separate nodes (the same
+kernels on the same data; tests).
 
 Where a stage's output also feeds something else (a detector's neck, a pose head) its program
 ends there, as before.

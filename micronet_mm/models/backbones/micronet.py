@@ -167,12 +167,6 @@ class MicroNet(BaseModule):
                 x = block(x)
         return x
 
-    def switch_to_deploy(self, backend: str = 'pytorch') -> 'MicroNet':
-        """Rewrite this trained backbone in place into its faster, equivalent inference form
-        (see :mod:`micronet_mm.deploy`); ``backend`` is ``'pytorch'`` or ``'onnxruntime'``."""
-        from micronet_mm.deploy import convert_backbone
-        return convert_backbone(self, backend)
-
     def _freeze_stages(self) -> None:
         frozen = ([self.stem] if self.frozen_stages >= 0 else []) + \
             list(self.stages[:max(self.frozen_stages, 0)])

@@ -135,8 +135,8 @@ ARCH_SETTINGS['v1-m1'] = ARCH_SETTINGS['m2']
 #    ReLU, except the first Micro-A's middle slot, as in M0-M2 (its ``dsm`` is (2, 0, 1)).
 #  * squeeze ratio 8 (r=1) up to output stride 16, 16 (r=2) at stride 32.
 # With the official slots (2, 2, 1) and ratios (r=2 from the first Micro-C), v1 M2 would count
-# 22.29M (+6.1%) and v1 M3 (C/R 36 as printed) 45.35M (+3.1%); README "The arXiv v1 models"
-# lists the other readings we measured.
+# 22.29M (+6.1%) and v1 M3 (C/R 36 as printed) 45.35M (+3.1%); docs/architecture.md, "The arXiv
+# v1 models", lists the other readings we measured.
 ARCH_SETTINGS.update({
     # v1 M2: 21M MAdds, 3.3M params (v1 Table 1 only). It is the ancestor of the official M3
     # (msnx_dy12_exp6_20M_020, whose comments still say "->48 ... 48->288"): same rows, except
@@ -278,7 +278,7 @@ ARCH_SETTINGS.update({
     # slot gives 254.30M (-3.4%, 4.08M params), adding squeeze ratio 8 in rows 1-10 254.50M
     # (-3.3%, 4.28M, +7%), ratio 8 everywhere 255.97M (-2.7%) but 5.75M params (+44%). We keep
     # the free choices of the other three pose models (the smallest parameter error) and state
-    # the -3.9% (README, "Keypoints").
+    # the -3.9% (docs/architecture.md, "Pose models").
     'pose-m3': dict(
         stem=(4, 4),
         act=POSE_ACT,
