@@ -36,10 +36,12 @@ inferencers) reads local files with :func:`safe_load` and cleans what other sche
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import os.path as osp
 import pickle
 import re
+import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 
 from micronet_mm.errors import UserError
+from micronet_mm.stored_config import StoredConfigError, check_stored_config
 
 multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
 NUMERIC_KINDS = 'biufc'  # bool, signed and unsigned int, float, complex
@@ -282,15 +285,21 @@ def as_plain_data(obj, source: str):
         raise UnsafeCheckpointError(f'checkpoint {source} refused: {e}') from None
     if isinstance(obj, dict):
         hub = obj.get('message_hub')
-        for place in (obj.get('meta'), hub.get('runtime_info') if isinstance(hub, dict) else None):
+        places = (('meta', obj.get('meta')),
+                  ("message_hub['runtime_info']",
+                   hub.get('runtime_info') if isinstance(hub, dict) else None))
+        for where, place in places:
             if isinstance(place, dict):
                 for key in STORED_CONFIG_KEYS:
                     if key in place:
-                        _replace_config_text(place, key, source)
+                        _replace_config_text(place, key, source, where)
     return obj
 
 
-#: packages a stored config may name in ``custom_imports`` (importing runs their code)
+#: modules a stored config may name in ``custom_imports``: importing runs their code, so only
+#: micronet_mm's models (which register MicroNet in the toolboxes) and modules already imported
+#: (importing those again runs nothing) are accepted
+CONFIG_IMPORTS = ('micronet_mm.models',)
 CONFIG_IMPORT_ROOTS = ('micronet_mm', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose', 'mmengine', 'mmcv')
 _CONFIG_CALLS = {'dict': dict, 'list': list, 'tuple': tuple, 'set': set}
 
@@ -300,7 +309,8 @@ def config_text_as_data(text: str) -> dict:
 
     mmengine stores ``cfg.pretty_text``: ``name = <literal>`` lines of numbers, strings,
     ``dict(...)``, lists and tuples. Anything else (an import, a call, a name, ``_base_``
-    files, ``custom_imports`` outside :data:`CONFIG_IMPORT_ROOTS`) raises ``ValueError``.
+    files, ``custom_imports`` other than :data:`CONFIG_IMPORTS` or modules of
+    :data:`CONFIG_IMPORT_ROOTS` already imported) raises ``ValueError``.
     """
     data = {}
     for node in ast.parse(text).body:
@@ -315,7 +325,8 @@ def config_text_as_data(text: str) -> dict:
         imports = custom.get('imports') if isinstance(custom, dict) else custom
         names = [imports] if isinstance(imports, str) else imports
         if not isinstance(names, (list, tuple)) or not all(
-                isinstance(n, str) and n.split('.')[0] in CONFIG_IMPORT_ROOTS for n in names):
+                isinstance(n, str) and n.split('.')[0] in CONFIG_IMPORT_ROOTS
+                and (n in CONFIG_IMPORTS or n in sys.modules) for n in names):
             raise ValueError(f'custom_imports names {imports!r}')
     return data
 
@@ -342,17 +353,33 @@ def _literal(node):
                      'literal')
 
 
-def _replace_config_text(place: dict, key: str, source: str) -> None:
+def _replace_config_text(place: dict, key: str, source: str, where: str) -> None:
     """Replace stored config text by literal-only text made from :func:`config_text_as_data`
-    (what mmengine then executes, when an inferencer builds from it, is data), or drop it."""
+    (what mmengine then executes, when an inferencer builds from it, is data), or drop it.
+    A config that names an unregistered type or scope is refused
+    (:func:`micronet_mm.stored_config.check_stored_config`).
+
+    Raises:
+        UnsafeCheckpointError: naming ``source``, the place and the key path.
+    """
     from mmengine.logging import print_log
     try:
         data = config_text_as_data(place[key])
-        place[key] = ''.join(f'{name} = {value!r}\n' for name, value in data.items())
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as e:
         del place[key]
         print_log(f'checkpoint {source}: the config stored in it ({key}) is not plain data '
                   f'({e}); ignored', logger='current', level=30)
+        return
+    custom = data.get('custom_imports')
+    imports = custom.get('imports') if isinstance(custom, dict) else custom
+    for name in [imports] if isinstance(imports, str) else imports or ():
+        if name in CONFIG_IMPORTS:  # micronet_mm's models: their types become registered
+            importlib.import_module(name)
+    try:
+        data = check_stored_config(data, f"its stored config ({where}['{key}'])")
+    except StoredConfigError as e:
+        raise UnsafeCheckpointError(f'checkpoint {source} refused: {e}') from None
+    place[key] = ''.join(f'{name} = {value!r}\n' for name, value in data.items())
 
 
 def _plain(obj, seen: dict):

@@ -1,0 +1,173 @@
+"""What a config stored in a checkpoint may contain before anything is built from it.
+
+A config read from a checkpoint (``meta['cfg']``) is literal data (see
+:func:`micronet_mm.checkpoint.config_text_as_data`), but data can still act: mmengine's
+``Registry.get`` imports a ``type`` it does not find (``'os.system'``, ``'subprocess.call'``,
+``'mmdet.os.system'`` splits into a scope ``mmdet`` and a name ``os.system``), and
+``build_from_cfg`` calls what it imported. A default scope or ``_scope_`` it does not know is
+imported as ``<scope>.registry``. So every ``type`` anywhere in the config must resolve, without
+any import, to an object already registered in the registries of :data:`SCOPES` (micronet_mm
+registers its models there), and every scope must be one of them: an allow-list, not a list of
+bad names. The toolboxes' own registry locations (``mmdet.models``, ...) are imported first when
+a name is not found, as mmengine would.
+
+Settings that only a training run uses, and that would read or write files, are removed before
+the config is handed on: ``load_from``, ``resume``, ``work_dir``, the hooks, the visualizer's
+``save_dir`` and ``vis_backends``, every ``init_cfg`` (the checkpoint's own weights replace any
+initialisation) and ``pretrained`` downloads. A model setting that still names a file or a URL
+(a teacher config, a checkpoint) is refused.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+from .errors import UserError
+
+#: scopes whose registries hold the types a stored config may name
+SCOPES = ('mmengine', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose')
+#: modules that register mmengine's and mmcv's own types (mmengine's registries name no location)
+_BASE_MODULES = ('mmengine.runner', 'mmengine.optim', 'mmengine.hooks', 'mmengine.model',
+                 'mmengine.dataset', 'mmengine.evaluator', 'mmengine.visualization',
+                 'mmcv.transforms')
+#: top-level settings of a training run, dropped from a stored config
+RUN_KEYS = ('load_from', 'resume', 'resume_from', 'work_dir', 'default_hooks', 'custom_hooks',
+            'launcher')
+#: endings of strings that name a file to load, refused in a stored model config
+_FILE_ENDINGS = ('.py', '.pth', '.pt', '.ckpt', '.pkl', '.pickle', '.pdparams', '.bin',
+                 '.safetensors', '.json', '.yaml', '.yml', '.onnx', '.so')
+
+
+class StoredConfigError(UserError):
+    """A config stored in a checkpoint names a type or a file it may not."""
+
+
+def _registries() -> dict[str, list]:
+    from mmengine.registry import Registry
+    found = {}
+    for scope in SCOPES:
+        try:
+            module = importlib.import_module(f'{scope}.registry')
+        except ImportError:  # a toolbox that is not installed registers nothing
+            continue
+        found[scope] = [v for v in vars(module).values() if isinstance(v, Registry)]
+    return found
+
+
+def _fill_registries(registries: dict[str, list]) -> None:
+    """Import what registers the toolboxes' types (their own registry locations)."""
+    for name in _BASE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    for regs in registries.values():
+        for registry in regs:
+            if registry._locations:
+                registry.import_from_location()
+
+
+def registered_names(fill: bool = False) -> dict[str, set[str]]:
+    """``{scope: names registered in any of its registries}``; ``fill`` imports the toolboxes'
+    registry locations first."""
+    registries = _registries()
+    if fill:
+        _fill_registries(registries)
+    return {scope: {name for r in regs for name in r._module_dict}
+            for scope, regs in registries.items()}
+
+
+def _is_module_name(name: str) -> bool:
+    """Whether ``name`` is an importable top-level module (mmengine imports a type it does not
+    find in the registry that builds it)."""
+    if name in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _resolves(value, names: dict[str, set[str]]) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    scope, dot, name = value.partition('.')
+    if dot:  # 'mmdet.RetinaNet': a known scope and a plain registered name
+        return (scope in names and name.isidentifier()
+                and (name in names[scope] or name in names.get('mmengine', ())))
+    return (value.isidentifier() and any(value in found for found in names.values())
+            and not _is_module_name(value))
+
+
+def _walk(node, path: str):
+    """``(key path, key, value)`` of every mapping entry in a nested config."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f'{path}.{key}' if path else str(key)
+            yield here, key, value
+            yield from _walk(value, here)
+    elif isinstance(node, (list, tuple, set)):
+        for i, value in enumerate(node):
+            yield from _walk(value, f'{path}[{i}]')
+
+
+def _names_a_file(value) -> bool:
+    return isinstance(value, str) and ('://' in value or value.lower().endswith(_FILE_ENDINGS))
+
+
+def check_stored_config(data: dict, where: str) -> dict:
+    """Refuse a stored config that names anything but registered types; return it without its
+    run settings (see the module).
+
+    Args:
+        data: the config as data.
+        where: the checkpoint and the place in it, for the message
+            (``"checkpoint a.pth: meta['cfg']"``).
+
+    Raises:
+        StoredConfigError: one line naming ``where`` and the key path.
+    """
+    names, filled = registered_names(), False
+    for path, key, value in _walk(data, ''):
+        if key == 'type':
+            if not filled and not _resolves(value, names):
+                names, filled = registered_names(fill=True), True
+            if not _resolves(value, names):
+                raise StoredConfigError(
+                    f'{where} names type {value!r} at {path}, which is not a type registered '
+                    f'in the {", ".join(SCOPES)} registries (or by micronet_mm); refused, '
+                    'nothing was built. Do not use this file, or load it with the config it '
+                    'was trained with')
+        elif key in ('_scope_', 'default_scope') and value is not None and value not in SCOPES:
+            raise StoredConfigError(
+                f'{where} names scope {value!r} at {path}, which is not one of {", ".join(SCOPES)}; '
+                'refused. Do not use this file')
+    clean = {k: v for k, v in data.items() if k not in RUN_KEYS}
+    if isinstance(clean.get('visualizer'), dict):
+        clean['visualizer'] = {k: v for k, v in clean['visualizer'].items()
+                               if k not in ('save_dir', 'vis_backends')}
+    clean = _without_init(clean)
+    for path, key, value in _walk(clean.get('model'), 'model'):
+        if _names_a_file(value):
+            raise StoredConfigError(
+                f'{where} names the file {value!r} at {path}; a model built from a stored '
+                'config loads no other file. Refused: load it with the config it was trained '
+                'with')
+    return clean
+
+
+def _without_init(node):
+    """``node`` without ``init_cfg`` entries, and with ``pretrained`` downloads turned off."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == 'init_cfg':
+                continue
+            if key == 'pretrained' and value:
+                value = False if value is True else None
+            out[key] = _without_init(value)
+        return out
+    if isinstance(node, (list, tuple)):
+        return type(node)(_without_init(v) for v in node)
+    return node
