@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import os
 import os.path as osp
 import pickle
@@ -50,6 +51,7 @@ import numpy as np
 import torch
 
 from micronet_mm.errors import UserError
+from micronet_mm.limits import check_checkpoint_file
 from micronet_mm.stored_config import StoredConfigError, check_stored_config
 
 multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
@@ -118,7 +120,7 @@ class _CheckedArray(np.ndarray):
         dtype = _checked_dtype(dtype)
         if (not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape)
                 or type(fortran) is not bool or not isinstance(data, (bytes, bytearray))
-                or len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize):
+                or len(data) != math.prod(shape) * dtype.itemsize):  # Python ints: no wrap
             _refuse(f'a numpy array state with shape {shape!r} and {type(data).__name__} data')
         super().__setstate__((version, shape, dtype, fortran, data))
 
@@ -253,6 +255,13 @@ def safe_load(path: str | os.PathLike, map_location=None):
         raise CheckpointError(f'cannot read checkpoint {path}: truncated, corrupt or not a '
                               'PyTorch file (neither a zip archive nor a pickle); download or '
                               'save it again')
+    try:
+        check_checkpoint_file(path, legacy)  # sizes and pickle work, before torch reads it
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, UserError):
+            raise
+        raise CheckpointError(f'cannot read checkpoint {path}: truncated, corrupt or not a '
+                              f'PyTorch file ({_describe(e)}); download or save it again') from None
     allow_mmengine_checkpoints()
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)

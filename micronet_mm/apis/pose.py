@@ -22,6 +22,7 @@ import numpy as np
 from torch import nn
 
 from micronet_mm.errors import InvalidInputError, MissingInputError
+from micronet_mm.limits import image_header_pixels
 
 from ..fileio import atomic_write
 
@@ -83,6 +84,7 @@ def load_image(image: str | np.ndarray) -> np.ndarray:
     if isinstance(image, str):
         if not osp.isfile(image):
             raise MissingInputError(f'estimate_poses: image file not found: {image}')
+        image_header_pixels(image)  # before OpenCV allocates
         try:
             img = mmcv.imread(image, flag='color')  # gray and RGBA files become BGR
         except Exception as e:  # noqa: BLE001  (decoders raise various types)
