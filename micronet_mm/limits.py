@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import os
 import pickletools
+import re
+import warnings
 import zipfile
 
 from .errors import InvalidInputError
@@ -156,12 +158,17 @@ def image_header_pixels(path: str) -> None:
     before OpenCV."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-    except Image.DecompressionBombError:  # PIL's own check: over twice its MAX_IMAGE_PIXELS
+        with warnings.catch_warnings():  # PIL's bomb warning: the check below decides
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as e:  # PIL's own check: over twice MAX_IMAGE_PIXELS
+        found = re.search(r'\((\d+) pixels\)', str(e))
+        size = f'{found.group(1)} pixels' if found else \
+            f'more than {2 * Image.MAX_IMAGE_PIXELS} pixels'
         raise LimitError(
-            f'image {path} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels, over the limit '
-            f'of {limit("MICRONET_MM_MAX_IMAGE_PIXELS")} pixels; refused before decoding. Crop '
+            f'image {path} has {size}, over the limit of '
+            f'{limit("MICRONET_MM_MAX_IMAGE_PIXELS")} pixels; refused before decoding. Crop '
             'or resize it, or raise the limit with the environment variable '
             'MICRONET_MM_MAX_IMAGE_PIXELS') from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):

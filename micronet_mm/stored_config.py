@@ -65,7 +65,10 @@ def _fill_registries(registries: dict[str, list]) -> None:
     for regs in registries.values():
         for registry in regs:
             if registry._locations:
-                registry.import_from_location()
+                try:
+                    registry.import_from_location()
+                except Exception:  # noqa: BLE001  (a broken toolbox: its names stay unknown)
+                    pass
 
 
 def registered_names(fill: bool = False) -> dict[str, set[str]]:
