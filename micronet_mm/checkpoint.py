@@ -24,9 +24,14 @@ code, never crash the process and never execute text stored in it. What is loade
   ``message_hub['runtime_info']['cfg']``) is never executed as stored: mmengine passes it to
   ``Config.fromstring``, which executes it (``Runner.resume``, ``BaseInferencer`` without a
   config). It is read as data (:func:`config_text_as_data`: literal assignments only, no
-  ``_base_``, ``custom_imports`` of the toolboxes and micronet_mm only) and replaced by
-  literal-only text made from that data; text that is not plain data is dropped. Resume and
+  ``_base_``, ``custom_imports`` of ``micronet_mm.models`` or of modules already imported
+  only) and replaced by literal-only text made from that data; text that is not plain data is
+  dropped. Every ``type`` in it must be a registered one and what only a training run uses is
+  removed (:mod:`micronet_mm.stored_config`); another type refuses the checkpoint. Resume and
   the tools use the config the user passes.
+- Before torch reads the file, its size and pickle work are checked
+  (:func:`micronet_mm.limits.check_checkpoint_file`): zip records that inflate far beyond the
+  file, a large pickle, too many opcodes or items in one container refuse it.
 
 ``import micronet_mm`` installs all this process-wide (:func:`allow_mmengine_checkpoints`): every
 ``torch.load`` gets the guarded numpy entries, and mmengine's ``CheckpointLoader`` (behind
