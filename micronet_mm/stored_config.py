@@ -15,12 +15,14 @@ Settings that only a training run uses, and that would read or write files, are 
 the config is handed on: ``load_from``, ``resume``, ``work_dir``, the hooks, the visualizer's
 ``save_dir`` and ``vis_backends``, every ``init_cfg`` (the checkpoint's own weights replace any
 initialisation) and ``pretrained`` downloads. A model setting that still names a file or a URL
-(a teacher config, a checkpoint) is refused.
+(a teacher config, a checkpoint) is refused, and so is a ``metainfo`` ``from_file`` other than
+mmpose's own dataset files (mmpose executes that file).
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 
 from .errors import UserError
@@ -34,6 +36,9 @@ _BASE_MODULES = ('mmengine.runner', 'mmengine.optim', 'mmengine.hooks', 'mmengin
 #: top-level settings of a training run, dropped from a stored config
 RUN_KEYS = ('load_from', 'resume', 'resume_from', 'work_dir', 'default_hooks', 'custom_hooks',
             'launcher')
+#: the dataset description files mmpose's ``metainfo=dict(from_file=...)`` names (it executes
+#: the file as a config; relative names resolve to mmpose's own copies)
+_METAINFO_FILE = r'configs/_base_/datasets/[A-Za-z0-9_]+\.py'
 #: endings of strings that name a file to load, refused in a stored model config
 _FILE_ENDINGS = ('.py', '.pth', '.pt', '.ckpt', '.pkl', '.pickle', '.pdparams', '.bin',
                  '.safetensors', '.json', '.yaml', '.yml', '.onnx', '.so')
@@ -142,10 +147,16 @@ def check_stored_config(data: dict, where: str) -> dict:
                     f'in the {", ".join(SCOPES)} registries (or by micronet_mm); refused, '
                     'nothing was built. Do not use this file, or load it with the config it '
                     'was trained with')
+        elif key == 'from_file' and not (isinstance(value, str)
+                                         and re.fullmatch(_METAINFO_FILE, value)):
+            raise StoredConfigError(
+                f'{where} names the file {value!r} at {path}; mmpose executes it as a config. '
+                'Only its own dataset files (configs/_base_/datasets/NAME.py) are accepted; '
+                'refused. Load it with the config it was trained with')
         elif key in ('_scope_', 'default_scope') and value is not None and value not in SCOPES:
             raise StoredConfigError(
-                f'{where} names scope {value!r} at {path}, which is not one of {", ".join(SCOPES)}; '
-                'refused. Do not use this file')
+                f'{where} names scope {value!r} at {path}, which is not one of '
+                f'{", ".join(SCOPES)}; refused. Do not use this file')
     clean = {k: v for k, v in data.items() if k not in RUN_KEYS}
     if isinstance(clean.get('visualizer'), dict):
         clean['visualizer'] = {k: v for k, v in clean['visualizer'].items()

@@ -431,6 +431,8 @@ def test_stored_config_type_is_refused_anywhere_in_it(where, place, tmp_path):
     "model = dict(type='RetinaNet', backbone=dict(type='mmdet.RetinaNet.os'))\n",
     "model = dict(type='RetinaNet', teacher_config='/usr/lib/python3/evil.py')\n",
     "model = dict(type='RetinaNet', backbone=dict(type='ResNet', ckpt='https://x/y.pth'))\n",
+    "test_dataloader = dict(dataset=dict(metainfo=dict(from_file='/home/u/script.py')))\n",
+    "train_dataloader = dict(dataset=dict(metainfo=dict(from_file='tools/train.py')))\n",
 ])
 def test_stored_config_scopes_and_files_are_refused(key, text, tmp_path):
     from micronet_mm.checkpoint import UnsafeCheckpointError, safe_load
