@@ -111,6 +111,36 @@ def copy_atomic(source: str, path: str) -> None:
         os.fchmod(dst.fileno(), os.stat(src.fileno()).st_mode & 0o777)
 
 
+@contextlib.contextmanager
+def atomic_image_writes() -> Iterator[None]:
+    """While active, ``mmcv.imwrite`` and ``cv2.imwrite`` write through :func:`atomic_write`:
+    what the toolboxes' visualization hooks and mmengine's ``LocalVisBackend`` draw
+    (``tools/test.py --show-dir``) never follows a symlink at an image's name."""
+    import cv2
+    import mmcv
+    import mmcv.image
+    original_cv2, original_mmcv = cv2.imwrite, mmcv.imwrite
+
+    def cv2_imwrite(filename, img, *args, **kwargs):
+        with atomic_write(os.fspath(filename)) as tmp:
+            if not original_cv2(tmp, img, *args, **kwargs):
+                raise OSError(f'cannot write image {filename}')
+        return True
+
+    def mmcv_imwrite(img, file_path, *args, **kwargs):
+        with atomic_write(os.fspath(file_path)) as tmp:
+            if not original_mmcv(img, tmp, *args, **kwargs):
+                raise OSError(f'cannot write image {file_path}')
+        return True
+
+    cv2.imwrite, mmcv.imwrite, mmcv.image.imwrite = cv2_imwrite, mmcv_imwrite, mmcv_imwrite
+    try:
+        yield
+    finally:
+        cv2.imwrite, mmcv.imwrite, mmcv.image.imwrite = original_cv2, original_mmcv, \
+            original_mmcv
+
+
 def refuse_used_work_dir(work_dir: str, *, resume: bool, force: bool) -> None:
     """Refuse to train into a work dir that holds checkpoints, unless resuming or forced.
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from test_files import M0_CFG, PRECIOUS, SEG_CFG, load_script, precious, save_initial_weights
 
 from micronet_mm.fileio import atomic_file, atomic_write, copy_atomic
@@ -150,3 +151,32 @@ def test_openvino_export_never_writes_through_a_planted_symlink(tmp_path, plante
     for name in ('model.xml', 'model.bin', ovrt.LIBRARY_NAME):
         assert not (out_dir / name).is_symlink() and (out_dir / name).stat().st_size > 100
     assert_untouched(victim, out_dir)
+
+
+def test_show_dir_never_draws_through_a_planted_symlink(tmp_path):
+    """``tools/test.py --show-dir``: a symlink at each image name the visualization hook
+    writes (learnt from a first run) is replaced, its target untouched."""
+    import glob
+
+    from test_show_dir import CASES, N_IMAGES, untrained_checkpoint
+
+    from micronet_mm.datasets.demo_shapes import ensure_demo_shapes
+    from tools.test import main
+    config = osp.join(ROOT, CASES['cls'][0])
+    ensure_demo_shapes(osp.join(ROOT, 'data', 'demo_shapes'))
+    ckpt = tmp_path / 'untrained.pth'
+    untrained_checkpoint(config, ckpt)
+    show = tmp_path / 'vis'
+    argv = [config, str(ckpt), '--work-dir', str(tmp_path / 'work'), '--show-dir', str(show),
+            '--cfg-options', f'test_dataloader.dataset.indices={N_IMAGES}',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+    main(argv)
+    pngs = sorted(glob.glob(str(show / '**' / '*.png'), recursive=True))
+    assert len(pngs) == N_IMAGES
+    victim = precious(tmp_path / 'users' / 'victim.txt')
+    for png in pngs:
+        os.remove(png)
+        plant(png, victim)
+    main(argv)
+    assert all(osp.isfile(p) and not osp.islink(p) for p in pngs)
+    assert_untouched(victim, osp.dirname(pngs[0]))
