@@ -33,6 +33,22 @@ SCOPES = ('mmengine', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose')
 _BASE_MODULES = ('mmengine.runner', 'mmengine.optim', 'mmengine.hooks', 'mmengine.model',
                  'mmengine.dataset', 'mmengine.evaluator', 'mmengine.visualization',
                  'mmcv.transforms')
+#: ``type`` values that name no registered class: ``{parent key: accepted values}``. mmcv's
+#: ``batched_nms`` reads ``nms=dict(type=...)`` and *evaluates* the string as Python, so only
+#: the names of its own functions are accepted there
+NON_REGISTRY_TYPES = {'nms': ('nms', 'soft_nms')}
+#: parent keys whose ``type`` the toolbox looks up as an attribute of one fixed module, not in a
+#: registry: ``{parent key: module}`` (mmdet's RoI extractors: ``getattr(mmcv.ops, type)``);
+#: only a class of that module is accepted
+MODULE_TYPES = {'roi_layer': 'mmcv.ops'}
+#: parent keys whose ``type`` may also be a plain name that no registry holds: an albumentations
+#: transform (``getattr(albumentations, type)``), a LoRA target (a submodule name). A name that
+#: is also an importable module is still refused (a registry would import it)
+NAME_TYPES = ('transforms', 'targets')
+#: other strings the toolboxes evaluate as Python: ``{key: the form accepted}`` (mmpretrain's
+#: torchvision transforms ``eval('torch.' + dtype)``, mmdet's camera motion compensation
+#: ``eval(warp_mode)``)
+EVALUATED_STRINGS = {'dtype': r'[A-Za-z_][A-Za-z0-9_]*', 'warp_mode': r'cv2\.MOTION_[A-Z]+'}
 #: top-level settings of a training run, dropped from a stored config
 RUN_KEYS = ('load_from', 'resume', 'resume_from', 'work_dir', 'default_hooks', 'custom_hooks',
             'launcher')
@@ -98,26 +114,35 @@ def _is_module_name(name: str) -> bool:
 
 
 def _resolves(value, names: dict[str, set[str]]) -> bool:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or value != value.strip():
         return False
     scope, dot, name = value.partition('.')
-    if dot:  # 'mmdet.RetinaNet': a known scope and a plain registered name
-        return (scope in names and name.isidentifier()
+    if dot:  # 'mmdet.RetinaNet': a known scope and a registered name without dots
+        return (scope in names and '.' not in name
                 and (name in names[scope] or name in names.get('mmengine', ())))
-    return (value.isidentifier() and any(value in found for found in names.values())
-            and not _is_module_name(value))
+    return any(value in found for found in names.values()) and not _is_module_name(value)
 
 
-def _walk(node, path: str):
-    """``(key path, key, value)`` of every mapping entry in a nested config."""
+def _walk(node, path: str, parent=None):
+    """``(key path, key, value, parent key)`` of every mapping entry in a nested config."""
     if isinstance(node, dict):
         for key, value in node.items():
             here = f'{path}.{key}' if path else str(key)
-            yield here, key, value
-            yield from _walk(value, here)
+            yield here, key, value, parent
+            yield from _walk(value, here, key)
     elif isinstance(node, (list, tuple, set)):
         for i, value in enumerate(node):
-            yield from _walk(value, f'{path}[{i}]')
+            yield from _walk(value, f'{path}[{i}]', parent)
+
+
+def _module_class(value, module: str) -> bool:
+    if not isinstance(value, str) or not value.isidentifier():
+        return False
+    try:
+        found = getattr(importlib.import_module(module), value, None)
+    except ImportError:
+        return False
+    return isinstance(found, type)
 
 
 def _names_a_file(value) -> bool:
@@ -137,18 +162,37 @@ def check_stored_config(data: dict, where: str) -> dict:
         StoredConfigError: one line naming ``where`` and the key path.
     """
     names, filled = registered_names(), False
-    for path, key, value in _walk(data, ''):
-        if key == 'type':
+    for path, key, value, parent in _walk(data, ''):
+        if key == 'type' and parent in NON_REGISTRY_TYPES:
+            if value not in NON_REGISTRY_TYPES[parent]:
+                raise StoredConfigError(
+                    f'{where} names {value!r} at {path}, which is not one of '
+                    f'{", ".join(NON_REGISTRY_TYPES[parent])} (mmcv evaluates it as Python); '
+                    'refused, nothing was built. Do not use this file')
+        elif key == 'type' and parent in MODULE_TYPES:
+            if not _module_class(value, MODULE_TYPES[parent]):
+                raise StoredConfigError(
+                    f'{where} names {value!r} at {path}, which is not a class of '
+                    f'{MODULE_TYPES[parent]}; refused, nothing was built. Do not use this file')
+        elif key == 'type':
             if not filled and not _resolves(value, names):
                 names, filled = registered_names(fill=True), True
-            if not _resolves(value, names):
+            plain_name = (parent in NAME_TYPES and isinstance(value, str)
+                          and value.isidentifier() and not _is_module_name(value))
+            if not plain_name and not _resolves(value, names):
                 raise StoredConfigError(
                     f'{where} names type {value!r} at {path}, which is not a type registered '
                     f'in the {", ".join(SCOPES)} registries (or by micronet_mm); refused, '
                     'nothing was built. Do not use this file, or load it with the config it '
                     'was trained with')
-        elif key == 'from_file' and not (isinstance(value, str)
-                                         and re.fullmatch(_METAINFO_FILE, value)):
+        elif key in EVALUATED_STRINGS and isinstance(value, str) and not re.fullmatch(
+                EVALUATED_STRINGS[key], value):
+            raise StoredConfigError(
+                f'{where} gives {value!r} at {path}, which the toolbox evaluates as Python; '
+                'only a plain name is accepted there. Refused, nothing was built. Do not use '
+                'this file')
+        elif (key == 'from_file' or key == 'metainfo' and isinstance(value, str)) and not (
+                isinstance(value, str) and re.fullmatch(_METAINFO_FILE, value)):
             raise StoredConfigError(
                 f'{where} names the file {value!r} at {path}; mmpose executes it as a config. '
                 'Only its own dataset files (configs/_base_/datasets/NAME.py) are accepted; '
@@ -162,8 +206,8 @@ def check_stored_config(data: dict, where: str) -> dict:
         clean['visualizer'] = {k: v for k, v in clean['visualizer'].items()
                                if k not in ('save_dir', 'vis_backends')}
     clean = _without_init(clean)
-    for path, key, value in _walk(clean.get('model'), 'model'):
-        if _names_a_file(value):
+    for path, _, value, _ in _walk(clean.get('model'), 'model'):
+        if _names_a_file(value) and not re.fullmatch(_METAINFO_FILE, value):  # checked above
             raise StoredConfigError(
                 f'{where} names the file {value!r} at {path}; a model built from a stored '
                 'config loads no other file. Refused: load it with the config it was trained '
