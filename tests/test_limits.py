@@ -206,7 +206,7 @@ def pdparams(path, shape, data: bytes = b'') -> str:
     array = Forged((multiarray._reconstruct, (np.ndarray, (0,), b'b'),
                     (1, shape, np.dtype('f4'), False, data)))
     with open(path, 'wb') as f:
-        pickle.dump({'a.weight': array}, f, protocol=2)
+        pickle.dump({'a.weight': array}, f, protocol=3)  # raw bytes as BINBYTES
     return str(path)
 
 
