@@ -1,6 +1,6 @@
 """No tool writes through a name it did not create: a symlink planted at every name a tool may
-write (its outputs, the temp names it would pick, the copied extension library, the fixed names
-older versions used) is replaced or skipped, and the file it points to keeps its content.
+write (its outputs, the temp names it would pick, the copied extension library, fixed temp names
+such as ``<name>.tmp``) is replaced or skipped, and the file it points to keeps its content.
 
 Temp names are random; the test makes the first name ``tempfile`` tries a known one
 (``planted``) and plants a symlink there before the tool runs."""
@@ -134,8 +134,8 @@ def test_tools_never_write_through_a_planted_symlink(tool, tmp_path, planted_tem
 
 
 def test_openvino_export_never_writes_through_a_planted_symlink(tmp_path, planted_temp_names):
-    """The IR pair, its staging folder, and the extension library copied next to it (and the
-    fixed ``libmicronet_openvino.so.tmp`` an older export used)."""
+    """The IR pair, its staging folder, and the extension library copied next to it (and a fixed
+    temp name such as ``libmicronet_openvino.so.tmp``)."""
     pytest.importorskip('openvino')
     from micronet_mm.runtime import openvino as ovrt
     from tools.deployment.export_onnx import main
