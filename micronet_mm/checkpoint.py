@@ -24,9 +24,14 @@ code, never crash the process and never execute text stored in it. What is loade
   ``message_hub['runtime_info']['cfg']``) is never executed as stored: mmengine passes it to
   ``Config.fromstring``, which executes it (``Runner.resume``, ``BaseInferencer`` without a
   config). It is read as data (:func:`config_text_as_data`: literal assignments only, no
-  ``_base_``, ``custom_imports`` of the toolboxes and micronet_mm only) and replaced by
-  literal-only text made from that data; text that is not plain data is dropped. Resume and
+  ``_base_``, ``custom_imports`` of ``micronet_mm.models`` or of modules already imported
+  only) and replaced by literal-only text made from that data; text that is not plain data is
+  dropped. Every ``type`` in it must be a registered one and what only a training run uses is
+  removed (:mod:`micronet_mm.stored_config`); another type refuses the checkpoint. Resume and
   the tools use the config the user passes.
+- Before torch reads the file, its size and pickle work are checked
+  (:func:`micronet_mm.limits.check_checkpoint_file`): zip records that inflate far beyond the
+  file, a large pickle, too many opcodes or items in one container refuse it.
 
 ``import micronet_mm`` installs all this process-wide (:func:`allow_mmengine_checkpoints`): every
 ``torch.load`` gets the guarded numpy entries, and mmengine's ``CheckpointLoader`` (behind
@@ -36,10 +41,13 @@ inferencers) reads local files with :func:`safe_load` and cleans what other sche
 from __future__ import annotations
 
 import ast
+import importlib
+import math
 import os
 import os.path as osp
 import pickle
 import re
+import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -48,6 +56,8 @@ import numpy as np
 import torch
 
 from micronet_mm.errors import UserError
+from micronet_mm.limits import check_checkpoint_file
+from micronet_mm.stored_config import StoredConfigError, check_stored_config
 
 multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
 NUMERIC_KINDS = 'biufc'  # bool, signed and unsigned int, float, complex
@@ -115,7 +125,7 @@ class _CheckedArray(np.ndarray):
         dtype = _checked_dtype(dtype)
         if (not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape)
                 or type(fortran) is not bool or not isinstance(data, (bytes, bytearray))
-                or len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize):
+                or len(data) != math.prod(shape) * dtype.itemsize):  # Python ints: no wrap
             _refuse(f'a numpy array state with shape {shape!r} and {type(data).__name__} data')
         super().__setstate__((version, shape, dtype, fortran, data))
 
@@ -259,6 +269,13 @@ def safe_load(path: str | os.PathLike, map_location=None):
         raise CheckpointError(f'cannot read checkpoint {path}: truncated, corrupt or not a '
                               'PyTorch file (neither a zip archive nor a pickle); download or '
                               'save it again')
+    try:
+        check_checkpoint_file(path, legacy)  # sizes and pickle work, before torch reads it
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, UserError):
+            raise
+        raise CheckpointError(f'cannot read checkpoint {path}: truncated, corrupt or not a '
+                              f'PyTorch file ({_describe(e)}); download or save it again') from None
     allow_mmengine_checkpoints()
     _refuse_unguarded_globals(path)
     try:
@@ -292,15 +309,21 @@ def as_plain_data(obj, source: str):
         raise UnsafeCheckpointError(f'checkpoint {source} refused: {e}') from None
     if isinstance(obj, dict):
         hub = obj.get('message_hub')
-        for place in (obj.get('meta'), hub.get('runtime_info') if isinstance(hub, dict) else None):
+        places = (('meta', obj.get('meta')),
+                  ("message_hub['runtime_info']",
+                   hub.get('runtime_info') if isinstance(hub, dict) else None))
+        for where, place in places:
             if isinstance(place, dict):
                 for key in STORED_CONFIG_KEYS:
                     if key in place:
-                        _replace_config_text(place, key, source)
+                        _replace_config_text(place, key, source, where)
     return obj
 
 
-#: packages a stored config may name in ``custom_imports`` (importing runs their code)
+#: modules a stored config may name in ``custom_imports``: importing runs their code, so only
+#: micronet_mm's models (which register MicroNet in the toolboxes) and modules already imported
+#: (importing those again runs nothing) are accepted
+CONFIG_IMPORTS = ('micronet_mm.models',)
 CONFIG_IMPORT_ROOTS = ('micronet_mm', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose', 'mmengine', 'mmcv')
 _CONFIG_CALLS = {'dict': dict, 'list': list, 'tuple': tuple, 'set': set}
 
@@ -310,7 +333,8 @@ def config_text_as_data(text: str) -> dict:
 
     mmengine stores ``cfg.pretty_text``: ``name = <literal>`` lines of numbers, strings,
     ``dict(...)``, lists and tuples. Anything else (an import, a call, a name, ``_base_``
-    files, ``custom_imports`` outside :data:`CONFIG_IMPORT_ROOTS`) raises ``ValueError``.
+    files, ``custom_imports`` other than :data:`CONFIG_IMPORTS` or modules of
+    :data:`CONFIG_IMPORT_ROOTS` already imported) raises ``ValueError``.
     """
     data = {}
     for node in ast.parse(text).body:
@@ -325,7 +349,8 @@ def config_text_as_data(text: str) -> dict:
         imports = custom.get('imports') if isinstance(custom, dict) else custom
         names = [imports] if isinstance(imports, str) else imports
         if not isinstance(names, (list, tuple)) or not all(
-                isinstance(n, str) and n.split('.')[0] in CONFIG_IMPORT_ROOTS for n in names):
+                isinstance(n, str) and n.split('.')[0] in CONFIG_IMPORT_ROOTS
+                and (n in CONFIG_IMPORTS or n in sys.modules) for n in names):
             raise ValueError(f'custom_imports names {imports!r}')
     return data
 
@@ -352,17 +377,33 @@ def _literal(node):
                      'literal')
 
 
-def _replace_config_text(place: dict, key: str, source: str) -> None:
+def _replace_config_text(place: dict, key: str, source: str, where: str) -> None:
     """Replace stored config text by literal-only text made from :func:`config_text_as_data`
-    (what mmengine then executes, when an inferencer builds from it, is data), or drop it."""
+    (what mmengine then executes, when an inferencer builds from it, is data), or drop it.
+    A config that names an unregistered type or scope is refused
+    (:func:`micronet_mm.stored_config.check_stored_config`).
+
+    Raises:
+        UnsafeCheckpointError: naming ``source``, the place and the key path.
+    """
     from mmengine.logging import print_log
     try:
         data = config_text_as_data(place[key])
-        place[key] = ''.join(f'{name} = {value!r}\n' for name, value in data.items())
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as e:
         del place[key]
         print_log(f'checkpoint {source}: the config stored in it ({key}) is not plain data '
                   f'({e}); ignored', logger='current', level=30)
+        return
+    custom = data.get('custom_imports')
+    imports = custom.get('imports') if isinstance(custom, dict) else custom
+    for name in [imports] if isinstance(imports, str) else imports or ():
+        if name in CONFIG_IMPORTS:  # micronet_mm's models: their types become registered
+            importlib.import_module(name)
+    try:
+        data = check_stored_config(data, f"its stored config ({where}['{key}'])")
+    except StoredConfigError as e:
+        raise UnsafeCheckpointError(f'checkpoint {source} refused: {e}') from None
+    place[key] = ''.join(f'{name} = {value!r}\n' for name, value in data.items())
 
 
 def _plain(obj, seen: dict):

@@ -33,6 +33,7 @@ import torch
 
 from micronet_mm import checkpoint
 from micronet_mm.converters import ConversionError
+from micronet_mm.limits import LimitError, scan_pickle
 
 NAME_TABLE = 'StructuredToParameterName@@'
 _NUMERIC_KINDS = 'biufc'  # bool, int, uint, float, complex
@@ -107,10 +108,18 @@ def load_pdparams(path: str) -> OrderedDict:
     except OSError as e:
         raise ConversionError(f'cannot read {path}: {e.strerror}') from None
     try:
+        scan_pickle(io.BytesIO(data), path)  # opcodes and container sizes, before unpickling
+    except LimitError:
+        raise
+    except ValueError as e:  # an unknown opcode, truncated
+        raise ConversionError(f'cannot read {path} as a .pdparams file (not a pickle: '
+                              f'{e})') from None
+    try:
         obj = checkpoint.as_plain_data(_PdparamsUnpickler(io.BytesIO(data)).load(), path)
     except Exception as e:  # refused global or dtype, truncated file, not a pickle, ...
+        first = next((line for line in str(e).splitlines() if line.strip()), '')
         raise ConversionError(f'cannot read {path} as a .pdparams file '
-                              f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+                              f'({type(e).__name__}{": " if first else ""}{first[:200]})') from None
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f'{path}: expected a non-empty dict of arrays, got '
                               f'{type(obj).__name__}')

@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import os.path as osp
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -72,6 +73,72 @@ def atomic_write(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = 'wb') -> Iterator:
+    """Like :func:`atomic_write`, but yield the temp file open for writing: the file that
+    :func:`tempfile.mkstemp` created (``O_EXCL``, ``O_NOFOLLOW``) is written through its own
+    descriptor, never opened again by name, so nothing put at the temp name in the meantime
+    (a symlink) is followed.
+
+    Args:
+        path: the file to write.
+        mode: ``'wb'`` or ``'w'`` (text, UTF-8).
+    """
+    if mode not in ('wb', 'w'):
+        raise ValueError(f'atomic_file: mode {mode!r} is not "wb" or "w"')
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = osp.splitext(osp.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if mode == 'w' else {})) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def copy_atomic(source: str, path: str) -> None:
+    """Copy the file ``source`` to ``path`` through :func:`atomic_file` (a symlink at ``path``
+    is replaced, its target never written)."""
+    with open(source, 'rb') as src, atomic_file(path) as dst:
+        shutil.copyfileobj(src, dst)
+        os.fchmod(dst.fileno(), os.stat(src.fileno()).st_mode & 0o777)
+
+
+@contextlib.contextmanager
+def atomic_image_writes() -> Iterator[None]:
+    """While active, ``mmcv.imwrite`` and ``cv2.imwrite`` write through :func:`atomic_write`:
+    what the toolboxes' visualization hooks and mmengine's ``LocalVisBackend`` draw
+    (``tools/test.py --show-dir``) never follows a symlink at an image's name."""
+    import cv2
+    import mmcv
+    import mmcv.image
+    original_cv2, original_mmcv = cv2.imwrite, mmcv.imwrite
+
+    def cv2_imwrite(filename, img, *args, **kwargs):
+        with atomic_write(os.fspath(filename)) as tmp:
+            if not original_cv2(tmp, img, *args, **kwargs):
+                raise OSError(f'cannot write image {filename}')
+        return True
+
+    def mmcv_imwrite(img, file_path, *args, **kwargs):
+        with atomic_write(os.fspath(file_path)) as tmp:
+            if not original_mmcv(img, tmp, *args, **kwargs):
+                raise OSError(f'cannot write image {file_path}')
+        return True
+
+    cv2.imwrite, mmcv.imwrite, mmcv.image.imwrite = cv2_imwrite, mmcv_imwrite, mmcv_imwrite
+    try:
+        yield
+    finally:
+        cv2.imwrite, mmcv.imwrite, mmcv.image.imwrite = original_cv2, original_mmcv, \
+            original_mmcv
 
 
 def refuse_used_work_dir(work_dir: str, *, resume: bool, force: bool) -> None:

@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from micronet_mm.errors import (CorruptImageError, InvalidInputError, MissingInputError,
                                 UserError)
+from micronet_mm.limits import LimitError, image_header_pixels
 
 __all__ = ['CorruptImageError', 'InvalidInputError', 'MissingInputError', 'UserError',
            'add_launcher_args', 'build_model', 'check_hooks', 'check_option_keys', 'check_paths',
@@ -23,6 +24,8 @@ __all__ = ['CorruptImageError', 'InvalidInputError', 'MissingInputError', 'UserE
 #: of a traceback text, which is indented); mmpose quotes it in backticks
 _IMAGE_ERROR = re.compile(r'^`?(?:[\w.]+: )?(?:failed to load image|cannot decode image): '
                           r'([^`\n]+)', re.M)
+#: the message line of an image refused by :func:`micronet_mm.limits.image_header_pixels`
+_LIMIT_ERROR = re.compile(r'^(?:[\w.]*LimitError: )(image .+ MICRONET_MM_MAX_IMAGE_PIXELS)$', re.M)
 _PATH_LOCALS = ('filename', 'filepath', 'file_path', 'annotation_file', 'ann_file', 'local_path',
                 'path', 'file', 'fname')
 
@@ -38,9 +41,12 @@ def _name_image_errors(transform):
     with the path for an undecodable file, but lets OpenCV's bare ``cv2.error`` through for an
     empty one."""
     def named(self, results):
+        path = results.get('img_path')
+        if isinstance(path, str) and osp.isfile(path):
+            image_header_pixels(path)  # before the decoder allocates
         try:
             return transform(self, results)
-        except CorruptImageError:
+        except (CorruptImageError, LimitError):
             raise
         except Exception as e:  # noqa: BLE001  (decoders raise many types)
             path = results.get('img_path')
@@ -83,6 +89,9 @@ def clear_data_errors():
     try:
         yield
     except (AssertionError, OSError, ValueError, RuntimeError) as e:
+        over = _LIMIT_ERROR.findall(str(e))  # from a worker: under the worker's traceback text
+        if isinstance(e, LimitError) and over and '\n' in str(e):
+            raise LimitError(over[-1]) from None
         found = _IMAGE_ERROR.findall(str(e))
         path = found[-1].strip() if found else None  # the last: the message, not source lines
         if path and '{' not in path:

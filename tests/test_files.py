@@ -5,6 +5,7 @@ Each test pre-creates the user's file and checks by content that it survived (an
 import importlib.util
 import os
 import os.path as osp
+import stat
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, assert_one_line_error
 from micronet_mm.errors import UserError
 from micronet_mm.fileio import atomic_write, refuse_overwrite
 
@@ -227,6 +228,84 @@ def test_write_once_replaces_only_an_unchanged_older_version(tmp_path):
     write_once(str(root), '3', _fill('v3'), force=True)
     assert (root / 'train' / 'a.txt').read_text() == 'v3'
     assert sorted(os.listdir(tmp_path)) == ['demo']  # no temp or old dirs left
+
+
+def _plant(kind, root):
+    """Something in an unchanged demo folder that this tool did not write."""
+    if kind == 'empty folder':
+        (root / 'train' / 'mine').mkdir()
+    elif kind == 'fifo':
+        os.mkfifo(root / 'train' / 'pipe')
+    elif kind == 'fifo as VERSION':
+        (root / 'VERSION').unlink()
+        os.mkfifo(root / 'VERSION')
+    elif kind == 'fifo as MANIFEST':
+        (root / 'MANIFEST').unlink()
+        os.mkfifo(root / 'MANIFEST')
+    elif kind == 'symlink to a folder':
+        (root.parent / 'users').mkdir()
+        precious(root.parent / 'users' / 'keep.txt')
+        os.symlink(root.parent / 'users', root / 'train' / 'linked')
+    elif kind == 'symlink to a file':
+        os.symlink(precious(root.parent / 'users.txt'), root / 'train' / 'b.txt')
+    elif kind == 'root is a symlink':
+        os.rename(root, root.parent / 'real')
+        os.symlink(root.parent / 'real', root)
+
+
+@pytest.mark.parametrize('kind', ['empty folder', 'fifo', 'fifo as VERSION', 'fifo as MANIFEST',
+                                  'symlink to a folder', 'symlink to a file',
+                                  'root is a symlink'])
+def test_write_once_refuses_anything_but_its_own_regular_files(kind, tmp_path):
+    """Run in a child with a time limit: opening a FIFO would block forever."""
+    root = tmp_path / 'demo'
+    code = ('import sys; from micronet_mm.datasets._writer import write_once\n'
+            'def fill(tmp):\n'
+            '    import os; os.makedirs(os.path.join(tmp, "train"))\n'
+            '    open(os.path.join(tmp, "train", "a.txt"), "w").write(sys.argv[2])\n'
+            'write_once(sys.argv[1], sys.argv[2], fill)\n')
+    subprocess.run([sys.executable, '-c', code, str(root), '1'], cwd=ROOT, check=True,
+                   timeout=120)
+    _plant(kind, root)
+    before = sorted(os.listdir(root if kind != 'root is a symlink' else tmp_path / 'real'))
+    proc = subprocess.run([sys.executable, '-c', code, str(root), '2'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'DemoDataExistsError' in proc.stderr, proc.stderr[-2000:]
+    assert str(root) in proc.stderr.splitlines()[-1]
+    if kind == 'root is a symlink':
+        assert osp.islink(root) and sorted(os.listdir(tmp_path / 'real')) == before
+    else:
+        assert sorted(os.listdir(root)) == before and (root / 'VERSION').exists()
+    for kept in (tmp_path / 'users' / 'keep.txt', tmp_path / 'users.txt'):
+        assert not kept.exists() or kept.read_bytes() == PRECIOUS
+    assert not [p for p in os.listdir(tmp_path) if p.startswith('.')]  # no temp dirs left
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'empty folder', 'symlink to a folder'])
+def test_make_demo_data_refuses_what_it_did_not_write(kind, tmp_path):
+    """The tool itself, on an older demo folder whose manifest lists nothing: one line naming
+    the folder, exit 2, nothing removed, and a FIFO is never opened (it would hang)."""
+    old = tmp_path / 'demo_shapes'
+    old.mkdir()
+    (old / 'VERSION').write_text('0')
+    (old / 'MANIFEST').write_text('')
+    if kind == 'fifo':
+        os.mkfifo(old / 'pipe')
+    elif kind == 'empty folder':
+        (old / 'mine').mkdir()
+    else:
+        precious(tmp_path / 'users' / 'keep.txt')
+        os.symlink(tmp_path / 'users', old / 'linked')
+    proc = subprocess.run([sys.executable, 'tools/data/make_demo_data.py', '--root',
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert_one_line_error(proc.stderr, str(old))
+    assert sorted(os.listdir(old)) == sorted(['VERSION', 'MANIFEST', {
+        'fifo': 'pipe', 'empty folder': 'mine', 'symlink to a folder': 'linked'}[kind]])
+    assert kind != 'fifo' or stat.S_ISFIFO(os.lstat(old / 'pipe').st_mode)
+    assert kind != 'symlink to a folder' or (tmp_path / 'users' / 'keep.txt').read_bytes() \
+        == PRECIOUS
 
 
 def test_make_demo_data_keeps_a_users_file_in_an_old_demo_dir(tmp_path):

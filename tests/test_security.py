@@ -276,19 +276,23 @@ def test_stored_config_code_is_dropped_and_the_payload_is_live(tmp_path):
     assert marker.read_text() == 'pwned'
 
 
-def test_stored_config_data_survives_as_literal_text(tmp_path):
+@pytest.mark.parametrize('task', ['det', 'seg', 'pose', 'cls'])
+def test_stored_config_data_survives_as_literal_text(task, tmp_path):
     """What mmengine stores (``cfg.pretty_text``) is kept as literal-only text with the same
-    content, so that an inferencer given only the checkpoint still builds the model."""
+    content (less what only a training run uses), so that an inferencer given only the
+    checkpoint still builds the model: every type in our configs is a registered one."""
     from mmengine.config import Config
 
     from micronet_mm.checkpoint import safe_load
-    cfg = Config.fromfile(DET_CFG)
+    from micronet_mm.stored_config import RUN_KEYS, _without_init
+    cfg = Config.fromfile(TASK_CFGS[task])
     torch.save({'meta': {'cfg': cfg.pretty_text}}, tmp_path / 'det.pth')
     text = safe_load(tmp_path / 'det.pth')['meta']['cfg']
     assert 'dict(' not in text and text != cfg.pretty_text
     again = Config.fromstring(text, file_format='.py')
-    assert again.model.to_dict() == cfg.model.to_dict()
+    assert again.model.to_dict() == _without_init(cfg.model.to_dict())
     assert again.custom_imports.imports == ['micronet_mm.models']
+    assert set(cfg) - set(again) <= set(RUN_KEYS)
 
 
 @pytest.mark.parametrize('text', [
@@ -302,6 +306,182 @@ def test_stored_config_that_is_not_plain_data_is_dropped(text, tmp_path):
     from micronet_mm.checkpoint import safe_load
     torch.save({'meta': {'cfg': text, 'epoch': 3}}, tmp_path / 'c.pth')
     assert safe_load(tmp_path / 'c.pth')['meta'] == {'epoch': 3}
+
+
+# ----------------------------------------------- types named by a config stored in a checkpoint
+
+def type_payloads(marker):
+    """name -> (type, arguments): each would write ``marker`` if mmengine built it."""
+    return {
+        'os.system': ('os.system', {'command': f'touch {marker}'}),
+        'posix.system': ('posix.system', {'command': f'touch {marker}'}),
+        'subprocess.call': ('subprocess.call', {'args': ['touch', str(marker)]}),
+        'builtins.open': ('builtins.open', {'file': str(marker), 'mode': 'w'}),
+        'builtins.exec': ('builtins.exec', {'source': f'open({str(marker)!r}, "w")'}),
+        'mmdet.os.system': ('mmdet.os.system', {'command': f'touch {marker}'}),
+        'mmengine.mkdir_or_exist': ('mmengine.utils.mkdir_or_exist', {'dir_name': str(marker)}),
+        'mmengine.fileio.dump': ('mmengine.fileio.dump', {'obj': 'x', 'file': str(marker)}),
+        'mmengine.unregistered': ('mmengine.NoSuchType', {}),
+        'unscoped.unregistered': ('NoSuchType', {}),
+    }
+
+
+TYPE_PAYLOADS = list(type_payloads('m'))
+#: where a payload goes in the stored config (key paths; ``custom_hooks[0]`` is added)
+PLACES = ['model', 'model.backbone', 'model.data_preprocessor', 'model.backbone.init_cfg',
+          'test_dataloader.dataset.pipeline[0]', 'visualizer', 'visualizer.vis_backends[0]',
+          'default_hooks.checkpoint', 'custom_hooks[0]', 'param_scheduler[0]']
+TASK_CFGS = {'det': DET_CFG, 'seg': SEG_CFG, 'pose': POSE_CFG, 'cls': CLS_CFG}
+
+
+def _place(cfg: dict, place: str, value: dict) -> None:
+    """Put ``value`` (a type and its arguments) at ``place`` in the config dict."""
+    keys = re.findall(r'[^.\[\]]+', place)
+    node = cfg
+    if keys[0] == 'custom_hooks':
+        cfg.setdefault('custom_hooks', [{}])
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    last = keys[-1]
+    if last.isdigit():
+        node[int(last)] = dict(value)
+    else:
+        node[last] = {**(node.get(last) or {}), **value}
+
+
+def hostile_checkpoint(path, marker, payload='os.system', place='model.backbone', task='det',
+                       key='cfg'):
+    """A checkpoint as mmengine writes it (the config as literal text in ``meta``), with the
+    payload's type at ``place`` of its stored config."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(TASK_CFGS[task]).to_dict()
+    kind, args = type_payloads(marker)[payload]
+    _place(cfg, place, {'type': kind, **args})
+    text = ''.join(f'{k} = {v!r}\n' for k, v in cfg.items())
+    torch.save({'state_dict': {}, 'meta': {key: text, 'epoch': 1}}, path)
+    return str(path)
+
+
+def via_det_inferencer(path, tmp):
+    import micronet_mm  # noqa: F401
+    from mmdet.apis import DetInferencer
+    return DetInferencer(weights=path, device='cpu', show_progress=False)
+
+
+def via_seg_inferencer(path, tmp):
+    import micronet_mm  # noqa: F401
+    from mmseg.apis import MMSegInferencer
+    return MMSegInferencer(model=None, weights=path, device='cpu')
+
+
+def via_pose_inferencer(path, tmp):
+    import micronet_mm  # noqa: F401
+    from mmpose.apis.inferencers import Pose2DInferencer
+    return Pose2DInferencer(model=None, weights=path, device='cpu')
+
+
+#: every path that reads a checkpoint, with the task of the config stored in it
+TYPE_PATHS = {
+    'safe_load': (via_safe_load, 'det'), 'torch_load': (via_torch_load, 'det'),
+    'mmengine_load_checkpoint': (via_mmengine_load_checkpoint, 'det'),
+    'det_inferencer': (via_det_inferencer, 'det'), 'seg_inferencer': (via_seg_inferencer, 'seg'),
+    'pose_inferencer': (via_pose_inferencer, 'pose'),
+    'init_segmentor': (via_init_segmentor, 'seg'), 'init_pose_model': (via_init_pose_model, 'pose'),
+    'test_py': (via_test_py, 'cls'), 'runner_resume': (via_runner_resume, 'cls'),
+    'export_onnx': (via_export_onnx, 'cls'),
+}
+
+
+def assert_type_refused(result, path, marker, place):
+    code, outcome, classes, message = result
+    assert code == 0, f'the process died (exit code {code})'
+    assert not osp.lexists(marker), f'the payload ran: {message}'
+    assert outcome == 'error' and 'UnsafeCheckpointError' in classes, message
+    first = message.splitlines()[0]
+    assert f'checkpoint {path} refused' in first and place.split('[')[0] in first, first
+
+
+@pytest.mark.parametrize('payload', TYPE_PAYLOADS)
+@pytest.mark.parametrize('where', list(TYPE_PATHS))
+def test_stored_config_type_is_refused_on_every_path(where, payload, tmp_path, demo_shapes):
+    fn, task = TYPE_PATHS[where]
+    marker = tmp_path / 'pwned'
+    path = hostile_checkpoint(tmp_path / 'hostile.pth', marker, payload, 'model.backbone', task)
+    if where == 'torch_load':  # torch.load itself does not read configs: nothing is built
+        code, outcome, _, message = run_isolated(fn, path, tmp_path)
+        assert code == 0 and not osp.lexists(marker), message
+        return
+    assert_type_refused(run_isolated(fn, path, tmp_path), path, marker, 'model.backbone.type')
+
+
+@pytest.mark.parametrize('place', PLACES)
+@pytest.mark.parametrize('where', ['safe_load', 'det_inferencer'])
+def test_stored_config_type_is_refused_anywhere_in_it(where, place, tmp_path):
+    fn, task = TYPE_PATHS[where]
+    marker = tmp_path / 'pwned'
+    path = hostile_checkpoint(tmp_path / 'hostile.pth', marker, 'subprocess.call', place, task)
+    assert_type_refused(run_isolated(fn, path, tmp_path), path, marker, f'{place}.type')
+
+
+@pytest.mark.parametrize('key', ['cfg', 'config'])
+@pytest.mark.parametrize('text', [
+    "model = dict(type='RetinaNet', _scope_='os')\n",
+    "default_scope = 'antigravity'\nmodel = dict(type='RetinaNet')\n",
+    "model = dict(type=['os.system'])\n",
+    "model = dict(type='RetinaNet', backbone=dict(type='mmdet.RetinaNet.os'))\n",
+    "model = dict(type='RetinaNet', teacher_config='/usr/lib/python3/evil.py')\n",
+    "model = dict(type='RetinaNet', backbone=dict(type='ResNet', ckpt='https://x/y.pth'))\n",
+    "test_dataloader = dict(dataset=dict(metainfo=dict(from_file='/home/u/script.py')))\n",
+    "train_dataloader = dict(dataset=dict(metainfo=dict(from_file='tools/train.py')))\n",
+])
+def test_stored_config_scopes_and_files_are_refused(key, text, tmp_path):
+    from micronet_mm.checkpoint import UnsafeCheckpointError, safe_load
+    import mmdet.models  # noqa: F401  (RetinaNet registered)
+    torch.save({'meta': {key: text}}, tmp_path / 'c.pth')
+    with pytest.raises(UnsafeCheckpointError, match=re.escape(str(tmp_path / 'c.pth'))
+                       + '.*' + re.escape(f"meta['{key}']")):
+        safe_load(tmp_path / 'c.pth')
+
+
+def test_stored_config_type_payloads_are_live(tmp_path):
+    """The control: built by mmengine without the check, the payload runs."""
+    from mmengine.registry import MODELS
+    marker = tmp_path / 'pwned'
+    kind, args = type_payloads(marker)['subprocess.call']
+    try:
+        MODELS.build({'type': kind, **args})
+    except Exception:  # noqa: BLE001  (what it returns is no model; it has run by then)
+        pass
+    assert marker.exists()
+
+
+def test_stored_config_run_settings_are_removed(tmp_path):
+    """What a training run reads or writes never reaches an inferencer."""
+    from mmengine.config import Config
+
+    from micronet_mm.checkpoint import safe_load
+    cfg = Config.fromfile(DET_CFG).to_dict()
+    cfg.update(load_from='/x/other.pth', resume=True, work_dir='/home/user/.ssh',
+               custom_hooks=[dict(type='EMAHook')])
+    cfg['visualizer'] = {**cfg['visualizer'], 'save_dir': '/home/user/.ssh'}
+    cfg['model']['backbone']['init_cfg'] = dict(type='Pretrained', checkpoint='https://x/y.pth')
+    torch.save({'meta': {'cfg': ''.join(f'{k} = {v!r}\n' for k, v in cfg.items())}},
+               tmp_path / 'c.pth')
+    again = Config.fromstring(safe_load(tmp_path / 'c.pth')['meta']['cfg'], file_format='.py')
+    for key in ('load_from', 'resume', 'work_dir', 'default_hooks', 'custom_hooks'):
+        assert key not in again
+    assert 'save_dir' not in again.visualizer and 'vis_backends' not in again.visualizer
+    assert 'init_cfg' not in again.model.backbone
+    assert again.model.backbone.type == cfg['model']['backbone']['type']
+
+
+def test_stored_config_type_refusal_is_one_line_on_the_command_line(tmp_path, demo_shapes):
+    marker = tmp_path / 'pwned'
+    path = hostile_checkpoint(tmp_path / 'hostile.pth', marker, 'os.system', 'model', 'cls')
+    proc = cli('tools/test.py', CLS_CFG, path, '--work-dir', str(tmp_path / 'work'))
+    assert proc.returncode == 2 and not marker.exists(), proc.stderr[-3000:]
+    assert_one_line_error(proc.stderr, path)
+    assert 'model.type' in proc.stderr
 
 
 def test_forged_object_array_crashes_an_unguarded_load(tmp_path):

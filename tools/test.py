@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import os.path as osp
 import sys
@@ -16,7 +17,7 @@ import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.checkpoint import check_weights, safe_load  # noqa: E402
 from micronet_mm.engine import setup_cpu_distributed  # noqa: E402
 from micronet_mm.errors import UserError, run_cli  # noqa: E402
-from micronet_mm.fileio import refuse_overwrite  # noqa: E402
+from micronet_mm.fileio import atomic_image_writes, refuse_overwrite  # noqa: E402
 from micronet_mm.hooks import AtomicDumpResults  # noqa: E402,F401  (registers it)
 from micronet_mm.tools_common import (InvalidInputError, MissingInputError,  # noqa: E402
                                       add_launcher_args, check_hooks, check_paths,
@@ -121,7 +122,8 @@ def main(argv=None) -> dict:
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     check_weights(model, checkpoint, source=args.checkpoint)  # strict: the rule is there
-    with clear_data_errors():
+    drawing = atomic_image_writes() if args.show_dir else contextlib.nullcontext()
+    with clear_data_errors(), drawing:
         metrics = runner.test()
     print('Results: ' + '  '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
                                   for k, v in metrics.items()))

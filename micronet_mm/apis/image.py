@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from micronet_mm.errors import InvalidInputError, MissingInputError
+from micronet_mm.limits import image_header_pixels
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -26,9 +27,11 @@ def read_image_file(path: str) -> np.ndarray:
     Raises:
         MissingInputError: the file does not exist.
         InvalidInputError: not an image, truncated or corrupt, or float / out-of-range pixels.
+        LimitError: more pixels than ``MICRONET_MM_MAX_IMAGE_PIXELS`` (read from the header).
     """
     if not osp.isfile(path):
         raise MissingInputError(f'image file not found: {path}')
+    image_header_pixels(path)  # before anything is decoded
     try:
         with Image.open(path) as im:
             im.load()

@@ -4,7 +4,9 @@ A dataset is built in a fresh temp dir next to ``root`` (``tempfile.mkdtemp``: a
 so a user's folder is never reused or removed) and renamed into place. It carries ``VERSION``
 and ``MANIFEST``: the SHA-256 of every file we wrote. An older version is replaced only if the
 folder holds exactly those files with those contents; a folder with anything else in it (a
-user's notes, an edited image, no manifest) is refused, and only ``force=True`` replaces it.
+user's notes, an edited image, an empty folder, a symlink, a FIFO, no manifest) is refused, and
+only ``force=True`` replaces it. Only regular files are ever opened: a symlink, FIFO or device in
+the folder (or the folder itself a symlink) refuses without being read.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import os
 import os.path as osp
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 
@@ -25,41 +28,69 @@ class DemoDataExistsError(UserError, FileExistsError):
     """The target folder holds data that we did not write (or changed since)."""
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def _read_regular(path: str) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (not a symlink, FIFO, device or folder);
+    else ``None``. Anything else is never opened (a FIFO would block)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced since the lstat
+            return None
+        return f.read()
 
 
-def _listing(root: str) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``root`` but VERSION and MANIFEST."""
+def _sha256(path: str) -> str | None:
+    data = _read_regular(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _listing(root: str) -> dict[str, str | None] | None:
+    """``{relative path: sha256}`` of every file under ``root`` but VERSION and MANIFEST;
+    ``None`` if ``root`` holds anything but folders and regular files (a symlink, a FIFO, a
+    socket, a device), which is never opened. Empty folders are listed as ``'<folder>/'``."""
     found = {}
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):  # does not follow symlinks to folders
+        for name in dirs:
+            if os.path.islink(osp.join(folder, name)):
+                return None
+        if not dirs and not files and folder != root:
+            found[osp.relpath(folder, root) + '/'] = None  # never in a manifest
         for name in files:
             rel = osp.relpath(osp.join(folder, name), root)
+            digest = _sha256(osp.join(folder, name))
+            if digest is None:
+                return None
             if rel not in (STAMP, MANIFEST):
-                found[rel] = _sha256(osp.join(folder, name))
+                found[rel] = digest
     return found
 
 
 def _is_unchanged(root: str) -> bool:
-    """Whether ``root`` holds exactly the files its MANIFEST lists, with those contents."""
-    manifest = osp.join(root, MANIFEST)
-    if not osp.isfile(manifest):
+    """Whether ``root`` (a real folder, not a symlink) holds exactly the regular files its
+    MANIFEST lists, with those contents, and nothing else."""
+    if osp.islink(root) or not osp.isdir(root):
         return False
-    with open(manifest) as f:
-        listed = dict(line.rstrip('\n').split('  ', 1)[::-1] for line in f if line.strip())
+    manifest = _read_regular(osp.join(root, MANIFEST))
+    if manifest is None:
+        return False
+    try:
+        listed = dict(line.split('  ', 1)[::-1]
+                      for line in manifest.decode('utf-8').splitlines() if line.strip())
+    except (UnicodeDecodeError, ValueError):
+        return False
     return _listing(root) == listed
 
 
 def _read_version(root: str) -> str | None:
-    stamp = osp.join(root, STAMP)
-    if not osp.isfile(stamp):
+    data = _read_regular(osp.join(root, STAMP))
+    try:
+        return None if data is None else data.decode('utf-8')
+    except UnicodeDecodeError:
         return None
-    with open(stamp) as f:
-        return f.read()
 
 
 def write_once(root: str, version: str, fill: Callable[[str], None], *,
@@ -91,7 +122,8 @@ def write_once(root: str, version: str, fill: Callable[[str], None], *,
     try:
         fill(tmp)
         with open(osp.join(tmp, MANIFEST), 'w') as f:
-            f.writelines(f'{sha}  {rel}\n' for rel, sha in sorted(_listing(tmp).items()))
+            f.writelines(f'{sha}  {rel}\n' for rel, sha in sorted(_listing(tmp).items())
+                         if sha is not None)
         with open(osp.join(tmp, STAMP), 'w') as f:
             f.write(version)
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import hashlib
 import os
 import os.path as osp
@@ -148,7 +147,7 @@ def save_ir(onnx_file: str, xml: str, force: bool = False) -> None:
 
     import openvino as ov
 
-    from micronet_mm.fileio import refuse_overwrite
+    from micronet_mm.fileio import copy_atomic, refuse_overwrite
     folder = osp.dirname(osp.abspath(xml))
     stem = osp.splitext(xml)[0]
     refuse_overwrite(stem + '.bin', force)
@@ -159,18 +158,18 @@ def save_ir(onnx_file: str, xml: str, force: bool = False) -> None:
                                                           shallow=False):
         refuse_overwrite(library, force)
     os.makedirs(folder, exist_ok=True)
-    tmp = f'{stem}.tmp-{os.getpid()}'
+    # the IR pair is written in a fresh folder (a unique name, made by this process) and moved
+    # into place; the library is copied through its own unique temp file
+    staging = tempfile.mkdtemp(prefix=f'.{osp.basename(stem)}.', suffix='.partial', dir=folder)
     try:
+        tmp = osp.join(staging, 'model')
         ov.save_model(model, tmp + '.xml', compress_to_fp16=False)
         os.replace(tmp + '.bin', stem + '.bin')
         os.replace(tmp + '.xml', xml)
     finally:
-        for leftover in (tmp + '.xml', tmp + '.bin'):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(leftover)
+        shutil.rmtree(staging, ignore_errors=True)
     if native:
-        shutil.copyfile(extension_library(), library + '.tmp')
-        os.replace(library + '.tmp', library)
+        copy_atomic(extension_library(), library)
 
 
 def compile_model(path_or_model, threads: int = 1, profile: bool = False):

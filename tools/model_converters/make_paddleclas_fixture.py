@@ -42,6 +42,10 @@ import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tests'))
+sys.path.insert(0, ROOT)
+
+from micronet_mm.fileio import atomic_file, atomic_write  # noqa: E402
+
 FACTORIES = {'m0': 'MicroNet_M0', 'm1': 'MicroNet_M1', 'm2': 'MicroNet_M2', 'm3': 'MicroNet_M3'}
 
 
@@ -95,9 +99,9 @@ def tiny_files(paddle, out_dir: str) -> dict:
     files = {}
     for protocol in (2, 3, 4):
         files[f'paddleclas_tiny_p{protocol}.pdparams'] = protocol
-        paddle.save(layer.state_dict(), osp.join(out_dir, f'paddleclas_tiny_p{protocol}.pdparams'),
-                    protocol=protocol)
-    with open(osp.join(out_dir, 'paddleclas_tiny_tuples.pdparams'), 'wb') as f:
+        with atomic_write(osp.join(out_dir, f'paddleclas_tiny_p{protocol}.pdparams')) as tmp:
+            paddle.save(layer.state_dict(), tmp, protocol=protocol)
+    with atomic_file(osp.join(out_dir, 'paddleclas_tiny_tuples.pdparams')) as f:
         _pickle_save(dict(layer.state_dict()), f, protocol=2)
     arrays = {k: {'shape': list(v.shape), 'dtype': str(v.numpy().dtype),
                   'values': v.numpy().astype(float).ravel().tolist()}
@@ -121,7 +125,7 @@ def main(argv=None) -> None:
               'variants': {arch: variant_record(paddle, micronet, arch, official, arrays)
                            for arch in FACTORIES},
               'tiny': tiny_files(paddle, args.out_dir)}
-    with open(osp.join(args.out_dir, 'paddleclas_reference.json'), 'w') as f:
+    with atomic_file(osp.join(args.out_dir, 'paddleclas_reference.json'), 'w') as f:
         json.dump(record, f)
     for arch, rec in record['variants'].items():
         logits = np.array(rec['logits'])
