@@ -1,5 +1,6 @@
-import json
+import importlib.util
 import os
+import os.path as osp
 import subprocess
 import sys
 
@@ -165,3 +166,61 @@ def build_classifier(arch: str) -> nn.Module:
                   in_channels=MicroNet(arch).stage_channels[-1],
                   mid_channels=CLASSIFIER_MID[arch])))
     return model.eval()
+
+
+# ------------------------------------------------------------ files, tools and hostile pickles
+
+M0_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_8xb64_in1k.py')
+SHAPES_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
+POSE_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py')
+SEG_CFG = osp.join(ROOT, 'configs/seg/'
+                   'micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py')
+PRECIOUS = b'the user\'s own file\n'
+
+
+def precious(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PRECIOUS)
+    return path
+
+
+def save_initial_weights(config, path, meta=None):
+    from micronet_mm.tools_common import build_model, load_config
+    torch.manual_seed(0)
+    model = build_model(load_config(config))
+    torch.save({'state_dict': model.state_dict(), 'meta': meta or {}}, path)
+    return path
+
+
+def load_script(relpath):
+    spec = importlib.util.spec_from_file_location(osp.basename(relpath)[:-3],
+                                                  osp.join(ROOT, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+N_IMAGES = 7  # a test split of 7 images: more than one, and no multiple of a batch size
+CASES = {
+    'seg': ('configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py',
+            'micronet_mm.datasets.demo_cityscapes', 'ensure_demo_cityscapes', 'demo_cityscapes'),
+    'cls': ('configs/pretrain/micronet-m0_1xb32_demo-shapes.py',
+            'micronet_mm.datasets.demo_shapes', 'ensure_demo_shapes', 'demo_shapes'),
+}
+
+
+def untrained_checkpoint(config: str, path) -> None:
+    from micronet_mm.tools_common import build_model
+    from mmengine.config import Config
+    model = build_model(Config.fromfile(config))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+
+
+class Forged:
+    """Pickles as the given ``__reduce__`` tuple: how a hostile file is written."""
+
+    def __init__(self, reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce

@@ -2,7 +2,6 @@
 
 Each test pre-creates the user's file and checks by content that it survived (and, where
 --force is the rule, that --force replaced it)."""
-import importlib.util
 import os
 import os.path as osp
 import stat
@@ -13,39 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error
+from conftest import (M0_CFG, POSE_CFG, PRECIOUS, ROOT, SEG_CFG, SHAPES_CFG, assert_one_line_error,
+                      load_script, precious, save_initial_weights)
 from micronet_mm.errors import UserError
 from micronet_mm.fileio import atomic_write, refuse_overwrite
-
-M0_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_8xb64_in1k.py')
-SHAPES_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
-POSE_CFG = osp.join(ROOT, 'configs/pose/td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py')
-SEG_CFG = osp.join(ROOT, 'configs/seg/'
-                   'micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py')
-PRECIOUS = b'the user\'s own file\n'
-
-
-def precious(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(PRECIOUS)
-    return path
-
-
-def save_initial_weights(config, path, meta=None):
-    from micronet_mm.tools_common import build_model, load_config
-    torch.manual_seed(0)
-    model = build_model(load_config(config))
-    torch.save({'state_dict': model.state_dict(), 'meta': meta or {}}, path)
-    return path
-
-
-def load_script(relpath):
-    spec = importlib.util.spec_from_file_location(osp.basename(relpath)[:-3],
-                                                  osp.join(ROOT, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def strays(folder):
     """Temp files that atomic_write or write_once would have left behind."""

@@ -201,7 +201,7 @@ def test_the_cli_refusal_is_one_line(checkpoint_bombs, tmp_path):
 
 def pdparams(path, shape, data: bytes = b'') -> str:
     """A ``.pdparams`` pickle with one array whose state claims ``shape``."""
-    from test_security import Forged
+    from conftest import Forged
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     array = Forged((multiarray._reconstruct, (np.ndarray, (0,), b'b'),
                     (1, shape, np.dtype('f4'), False, data)))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, Forged, assert_one_line_error
 
 CLS_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
 M3_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m3_8xb64_in1k.py')
@@ -23,16 +23,6 @@ SEG_CFG = osp.join(ROOT, 'configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_dem
                    '128x256.py')
 DET_CFG = osp.join(ROOT, 'configs/det/retinanet_micronet_m3_demo-shapes.py')
 multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
-
-
-class Forged:
-    """Pickles as the given ``__reduce__`` tuple: how a hostile file is written."""
-
-    def __init__(self, reduce):
-        self.reduce = reduce
-
-    def __reduce__(self):
-        return self.reduce
 
 
 def forged_array(dtype, data=b'A' * 8, shape=(1,)):

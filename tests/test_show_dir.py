@@ -4,24 +4,8 @@ import glob
 import os.path as osp
 
 import pytest
-import torch
-from mmengine.config import Config
 
-from conftest import ROOT
-
-N_IMAGES = 7  # a test split of 7 images: more than one, and no multiple of a batch size
-CASES = {
-    'seg': ('configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py',
-            'micronet_mm.datasets.demo_cityscapes', 'ensure_demo_cityscapes', 'demo_cityscapes'),
-    'cls': ('configs/pretrain/micronet-m0_1xb32_demo-shapes.py',
-            'micronet_mm.datasets.demo_shapes', 'ensure_demo_shapes', 'demo_shapes'),
-}
-
-
-def untrained_checkpoint(config: str, path) -> None:
-    from micronet_mm.tools_common import build_model
-    model = build_model(Config.fromfile(config))
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+from conftest import CASES, N_IMAGES, ROOT, untrained_checkpoint
 
 
 @pytest.mark.parametrize('task', sorted(CASES))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from test_files import M0_CFG, PRECIOUS, SEG_CFG, load_script, precious, save_initial_weights
+from conftest import M0_CFG, PRECIOUS, SEG_CFG, load_script, precious, save_initial_weights
 
 from micronet_mm.fileio import atomic_file, atomic_write, copy_atomic
 
@@ -82,12 +82,11 @@ def test_writers_replace_a_symlink_and_never_follow_one(write, tmp_path, planted
 # ------------------------------------------------------------------------------ the tools
 
 def _converter(tmp_path, out):
-    from reference_state import make_state
-    from test_converter import FIXTURE
+    from reference_state import load_official, official_state
 
     from tools.model_converters.micronet_official_to_mmpretrain import main
     src = tmp_path / 'official.pth'
-    torch.save(make_state([(k, s) for k, s in FIXTURE['m0']['keys']]), src)
+    torch.save(official_state(*load_official(), 'm0'), src)
     main([str(src), str(out), '--force'])
     assert 'state_dict' in torch.load(out, weights_only=True)
 
@@ -158,7 +157,7 @@ def test_show_dir_never_draws_through_a_planted_symlink(tmp_path):
     writes (learnt from a first run) is replaced, its target untouched."""
     import glob
 
-    from test_show_dir import CASES, N_IMAGES, untrained_checkpoint
+    from conftest import CASES, N_IMAGES, untrained_checkpoint
 
     from micronet_mm.datasets.demo_shapes import ensure_demo_shapes
     from tools.test import main
