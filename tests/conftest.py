@@ -69,3 +69,19 @@ def assert_one_line_error(stderr: str, name: str) -> None:
     errors = [line for line in stderr.splitlines() if line.startswith('error: ')]
     assert len(errors) == 1 and stderr.strip().endswith(errors[0]), stderr[-3000:]
     assert name in errors[0] and 'Traceback' not in stderr, stderr[-3000:]
+
+
+def run_child(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the Python source ``code`` in a fresh interpreter (this checkout and tests/ first on
+    its path, one thread) and return it; the calling test fails, with the child's output, when
+    the child did not exit with 0: a crash (a signal: SIGSEGV, SIGFPE, SIGABRT, ...) of native
+    code there fails one test instead of killing the test run."""
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests'),
+                                           os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    how = (f'killed by signal {-proc.returncode}' if proc.returncode < 0
+           else f'exit code {proc.returncode}')
+    assert proc.returncode == 0, f'child {how}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
+    return proc

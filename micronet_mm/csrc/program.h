@@ -74,41 +74,113 @@ struct Dims {
 
 inline const int64_t* record(const int64_t* prog, int64_t l) { return prog + 2 + l * kFields; }
 
-// Shapes of every buffer (0: the input), checking the program; throws std::invalid_argument.
+// The most elements that the buffers of one sample (every layer's output, the program's output
+// included) may hold together, and the most that one convolution's zero-padded input plane
+// ((H + 2 ph) x (W + 2 pw)) or its row masks (kw x (W_out + 64)) may span: 2^28 (1 GiB of
+// float32 per sample and thread). run() allocates nothing larger: its arena holds at most the
+// buffers, and every kernel's scratch is bounded by a padded plane, a row mask or the span of
+// the layer's parameters in `weights` (check()).
+constexpr int64_t kMaxElements = int64_t(1) << 28;
+// Every record field after the first four lies in [-1, kMaxField).
+constexpr int64_t kMaxField = int64_t(1) << 31;
+
+namespace detail {
+
+[[noreturn]] inline void fail(const std::string& what, int64_t layer) {
+  throw std::invalid_argument("micronet program: " + what + " (layer " +
+                              std::to_string(layer) + ")");
+}
+
+// a * b, a + b with int64 overflow an error (std::invalid_argument naming the layer).
+inline int64_t mul(int64_t a, int64_t b, int64_t layer) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
+  return r;
+}
+
+inline int64_t add(int64_t a, int64_t b, int64_t layer) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) fail("size overflows int64", layer);
+  return r;
+}
+
+// n, checked against kMaxElements (what: the quantity, for the message).
+inline int64_t bounded(int64_t n, const char* what, int64_t layer) {
+  if (n > kMaxElements)
+    fail(std::string(what) + " of " + std::to_string(n) + " elements exceeds the limit of " +
+             std::to_string(kMaxElements),
+         layer);
+  return n;
+}
+
+}  // namespace detail
+
+// Shapes of every buffer (0: the input), checking every field that the shapes depend on and
+// every size against kMaxElements with overflow-checked arithmetic, so that nothing here or in
+// run() divides by zero, overflows or allocates without bound; throws std::invalid_argument
+// naming the check and the layer. check() adds the offsets and table entries.
 inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
-  if (len < 2 || prog[0] != kVersion || len != 2 + prog[1] * kFields)
-    throw std::invalid_argument("micronet program: bad header or length");
+  using detail::fail;
+  using detail::mul;
+  if (prog == nullptr || len < 2 || prog[0] != kVersion || prog[1] < 1 || prog[1] > len ||
+      len != 2 + prog[1] * kFields)
+    throw std::invalid_argument("micronet program: bad header or length (expected [" +
+                                std::to_string(kVersion) + ", L >= 1, L records of " +
+                                std::to_string(kFields) + "])");
+  if (in.C < 1 || in.H < 1 || in.W < 1)
+    throw std::invalid_argument("micronet program: empty input (" + std::to_string(in.C) +
+                                ", " + std::to_string(in.H) + ", " + std::to_string(in.W) + ")");
+  mul(mul(in.C, in.H, -1), in.W, -1);
+  const int64_t L = prog[1];
   std::vector<Dims> d{in};
-  for (int64_t l = 0; l < prog[1]; ++l) {
+  int64_t total = 0;  // elements of the buffers 1..L
+  for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
-    if (r[1] < 0 || r[1] > l) throw std::invalid_argument("micronet program: bad source");
+    for (int64_t f = 4; f < kFields; ++f)
+      if (r[f] < -1 || r[f] >= kMaxField)
+        fail("field " + std::to_string(f) + " out of range [-1, 2^31)", l);
+    if (r[1] < 0 || r[1] > l) fail("bad source", l);
     const Dims s = d[r[1]];
+    Dims o = s;
     if (r[0] == kConv) {
-      if (r[4] != s.C || r[6] < 1 || r[4] % r[6] || r[5] % r[6])
-        throw std::invalid_argument("micronet program: conv channels " + std::to_string(l));
-      const int64_t H = (s.H + 2 * r[11] - r[13] * (r[7] - 1) - 1) / r[9] + 1;
-      const int64_t W = (s.W + 2 * r[12] - r[14] * (r[8] - 1) - 1) / r[10] + 1;
-      if (H < 1 || W < 1) throw std::invalid_argument("micronet program: empty conv output");
-      d.push_back({r[5], H, W});
+      for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
+        if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
+      if (r[11] < 0 || r[12] < 0) fail("conv padding must be >= 0", l);
+      if (r[15] != 0 && r[15] != 1) fail("conv act must be 0 or 1", l);
+      if (r[4] != s.C || r[4] % r[6] || r[5] % r[6]) fail("conv channels " + std::to_string(l), l);
+      // the zero-padded input plane, and the reach of the kernel inside it (fields < 2^31:
+      // no sum below overflows before mul() checks the products)
+      const int64_t Hp = s.H + 2 * r[11], Wp = s.W + 2 * r[12];
+      detail::bounded(mul(Hp, Wp, l), "padded input plane", l);
+      const int64_t reach_h = mul(r[13], r[7] - 1, l) + 1, reach_w = mul(r[14], r[8] - 1, l) + 1;
+      if (reach_h > Hp || reach_w > Wp) fail("empty conv output", l);
+      o = {r[5], (Hp - reach_h) / r[9] + 1, (Wp - reach_w) / r[10] + 1};
+      detail::bounded(mul(r[8], o.W + 64, l), "row masks", l);
     } else if (r[0] == kShiftMax) {
-      if (r[4] != s.C || r[5] < 1 || r[5] > detail::kMaxJ || r[6] < 1 || r[6] > detail::kMaxK)
-        throw std::invalid_argument("micronet program: shift-max " + std::to_string(l));
-      d.push_back(s);
+      if (r[4] != s.C || r[5] < 1 || r[5] > ::micronet::detail::kMaxJ || r[6] < 1 ||
+          r[6] > ::micronet::detail::kMaxK)
+        fail("shift-max " + std::to_string(l) + ": C must be the input's, 1 <= J, K <= 8", l);
+      if (r[7] < 0) fail("shift-max squeeze width must be >= 0", l);
     } else if (r[0] == kAdd) {
-      if (r[5] < 0 || r[5] > l || d[r[5]].size() != s.size() || r[4] != s.C)
-        throw std::invalid_argument("micronet program: add " + std::to_string(l));
-      d.push_back(s);
+      if (r[5] < 0 || r[5] > l || r[4] != s.C) fail("add " + std::to_string(l), l);
+      const Dims t = d[r[5]];
+      if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
     } else if (r[0] == kPool) {
-      if (r[4] != s.C) throw std::invalid_argument("micronet program: pool " + std::to_string(l));
-      d.push_back({s.C, 1, 1});
+      if (r[4] != s.C) fail("pool " + std::to_string(l), l);
+      if (r[5] < 0 || r[5] > 1 || r[6] < 0 || r[6] > 1)
+        fail("pool fields 5 and 6 must be 0 or 1", l);
+      o = {s.C, 1, 1};
     } else if (r[0] == kLinear) {
       if (r[4] != s.C || s.planes() != 1 || r[5] < 1)
-        throw std::invalid_argument("micronet program: linear of a (C_in, 1, 1) input " +
-                                    std::to_string(l));
-      d.push_back({r[5], 1, 1});
+        fail("linear of a (C_in, 1, 1) input " + std::to_string(l), l);
+      if (r[6] < 0 || r[6] > 2) fail("linear act must be 0, 1 or 2", l);
+      o = {r[5], 1, 1};
     } else {
-      throw std::invalid_argument("micronet program: unknown op " + std::to_string(r[0]));
+      fail("unknown op " + std::to_string(r[0]), l);
     }
+    total = detail::bounded(detail::add(total, mul(mul(o.C, o.H, l), o.W, l), l),
+                            "the buffers", l);
+    d.push_back(o);
   }
   return d;
 }
@@ -195,56 +267,23 @@ constexpr int kVectorBytes = 64;
 }  // namespace v64
 }  // namespace detail
 
-namespace detail {
-
-[[noreturn]] inline void fail(const std::string& what, int64_t layer) {
-  throw std::invalid_argument("micronet program: " + what + " (layer " +
-                              std::to_string(layer) + ")");
-}
-
-inline int64_t mul(int64_t a, int64_t b, int64_t layer) {
-  int64_t r = 0;
-  if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
-  return r;
-}
-
-}  // namespace detail
-
-// infer() after checking everything run() reads through an offset against the lengths of
-// `weights` and `tables`, every table entry against the channels it addresses, and, before
-// infer() divides or multiplies by them, the fields it uses: a program from a file never makes
-// run() read outside its arrays. Throws std::invalid_argument naming the check and the layer.
+// infer() and everything run() reads through an offset checked against the lengths of
+// `weights` and `tables`, every table entry against the channels it addresses (an output table
+// must be a permutation: every output plane written once): a program from a file never makes
+// run() read outside its arrays or read memory it did not write. Throws std::invalid_argument
+// naming the check and the layer.
 template <typename T>
 std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_len,
                         int64_t tables_len, const int64_t* tables) {
   using detail::fail;
   using detail::mul;
-  constexpr int64_t kLimit = int64_t(1) << 31;
-  if (len < 2 || p[0] != kVersion || p[1] < 1 || p[1] > len || len != 2 + p[1] * kFields)
-    throw std::invalid_argument("micronet program: bad header or length (expected [" +
-                                std::to_string(kVersion) + ", L >= 1, L records of " +
-                                std::to_string(kFields) + "])");
-  const int64_t L = p[1];
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t* r = record(p, l);
-    for (int64_t f = 4; f < kFields; ++f)
-      if (r[f] < -1 || r[f] >= kLimit) fail("field " + std::to_string(f) + " out of range", l);
-    if (r[0] == kConv) {
-      for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
-        if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
-      if (r[11] < 0 || r[12] < 0) fail("conv padding must be >= 0", l);
-      if (r[15] != 0 && r[15] != 1) fail("conv act must be 0 or 1", l);
-    } else if (r[0] == kShiftMax && r[7] < 0) {
-      fail("shift-max squeeze width must be >= 0", l);
-    } else if (r[0] == kPool && (r[5] < 0 || r[5] > 1 || r[6] < 0 || r[6] > 1)) {
-      fail("pool fields 5 and 6 must be 0 or 1", l);
-    } else if (r[0] == kLinear && (r[6] < 0 || r[6] > 2)) {
-      fail("linear act must be 0, 1 or 2", l);
-    }
-  }
+  if (weights_len < 0 || tables_len < 0 || (tables_len > 0 && tables == nullptr))
+    throw std::invalid_argument("micronet program: bad weights or tables");
   const std::vector<Dims> d = infer(p, len, in);
+  const int64_t L = p[1];
+  std::vector<char> seen;  // output planes an output table writes
   auto span = [&](int64_t off, int64_t n, int64_t total, const char* what, int64_t l) {
-    if (off < 0 || n > total - off)
+    if (off < 0 || off > total || n > total - off)
       fail(std::string(what) + " [" + std::to_string(off) + ", +" + std::to_string(n) +
                ") outside its array of " + std::to_string(total), l);
   };
@@ -259,23 +298,30 @@ std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_
     const int64_t* r = record(p, l);
     const Dims s = d[r[1]], o = d[l + 1];
     if (r[2] >= 0) table(r[2], s.C, s.C, "in_perm", l);
-    if (r[3] >= 0) table(r[3], o.C, o.C, "out_perm", l);
+    if (r[3] >= 0) {
+      table(r[3], o.C, o.C, "out_perm", l);
+      seen.assign(o.C, 0);
+      for (int64_t c = 0; c < o.C; ++c)
+        if (seen[tables[r[3] + c]]++) fail("out_perm is not a permutation", l);
+    }
     if (r[0] == kConv) {
       const int64_t w = mul(mul(mul(r[5], r[4] / r[6], l), r[7], l), r[8], l);
-      span(r[16], w + r[5], weights_len, "conv weights", l);
+      span(r[16], detail::add(w, r[5], l), weights_len, "conv weights", l);
     } else if (r[0] == kShiftMax) {
       const int64_t C = r[4], KJ = r[5] * r[6], S = r[7], KJC = mul(KJ, C, l);
       table(r[8], mul(r[5], C, l), C, "shift index", l);
       const int64_t R = detail::padded_outputs(KJC);
-      const int64_t n = S == 0 ? KJC : 1 + KJ + mul(S, C, l) + S + mul(S, R, l) + R;
+      int64_t n = KJC;  // static: coef (K, J, C); dynamic: act_max, init, w1, b1, w2, b2
+      if (S > 0) {
+        n = 1 + KJ + S + R;
+        for (int64_t part : {mul(S, C, l), mul(S, R, l)}) n = detail::add(n, part, l);
+      }
       span(r[9], n, weights_len, "shift-max parameters", l);
     } else if (r[0] == kLinear) {
       const int64_t R = detail::padded_outputs(r[5]);
       span(r[7], mul(r[4] + 1, R, l), weights_len, "linear parameters", l);
     } else if (r[0] == kAdd) {
-      const Dims t = d[r[5]];
-      if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
-      if (r[6] >= 0) table(r[6], t.C, t.C, "add in_perm", l);
+      if (r[6] >= 0) table(r[6], s.C, s.C, "add in_perm", l);
     }
   }
   return d;

@@ -695,6 +695,10 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   }
 }
 
+// The largest zero-padded input plane of depthwise_interleaved, whose scratch holds it N times
+// (MicroNet's layers pad by at most 3 pixels on a plane of at most kSmallPlane pixels).
+constexpr int64_t kMaxInterleavedPlane = 4 * kSmallPlane;
+
 // Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
 // with `second`, which reads only r's output, in order, and is depthwise itself): planes of
 // up to kSmallPlane pixels (7x7 to 28x28, any stride). A 28x28 layer of stride 1 ran faster
@@ -706,7 +710,8 @@ template <typename T>
 bool interleavable(const int64_t* r, Dims in) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
   return r[0] == kConv && r[4] == r[6] && r[5] % N == 0 && in.planes() <= kSmallPlane &&
-         r[7] * r[8] <= kMaxBlockedTaps;
+         r[7] * r[8] <= kMaxBlockedTaps &&
+         (in.H + 2 * r[11]) * (in.W + 2 * r[12]) <= kMaxInterleavedPlane;
 }
 
 // The input rows of output row ho's valid (channel, vertical tap) pairs in group grp, and each
