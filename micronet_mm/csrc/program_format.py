@@ -123,6 +123,25 @@ def program_of(rs: Iterable[Record], version: int = VERSION) -> list[int]:
     return [version, len(rs)] + [v for r in rs for v in r.values]
 
 
+def output_shape(program: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """(N, C, H, W) of a valid program's output for an input ``shape`` (as program.h's infer,
+    which also validates; the fuzzer of tests/test_native_fuzz.py checks that the two agree)."""
+    n, c, h, w = (int(v) for v in shape)
+    dims = [(c, h, w)]
+    for r in records(program):
+        c, h, w = dims[r.src]
+        if r.kind == 'conv':
+            h = (h + 2 * r.ph - r.dh * (r.kh - 1) - 1) // r.sh + 1
+            w = (w + 2 * r.pw - r.dw * (r.kw - 1) - 1) // r.sw + 1
+            c = r.c_out
+        elif r.kind == 'pool':
+            h = w = 1
+        elif r.kind == 'linear':
+            c, h, w = r.c_out, 1, 1
+        dims.append((c, h, w))
+    return (n,) + dims[-1]
+
+
 def _camel(name: str) -> str:
     return ''.join(part.capitalize() for part in name.split('_'))
 

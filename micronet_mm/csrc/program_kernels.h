@@ -770,10 +770,13 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
                       (horizontal && reach_h <= kMargin));
   thread_local std::vector<T> pad;
   std::vector<int64_t> off;
+  // small through the vertical condition (kx1, stride 1 across; a 1x1 kernel of stride 1
+  // too), else through the horizontal one (1xk, a 1x1 kernel of stride 2 across included)
+  const bool column = g.kw == 1 && g.sw == 1;
   if (small) {
     pad.assign(in.planes() + 2 * kMargin, T(0));
     for (int64_t t = 0; t < std::max(g.kh, g.kw); ++t)
-      off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
+      off.push_back(kMargin + (column ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
   }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
   std::vector<int64_t> tap(g.Cg * g.kh);
@@ -832,10 +835,10 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
         copied = x[grp];
       }
       const int64_t taps = std::max(g.kh, g.kw);
-      if (g.kw == 1 && g.sh == 1) {
+      if (column && g.sh == 1) {
         small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
                           out.planes(), g.relu, y[o]);
-      } else if (g.kw == 1) {
+      } else if (column) {
         rows_s1.resize(full.planes());
         small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
                           full.planes(), g.relu, rows_s1.data());
