@@ -29,5 +29,44 @@ constexpr int kPoolChannels = 4, kPoolRelu6 = 5, kPoolHswish = 6;
 // linear
 constexpr int kLinearCIn = 4, kLinearCOut = 5, kLinearAct = 6, kLinearParams = 7;
 
+// "op.field" of field f of a record of operation op, for messages
+inline const char* field_name(int64_t op, int64_t f) {
+  static const char* const kHead[] = {"op", "src", "in_perm", "out_perm"};
+  if (f >= 0 && f < 4) return kHead[f];
+  switch (op) {
+    case kConv: {
+      static const char* const kNames[] = {"conv.c_in", "conv.c_out", "conv.groups", "conv.kh",
+    "conv.kw", "conv.sh", "conv.sw", "conv.ph", "conv.pw", "conv.dh", "conv.dw", "conv.act",
+    "conv.weights"};
+      if (f >= 4 && f < 17) return kNames[f - 4];
+      return "unused field";
+    }
+    case kShiftMax: {
+      static const char* const kNames[] = {"shift_max.channels", "shift_max.shifts",
+    "shift_max.fusions", "shift_max.squeeze", "shift_max.index", "shift_max.params"};
+      if (f >= 4 && f < 10) return kNames[f - 4];
+      return "unused field";
+    }
+    case kAdd: {
+      static const char* const kNames[] = {"add.channels", "add.second", "add.second_perm"};
+      if (f >= 4 && f < 7) return kNames[f - 4];
+      return "unused field";
+    }
+    case kPool: {
+      static const char* const kNames[] = {"pool.channels", "pool.relu6", "pool.hswish"};
+      if (f >= 4 && f < 7) return kNames[f - 4];
+      return "unused field";
+    }
+    case kLinear: {
+      static const char* const kNames[] = {"linear.c_in", "linear.c_out", "linear.act",
+    "linear.params"};
+      if (f >= 4 && f < 8) return kNames[f - 4];
+      return "unused field";
+    }
+    default:
+      return "field";
+  }
+}
+
 }  // namespace program
 }  // namespace micronet

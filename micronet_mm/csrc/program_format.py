@@ -126,7 +126,7 @@ def program_of(rs: Iterable[Record], version: int = VERSION) -> list[int]:
 def output_shape(program: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int, int]:
     """(N, C, H, W) of a valid program's output for an input ``shape`` (as program.h's infer,
     which also validates; the fuzzer of tests/test_native_fuzz.py checks that the two agree)."""
-    n, c, h, w = (int(v) for v in shape)
+    n, c, h, w = shape  # (ints, or a fake tensor's symbolic sizes)
     dims = [(c, h, w)]
     for r in records(program):
         c, h, w = dims[r.src]
@@ -171,13 +171,30 @@ def header() -> str:
     for name, (_, fields) in OPS.items():
         lines.append(f'// {name}')
         decl = [f'k{_camel(name)}{_camel(f)} = {index_of(name, f)}' for f in fields]
-        text = 'constexpr int ' + ', '.join(decl) + ';'
-        while len(text) > 100:  # wrap at 100 columns
-            cut = text.rindex(', ', 0, 100)
-            lines.append(text[:cut + 1])
-            text = '    ' + text[cut + 2:]
-        lines.append(text)
-    lines += ['', '}  // namespace program', '}  // namespace micronet', '']
+        lines.append('constexpr int ' + ', '.join(decl) + ';')
+    lines += ['', '// "op.field" of field f of a record of operation op, for messages',
+              'inline const char* field_name(int64_t op, int64_t f) {',
+              '  static const char* const kHead[] = {'
+              + ', '.join(f'"{n}"' for n in HEAD) + '};',
+              f'  if (f >= 0 && f < {len(HEAD)}) return kHead[f];',
+              '  switch (op) {']
+    for name, (code, fields) in OPS.items():
+        names = ', '.join(f'"{name}.{f}"' for f in fields)
+        lines += [f'    case k{_camel(name)}: {{',
+                  f'      static const char* const kNames[] = {{{names}}};',
+                  f'      if (f >= {len(HEAD)} && f < {len(HEAD) + len(fields)}) '
+                  f'return kNames[f - {len(HEAD)}];',
+                  '      return "unused field";',
+                  '    }']
+    lines += ['    default:', '      return "field";', '  }', '}']
+    wrapped = []
+    for line in lines:  # wrap at 100 columns after a comma
+        while len(line) > 100:
+            cut = line.rindex(', ', 0, 100)
+            wrapped.append(line[:cut + 1])
+            line = '    ' + line[cut + 2:]
+        wrapped.append(line)
+    lines = wrapped + ['', '}  // namespace program', '}  // namespace micronet', '']
     return '\n'.join(lines)
 
 

@@ -103,8 +103,9 @@ struct ConvGeom {
 };
 
 inline ConvGeom geometry(const int64_t* r) {
-  return {r[4] / r[6], r[5] / r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-          r[15] == 1};
+  return {r[kConvCIn] / r[kConvGroups], r[kConvCOut] / r[kConvGroups], r[kConvKh], r[kConvKw],
+          r[kConvSh], r[kConvSw], r[kConvPh], r[kConvPw], r[kConvDh], r[kConvDw],
+          r[kConvAct] == 1};
 }
 
 // Output columns [lo, hi) whose taps all read inside a row of width Wi.
@@ -673,9 +674,9 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   for (int64_t h = 0; h < in.H; ++h)
     for (int64_t w = 0; w < in.W; ++w)
       at[h * in.W + w] = ((h + pin.top) * pin.pitch + w + pin.left) * N;
-  const T* w = weights + r[16];
-  const T* b = w + r[5] * g.Cg * g.kh * g.kw;
-  for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
+  const T* w = weights + r[kConvWeights];
+  const T* b = w + r[kConvCOut] * g.Cg * g.kh * g.kw;
+  for (int64_t o0 = 0; o0 < r[kConvCOut]; o0 += N) {
     if (sm) {
       interleave_shift_max(*sm, o0, g.Og, in.planes(), at.data(), xin_p);
     } else {
@@ -685,8 +686,8 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
     }
     if (r2) {
       conv_interleaved(xin_p, pin, w, b, g, mid, o0, ymid_p, pmid);
-      const T* w2 = weights + r2[16];
-      conv_interleaved(ymid_p, pmid, w2, w2 + r2[5] * g2.kh * g2.kw, g2, out, o0,
+      const T* w2 = weights + r2[kConvWeights];
+      conv_interleaved(ymid_p, pmid, w2, w2 + r2[kConvCOut] * g2.kh * g2.kw, g2, out, o0,
                        yout_p, pout);
     } else {
       conv_interleaved(xin_p, pin, w, b, g, out, o0, yout_p, pout);
@@ -709,9 +710,10 @@ constexpr int64_t kMaxInterleavedPlane = 4 * kSmallPlane;
 template <typename T>
 bool interleavable(const int64_t* r, Dims in) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
-  return r[0] == kConv && r[4] == r[6] && r[5] % N == 0 && in.planes() <= kSmallPlane &&
-         r[7] * r[8] <= kMaxBlockedTaps &&
-         (in.H + 2 * r[11]) * (in.W + 2 * r[12]) <= kMaxInterleavedPlane;
+  return r[kOp] == kConv && r[kConvCIn] == r[kConvGroups] && r[kConvCOut] % N == 0 &&
+         in.planes() <= kSmallPlane &&
+         r[kConvKh] * r[kConvKw] <= kMaxBlockedTaps &&
+         (in.H + 2 * r[kConvPh]) * (in.W + 2 * r[kConvPw]) <= kMaxInterleavedPlane;
 }
 
 // The input rows of output row ho's valid (channel, vertical tap) pairs in group grp, and each
@@ -786,7 +788,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     // channels of a group per pass over its input rows (pointwise_rows over the taps' rows),
     // which each vector then feeds to all
     for (int64_t ho = 0; ho < out.H; ++ho)
-      for (int64_t grp = 0; grp < r[6]; ++grp) {
+      for (int64_t grp = 0; grp < r[kConvGroups]; ++grp) {
         const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
         for (int64_t o = grp * g.Og; o < (grp + 1) * g.Og;) {
           const int64_t n = std::min<int64_t>(4, (grp + 1) * g.Og - o);
@@ -804,7 +806,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     // row by row, every output channel of a row in turn: the input rows of a group stay in L1
     // (output channel by channel, the dense stem streamed its input from L2 once per channel)
     for (int64_t ho = 0; ho < out.H; ++ho) {
-      for (int64_t o = 0; o < r[5]; ++o) {
+      for (int64_t o = 0; o < r[kConvCOut]; ++o) {
         const int64_t grp = o / g.Og;
         const T* wo = w + o * g.Cg * g.kh * g.kw;
         const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
@@ -826,7 +828,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     return;
   }
   const T* copied = nullptr;
-  for (int64_t o = 0; o < r[5]; ++o) {
+  for (int64_t o = 0; o < r[kConvCOut]; ++o) {
     const int64_t grp = o / g.Og;
     const T* wo = w + o * g.Cg * g.kh * g.kw;
     if (small) {
@@ -1018,7 +1020,8 @@ MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, i
 template <typename T>
 const T* shift_max_coefficients(const T* const* x, const T* params, const int64_t* r, Dims d,
                                 std::vector<T>& scratch) {
-  const int64_t C = r[4], J = r[5], K = r[6], S = r[7];
+  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
+                S = r[kShiftMaxSqueeze];
   if (S == 0) return params;
   const int64_t R_pad = padded_outputs(K * J * C);
   scratch.resize(R_pad + C + S);
@@ -1029,7 +1032,8 @@ const T* shift_max_coefficients(const T* const* x, const T* params, const int64_
 template <typename T>
 void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* index,
                const int64_t* r, Dims d, std::vector<T>& scratch) {
-  const int64_t C = r[4], J = r[5], K = r[6], P = d.planes();
+  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
+                P = d.planes();
   const T* coef = shift_max_coefficients(x, params, r, d, scratch);
   using ::micronet::detail::forward_planes_small;
   if (J == 2 && K == 2) return forward_planes_small<T, 2, 2>(x, index, coef, y, C, P);
@@ -1107,8 +1111,8 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   std::vector<int64_t> offset(L + 1, 0), last(L + 1, -1);  // the last layer reading a buffer
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
-    last[r[1]] = l;
-    if (r[0] == kAdd) last[r[5]] = l;
+    last[r[kSrc]] = l;
+    if (r[kOp] == kAdd) last[r[kAddSecond]] = l;
   }
   // Shift-Max layers (J, K <= 2, no output table) whose output only the next layer reads, a
   // depthwise layer on the interleaved path: that layer computes it as it interleaves its
@@ -1116,7 +1120,8 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   into.assign(L, false);
   for (int64_t l = 0; l + 1 < L; ++l) {
     const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
-    into[l] = r[0] == kShiftMax && r[3] < 0 && r[5] <= 2 && r[6] <= 2 && r2[1] == l + 1 &&
+    into[l] = r[kOp] == kShiftMax && r[kOutPerm] < 0 && r[kShiftMaxShifts] <= 2 &&
+              r[kShiftMaxFusions] <= 2 && r2[kSrc] == l + 1 &&
               last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]);
   }
   // depthwise pairs (kx1 then 1xk) that run fused: nothing else reads the first's output and
@@ -1125,13 +1130,14 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   pair.assign(L, false);
   for (int64_t l = 0; l + 1 < L; ++l) {
     const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
-    pair[l] = interleavable<T>(r, d[r[1]]) && r[3] < 0 && r2[1] == l + 1 && r2[2] < 0 &&
-              last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) && r2[5] == r2[4];
-    if (pair[l] && r[1] > 0) last[r[1]] = std::max(last[r[1]], l + 1);
+    pair[l] = interleavable<T>(r, d[r[kSrc]]) && r[kOutPerm] < 0 && r2[kSrc] == l + 1 &&
+              r2[kInPerm] < 0 && last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) &&
+              r2[kConvCOut] == r2[kConvCIn];
+    if (pair[l] && r[kSrc] > 0) last[r[kSrc]] = std::max(last[r[kSrc]], l + 1);
     if (pair[l]) ++l;
   }
   for (int64_t l = 0; l + 1 < L; ++l) {
-    const int64_t src = record(prog, l)[1];
+    const int64_t src = record(prog, l)[kSrc];
     if (into[l] && src > 0) last[src] = std::max(last[src], pair[l + 1] ? l + 2 : l + 1);
   }
   struct Block { int64_t begin, end, buffer; };  // live buffers, by offset
@@ -1180,21 +1186,24 @@ void run_layers(const Plan& plan, const int64_t* prog, const T* weights, const i
     };
     for (int64_t l = 0; l < L; ++l) {
       const int64_t* r = record(prog, l);
-      const Dims s = d[r[1]], o = d[l + 1];
+      const Dims s = d[r[kSrc]], o = d[l + 1];
 #ifdef MICRONET_PROGRAM_PROFILE
       const auto start = std::chrono::steady_clock::now();
 #endif
-      planes(src, buffer(r[1]), r[2] < 0 ? nullptr : tables + r[2], s.C, s.planes());
+      planes(src, buffer(r[kSrc]), r[kInPerm] < 0 ? nullptr : tables + r[kInPerm], s.C,
+             s.planes());
       T* out = buffer(l + 1);
       dst.resize(o.C);
-      for (int64_t c = 0; c < o.C; ++c) dst[c] = out + (r[3] < 0 ? c : tables[r[3] + c]) * o.planes();
-      if (r[0] == kShiftMax && into[l]) {  // the coefficients now, the rest in layer l + 1
+      for (int64_t c = 0; c < o.C; ++c)
+        dst[c] = out + (r[kOutPerm] < 0 ? c : tables[r[kOutPerm] + c]) * o.planes();
+      if (r[kOp] == kShiftMax && into[l]) {  // the coefficients now, the rest in layer l + 1
         sm_src = src;
         const int64_t* r2 = record(prog, l + 1);
-        sm = {sm_src.data(), tables + r[8],
-              shift_max_coefficients(sm_src.data(), weights + r[9], r, s, coef),
-              r2[2] < 0 ? nullptr : tables + r2[2], r[4], r[5], r[6]};
-      } else if (r[0] == kConv && interleavable<T>(r, s)) {
+        sm = {sm_src.data(), tables + r[kShiftMaxIndex],
+              shift_max_coefficients(sm_src.data(), weights + r[kShiftMaxParams], r, s, coef),
+              r2[kInPerm] < 0 ? nullptr : tables + r2[kInPerm], r[kShiftMaxChannels],
+              r[kShiftMaxShifts], r[kShiftMaxFusions]};
+      } else if (r[kOp] == kConv && interleavable<T>(r, s)) {
         const ShiftMaxIn<T>* in_sm = l > 0 && into[l - 1] ? &sm : nullptr;
         if (pair[l]) {  // with layer l + 1 (place_buffers)
           const int64_t* r2 = record(prog, l + 1);
@@ -1202,30 +1211,34 @@ void run_layers(const Plan& plan, const int64_t* prog, const T* weights, const i
           const Dims o2 = d[l + 2];
           dst.resize(o2.C);
           for (int64_t c = 0; c < o2.C; ++c)
-            dst[c] = out2 + (r2[3] < 0 ? c : tables[r2[3] + c]) * o2.planes();
+            dst[c] = out2 + (r2[kOutPerm] < 0 ? c : tables[r2[kOutPerm] + c]) * o2.planes();
           depthwise_interleaved(src.data(), dst.data(), weights, r, r2, s, o, o2, in_sm);
           ++l;  // layer l + 1 done too
         } else {
           depthwise_interleaved<T>(src.data(), dst.data(), weights, r, nullptr, s, o, o,
                                            in_sm);
         }
-      } else if (r[0] == kConv) {
-        const T* w = weights + r[16];
-        const T* b = w + r[5] * (r[4] / r[6]) * r[7] * r[8];
-        if (r[7] == 1 && r[8] == 1 && r[9] == 1 && r[10] == 1 && r[11] == 0 && r[12] == 0)
-          pointwise(src.data(), dst.data(), w, b, r[4], r[5], r[6], o.planes(),
-                            r[15] == 1);
+      } else if (r[kOp] == kConv) {
+        const T* w = weights + r[kConvWeights];
+        const T* b = w + r[kConvCOut] * (r[kConvCIn] / r[kConvGroups]) * r[kConvKh] * r[kConvKw];
+        if (r[kConvKh] == 1 && r[kConvKw] == 1 && r[kConvSh] == 1 && r[kConvSw] == 1 &&
+            r[kConvPh] == 0 && r[kConvPw] == 0)
+          pointwise(src.data(), dst.data(), w, b, r[kConvCIn], r[kConvCOut], r[kConvGroups],
+                    o.planes(), r[kConvAct] == 1);
         else
           conv_spatial(src.data(), dst.data(), w, b, r, s, o, scratch);
-      } else if (r[0] == kShiftMax) {
-        shift_max(src.data(), dst.data(), weights + r[9], tables + r[8], r, s, scratch);
-      } else if (r[0] == kPool) {
-        pool(src.data(), dst.data(), s.C, s.planes(), r[5] == 1, r[6] == 1);
-      } else if (r[0] == kLinear) {
-        linear(src.data(), dst.data(), weights + r[7], r[4], r[5], r[6], scratch);
+      } else if (r[kOp] == kShiftMax) {
+        shift_max(src.data(), dst.data(), weights + r[kShiftMaxParams],
+                  tables + r[kShiftMaxIndex], r, s, scratch);
+      } else if (r[kOp] == kPool) {
+        pool(src.data(), dst.data(), s.C, s.planes(), r[kPoolRelu6] == 1, r[kPoolHswish] == 1);
+      } else if (r[kOp] == kLinear) {
+        linear(src.data(), dst.data(), weights + r[kLinearParams], r[kLinearCIn],
+               r[kLinearCOut], r[kLinearAct], scratch);
       } else {
-        const Dims t = d[r[5]];
-        planes(second, buffer(r[5]), r[6] < 0 ? nullptr : tables + r[6], t.C,
+        const Dims t = d[r[kAddSecond]];
+        planes(second, buffer(r[kAddSecond]),
+               r[kAddSecondPerm] < 0 ? nullptr : tables + r[kAddSecondPerm], t.C,
                        t.planes());
         add(src.data(), second.data(), dst.data(), o.C, o.planes());
       }

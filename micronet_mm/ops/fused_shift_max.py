@@ -29,6 +29,8 @@ from collections.abc import Iterator
 
 import torch
 
+from micronet_mm.csrc.program_format import output_shape
+
 from micronet_mm.csrc.build import library_path
 
 _state = {'loaded': None, 'warned': False, 'calls': 0,
@@ -52,7 +54,6 @@ def _register_python_parts() -> None:
 
     @torch.library.register_fake('micronet::program')
     def _(x, weights, tables, program):
-        from micronet_mm.deploy.rewrites.native_block import output_shape
         return x.new_empty(output_shape(list(program), tuple(x.shape)))
 
     def setup_context(ctx, inputs, output):

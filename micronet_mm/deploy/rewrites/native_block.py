@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from micronet_mm.csrc.program_format import MATVEC_BLOCK, Record, output_shape, program_of
 from micronet_mm.ops import DynamicShiftMax
 from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
@@ -29,9 +30,6 @@ from micronet_mm.ops.pointwise import ChannelShuffle
 from micronet_mm.ops.shift_max import HSwish
 from micronet_mm.ops.stem import MicroStem
 
-VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
-CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5
-MATVEC_BLOCK = 64  # program.h: kMatvecBlock
 
 
 class Unsupported(TypeError):
@@ -51,7 +49,7 @@ class ProgramBuilder:
     """Collects records, parameters (float64, cast at the end) and tables of one program."""
 
     def __init__(self) -> None:
-        self.records: list[list[int]] = []
+        self.records: list[Record] = []
         self.weights: list[torch.Tensor] = []
         self.tables: list[torch.Tensor] = []
         self._nw = self._nt = 0
@@ -72,9 +70,10 @@ class ProgramBuilder:
         self._nt += ints.numel()
         return offset
 
-    def emit(self, op: int, src: Value, fields: list[int], channels: int) -> Value:
-        record = [op, src.buffer, self.table(src.perm), -1] + fields
-        self.records.append(record + [0] * (FIELDS - len(record)))
+    def emit(self, op: str, src: Value, channels: int, **fields: int) -> Value:
+        """Append a record of operation ``op`` (program_format.OPS) reading ``src``; its
+        fields by name."""
+        self.records.append(Record.make(op, src.buffer, self.table(src.perm), -1, **fields))
         return Value(len(self.records), channels)
 
     def finish(self, out: Value, dtype: torch.dtype) -> tuple[list[int], torch.Tensor,
@@ -82,8 +81,8 @@ class ProgramBuilder:
         if out.perm is not None:  # write the last layer's planes in the final channel order
             if out.buffer != len(self.records):
                 raise Unsupported('a program must end with its last layer')
-            self.records[-1][3] = self.table(torch.argsort(out.perm))
-        program = [VERSION, len(self.records)] + [v for r in self.records for v in r]
+            self.records[-1].out_perm = self.table(torch.argsort(out.perm))
+        program = program_of(self.records)
         weights = torch.cat(self.weights) if self.weights else torch.zeros(0, dtype=torch.float64)
         tables = torch.cat(self.tables) if self.tables else torch.zeros(0, dtype=torch.int64)
         return program, weights.to(dtype), tables
@@ -168,15 +167,15 @@ class _Compiler:
         w, bias = _fold(conv, bn)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (conv.kernel_size, conv.stride, conv.padding,
                                                   conv.dilation)
-        return self.b.emit(CONV, x, [conv.in_channels, conv.out_channels, conv.groups, kh, kw,
-                                     sh, sw, ph, pw, dh, dw, 0, self.b.weight(w, bias)],
-                           conv.out_channels)
+        return self.b.emit('conv', x, conv.out_channels, c_in=conv.in_channels,
+                           c_out=conv.out_channels, groups=conv.groups, kh=kh, kw=kw, sh=sh, sw=sw,
+                           ph=ph, pw=pw, dh=dh, dw=dw, act=0, weights=self.b.weight(w, bias))
 
     def relu6(self, x: Value) -> Value:
         last = self.b.records[-1] if self.b.records else None
-        if last is None or last[0] != CONV or x.buffer != len(self.b.records) or last[15]:
+        if last is None or last.kind != 'conv' or x.buffer != len(self.b.records) or last.act:
             raise Unsupported('ReLU6 only after a convolution')
-        last[15] = 1  # ReLU6 commutes with the channel table
+        last.act = 1  # ReLU6 commutes with the channel table
         return x
 
     def shuffle(self, x: Value, groups: int) -> Value:
@@ -196,8 +195,8 @@ class _Compiler:
             squeeze = fc1.out_features
             params = shift_max_params(m.act_max, init, fc1.weight, fc1.bias, fc2.weight,
                                       fc2.bias)
-        return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
-                                          self.b.weight(*params)], c)
+        return self.b.emit('shift_max', x, c, channels=c, shifts=j, fusions=k, squeeze=squeeze,
+                           index=self.b.table(m.index), params=self.b.weight(*params))
 
     def head(self, x: Value, m: HeadPart) -> Value:
         pool = m.pool
@@ -210,16 +209,18 @@ class _Compiler:
                     or not isinstance(parts[0], nn.AdaptiveAvgPool2d)
                     or parts[0].output_size not in (1, (1, 1))):
                 raise Unsupported('pool: [ReLU6,] AdaptiveAvgPool2d(1)[, h-swish]')
-            x = self.b.emit(POOL, x, [x.channels, int(pre), int(post)], x.channels)
+            x = self.b.emit('pool', x, x.channels, channels=x.channels, relu6=int(pre),
+                            hswish=int(post))
         for fc, act in zip(m.fcs, m.acts):
             bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
-            x = self.b.emit(LINEAR, x, [fc.in_features, fc.out_features, _act_code(act),
-                                        self.b.weight(*blocked_outputs(fc.weight, bias))],
-                            fc.out_features)
+            x = self.b.emit('linear', x, fc.out_features, c_in=fc.in_features,
+                            c_out=fc.out_features, act=_act_code(act),
+                            params=self.b.weight(*blocked_outputs(fc.weight, bias)))
         return x
 
     def add(self, x: Value, y: Value) -> Value:
-        return self.b.emit(ADD, x, [x.channels, y.buffer, self.b.table(y.perm)], x.channels)
+        return self.b.emit('add', x, x.channels, channels=x.channels, second=y.buffer,
+                           second_perm=self.b.table(y.perm))
 
     def activation(self, x: Value, m: nn.Module) -> Value:
         if isinstance(m, nn.Identity):
@@ -303,24 +304,6 @@ def compile_program(module: nn.Module, in_channels: int, dtype: torch.dtype = to
     if not compiler.b.records:
         raise Unsupported('empty program')
     return compiler.b.finish(out, dtype)
-
-
-def output_shape(program: list[int], shape: tuple[int, int, int, int]
-                 ) -> tuple[int, int, int, int]:
-    """(N, C, H, W) of the program's output for an input ``shape`` (as program.h's infer)."""
-    n, c, h, w = shape
-    dims = [(c, h, w)]
-    for layer in range(program[1]):
-        r = program[2 + layer * FIELDS: 2 + (layer + 1) * FIELDS]
-        c, h, w = dims[r[1]]
-        if r[0] == CONV:
-            h = (h + 2 * r[11] - r[13] * (r[7] - 1) - 1) // r[9] + 1
-            w = (w + 2 * r[12] - r[14] * (r[8] - 1) - 1) // r[10] + 1
-            c = r[5]
-        elif r[0] in (POOL, LINEAR):
-            c, h, w = (c if r[0] == POOL else r[5]), 1, 1
-        dims.append((c, h, w))
-    return (n,) + dims[-1]
 
 
 class _ProgramNode(torch.autograd.Function):
