@@ -175,6 +175,18 @@ namespace detail {
 // vertical rows; so every lambda inside a kernel is always_inline (check: nm -C on the
 // library shows no kernel lambda).
 
+// MICRONET_SHUFFLE(I, a, b, lanes...): the vector of lanes (constants) of a and b side by side
+// (lane i of b is lane N + i), I the index vector type: clang's __builtin_shufflevector, GCC's
+// __builtin_shuffle with an index vector (the form GCC's code was measured in; the kernels'
+// few other GCC-only shuffles are under #if !defined(__clang__) for the same reason).
+#if defined(__clang__)
+#define MICRONET_SHUFFLE(I, a, b, ...) \
+  (static_cast<void>(sizeof(I)), __builtin_shufflevector(a, b, __VA_ARGS__))
+#else
+#define MICRONET_SHUFFLE(I, a, b, ...) __builtin_shuffle(a, b, I{__VA_ARGS__})
+#endif
+#define MICRONET_ID(...) __VA_ARGS__
+
 // GCC vector types of VB bytes (vector_size needs a literal size) and their shuffle index.
 template <typename T, int VB> struct Vec;
 template <> struct Vec<float, 64> {

@@ -101,6 +101,8 @@ class Record:
         return NAME_OF[self.values[0]]
 
     def __getattr__(self, name: str) -> int:
+        if name.startswith('_') or name == 'values':  # (not a field: copy, pickle, repr)
+            raise AttributeError(name)
         return self.values[index_of(self.values[0], name)]
 
     def __setattr__(self, name: str, value: int) -> None:

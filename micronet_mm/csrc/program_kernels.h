@@ -115,6 +115,36 @@ inline void interior(const ConvGeom& g, int64_t Wi, int64_t Wo, int64_t& lo, int
   hi = last < 0 ? lo : std::max(lo, std::min(Wo, last / g.sw + 1));
 }
 
+// Of a and b side by side (N lanes each): lanes 0, 2, ..., 2N - 2 (even_lanes), lanes 1, 3,
+// ..., 2N - 1 (odd_lanes), and lane N - 1 then lanes N..2N - 2 (back_lane: a's last lane, then
+// b's first N - 1). I is V's index vector type.
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V even_lanes(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  else if constexpr (N == 8)
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6);
+}
+
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V odd_lanes(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V back_lane(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+                            30);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 7, 8, 9, 10, 11, 12, 13, 14);
+}
+
 // N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector of VB bytes (SW 1 or
 // 2; SW = 2 reads 2N elements and keeps the even ones).
 template <typename T, int SW, int VB = kVectorBytes>
@@ -126,11 +156,15 @@ __attribute__((always_inline)) inline typename Vec<T, VB>::type strided_load(con
     return a;
   } else {
     constexpr int N = VB / sizeof(T);
-    typename Vec<T, VB>::index even;
-    for (int i = 0; i < N; ++i) even[i] = 2 * i;
     V b;
     std::memcpy(&b, p + N, sizeof(V));
+#if defined(__clang__)
+    return even_lanes<N, V, typename Vec<T, VB>::index>(a, b);
+#else  // (GCC: the same permutation; this form keeps GCC's code as it was measured)
+    typename Vec<T, VB>::index even;
+    for (int i = 0; i < N; ++i) even[i] = 2 * i;
     return __builtin_shuffle(a, b, even);
+#endif
   }
 }
 
@@ -233,6 +267,7 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
       // input element is loaded once (the first vector of a block loads its own)
       typedef typename Vec<T, kVectorBytes>::index I;
       // even and odd lanes of a pair; lane N - 1 of the previous vector, then lanes 0..N-2
+#if !defined(__clang__)  // (GCC: the form its code was measured in; clang: constant lanes)
       I even, odd, back;
       if constexpr (N == 16) {
         even = I{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
@@ -243,15 +278,21 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
         odd = I{1, 3, 5, 7, 9, 11, 13, 15};
         back = I{7, 8, 9, 10, 11, 12, 13, 14};
       }
+#endif
       V prev = V{};
       for (int i = 0; i < U; ++i) {
         const int64_t qi = q + i * N;
         V a, b;
         std::memcpy(&a, x + 2 * qi, sizeof(V));
         std::memcpy(&b, x + 2 * qi + N, sizeof(V));
+#if defined(__clang__)
+        const V e = even_lanes<N, V, I>(a, b), od = odd_lanes<N, V, I>(a, b);
+        const V left = i == 0 ? strided_load<T, 2>(x + 2 * qi - 1) : back_lane<N, V, I>(prev, od);
+#else
         const V e = __builtin_shuffle(a, b, even), od = __builtin_shuffle(a, b, odd);
         const V left = i == 0 ? strided_load<T, 2>(x + 2 * qi - 1)
                               : __builtin_shuffle(prev, od, back);
+#endif
         V m;
         std::memcpy(&m, mask + column[i], sizeof(V));
         const V lm = m * left;  // (w * m) * left, exactly: m is 0 or 1
@@ -383,28 +424,29 @@ template <typename T>
 __attribute__((always_inline)) inline void transpose_block(typename Vec<T, kVectorBytes>::type* r) {
   typedef typename Vec<T, kVectorBytes>::index I;
   constexpr int N = kVectorBytes / sizeof(T);
-  auto stage = [&](int s, const I& lo, const I& hi) __attribute__((always_inline)) {
-    for (int i = 0; i < N; ++i) {
-      if (i & s) continue;
-      const auto a = r[i], b = r[i + s];
-      r[i] = __builtin_shuffle(a, b, lo);
-      r[i + s] = __builtin_shuffle(a, b, hi);
-    }
-  };
-  if constexpr (N == 16) {
-    stage(8, I{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-          I{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
-    stage(4, I{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-          I{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
-    stage(2, I{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-          I{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
-    stage(1, I{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-          I{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
-  } else {
-    stage(4, I{0, 1, 2, 3, 8, 9, 10, 11}, I{4, 5, 6, 7, 12, 13, 14, 15});
-    stage(2, I{0, 1, 8, 9, 4, 5, 12, 13}, I{2, 3, 10, 11, 6, 7, 14, 15});
-    stage(1, I{0, 8, 2, 10, 4, 12, 6, 14}, I{1, 9, 3, 11, 5, 13, 7, 15});
+  // (a macro, not a lambda: the shuffle's lane indices must be constants)
+#define MICRONET_STAGE(s, LO, HI)                  \
+  for (int i = 0; i < N; ++i) {                    \
+    if (i & s) continue;                           \
+    const auto a = r[i], b = r[i + s];             \
+    r[i] = MICRONET_SHUFFLE(I, a, b, MICRONET_ID LO); \
+    r[i + s] = MICRONET_SHUFFLE(I, a, b, MICRONET_ID HI); \
   }
+  if constexpr (N == 16) {
+    MICRONET_STAGE(8, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+                   (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31))
+    MICRONET_STAGE(4, (0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
+                   (4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31))
+    MICRONET_STAGE(2, (0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
+                   (2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31))
+    MICRONET_STAGE(1, (0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),
+                   (1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31))
+  } else {
+    MICRONET_STAGE(4, (0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15))
+    MICRONET_STAGE(2, (0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))
+    MICRONET_STAGE(1, (0, 8, 2, 10, 4, 12, 6, 14), (1, 9, 3, 11, 5, 13, 7, 15))
+  }
+#undef MICRONET_STAGE
 }
 
 // A value of type U (a vector, or one element) read from p.
@@ -894,14 +936,14 @@ template <typename T>
 __attribute__((always_inline)) inline T lanes_sum(typename Vec<T, kVectorBytes>::type a) {
   typedef typename Vec<T, kVectorBytes>::index I;
   if constexpr (kVectorBytes / sizeof(T) == 16) {
-    a += __builtin_shuffle(a, I{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    a += MICRONET_SHUFFLE(I, a, a, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    a += MICRONET_SHUFFLE(I, a, a, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    a += MICRONET_SHUFFLE(I, a, a, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    a += MICRONET_SHUFFLE(I, a, a, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   } else {
-    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3});
-    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5});
-    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6});
+    a += MICRONET_SHUFFLE(I, a, a, 4, 5, 6, 7, 0, 1, 2, 3);
+    a += MICRONET_SHUFFLE(I, a, a, 2, 3, 0, 1, 6, 7, 4, 5);
+    a += MICRONET_SHUFFLE(I, a, a, 1, 0, 3, 2, 5, 4, 7, 6);
   }
   return a[0];
 }
