@@ -65,17 +65,20 @@ void ShiftMaxOp::validate_and_infer_types() {
                           m_num_shifts >= 1 && m_num_shifts <= detail::kMaxJ &&
                               m_num_fusions >= 1 && m_num_fusions <= detail::kMaxK,
                           "micronet::ShiftMax: num_shifts and num_fusions must lie in [1, 8]");
-    bool all_static = true;
-    std::vector<ov::Shape> shapes;
-    for (size_t i = 0; i < n_in && all_static; ++i) {
-        const auto& p = get_input_partial_shape(i);
-        if (i == 0 && p.rank().is_static() && p[1].is_static())
-            NODE_VALIDATION_CHECK(this, p[1].get_length() % m_groups == 0,
-                                  "channels not divisible by groups");
-        all_static = p.is_static();
-        if (all_static) shapes.push_back(p.to_shape());
-    }
-    if (all_static) {
+    // every input but x's N, H and W must be known here: OpenVINO's CPU plugin turns an
+    // exception of evaluate() (a batch fed at run time) into an empty output, so that the
+    // checks of evaluate() only back these up
+    if (shape.rank().is_static()) {
+        NODE_VALIDATION_CHECK(this, shape[1].is_static(),
+                              "micronet::ShiftMax needs the channels of x static");
+        const size_t channels = static_cast<size_t>(shape[1].get_length());
+        std::vector<ov::Shape> shapes{ov::Shape{1, channels, 1, 1}};
+        for (size_t i = 1; i < n_in; ++i) {
+            NODE_VALIDATION_CHECK(this, get_input_partial_shape(i).is_static(),
+                                  "micronet::ShiftMax needs its coefficient inputs of static "
+                                  "shapes");
+            shapes.push_back(get_input_partial_shape(i).to_shape());
+        }
         const std::string error = shift_max_error(shapes, m_groups, m_num_shifts, m_num_fusions);
         NODE_VALIDATION_CHECK(this, error.empty(), "micronet::ShiftMax: ", error);
     }
