@@ -37,7 +37,7 @@ def test_bench_program_reports_every_layer(name, capsys, monkeypatch, harness):
     # depthwise layers (micronet_archs.py), and it feeds a 1x1 convolution, which does not
     # take it
     assert bool(res['into']) == (name == 'm0')
-    assert all(B.record(programs[k][0], l)[0] == B.SHIFT_MAX for k, l in res['into'])
+    assert all(B.record(programs[k][0], l).kind == 'shift_max' for k, l in res['into'])
     assert res['chain_us'] >= max(res['programs'].values()) > 0
     assert {'grouped 1x1', 'Shift-Max (hyper-function + fusions)'} <= set(res['families'])
     out = capsys.readouterr().out

@@ -96,7 +96,9 @@ class Builder:
         squeeze = int(rng.choice([0, 0, 1, 3]))
         index = self.table(rng.integers(0, c, j * c))
         kjc = k * j * c
-        n = kjc if squeeze == 0 else 1 + k * j + squeeze * c + squeeze + (squeeze + 1) * _padded(kjc)
+        n = kjc  # static: coef; dynamic: act_max, init, w1, b1, w2 and b2 blocked
+        if squeeze:
+            n = 1 + k * j + squeeze * c + squeeze + (squeeze + 1) * _padded(kjc)
         self.buffers.append(self.buffers[src])
         return Record.make('shift_max', src, channels=c, shifts=j, fusions=k, squeeze=squeeze,
                            index=index, params=self.weights(n))

@@ -70,11 +70,11 @@ class ProgramBuilder:
         self._nt += ints.numel()
         return offset
 
-    def emit(self, op: str, src: Value, channels: int, **fields: int) -> Value:
-        """Append a record of operation ``op`` (program_format.OPS) reading ``src``; its
-        fields by name."""
+    def emit(self, op: str, src: Value, out_channels: int, **fields: int) -> Value:
+        """Append a record of operation ``op`` (program_format.OPS) reading ``src``, its
+        fields by name; the Value of its output (``out_channels`` channels)."""
         self.records.append(Record.make(op, src.buffer, self.table(src.perm), -1, **fields))
-        return Value(len(self.records), channels)
+        return Value(len(self.records), out_channels)
 
     def finish(self, out: Value, dtype: torch.dtype) -> tuple[list[int], torch.Tensor,
                                                               torch.Tensor]:
