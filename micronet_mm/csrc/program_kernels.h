@@ -739,8 +739,9 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
 }
 
 // The largest zero-padded input plane of depthwise_interleaved, whose scratch holds it N times
-// (MicroNet's layers pad by at most 3 pixels on a plane of at most kSmallPlane pixels).
-constexpr int64_t kMaxInterleavedPlane = 4 * kSmallPlane;
+// (1 MiB of float32 at 16 lanes; MicroNet's layers pad a plane of at most kSmallPlane pixels by
+// at most 3 pixels, in one direction, so that none comes near it).
+constexpr int64_t kMaxInterleavedPlane = 16 * kSmallPlane;
 
 // Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
 // with `second`, which reads only r's output, in order, and is depthwise itself): planes of
