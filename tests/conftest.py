@@ -224,3 +224,19 @@ class Forged:
 
     def __reduce__(self):
         return self.reduce
+
+
+def run_child(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the Python source ``code`` in a fresh interpreter (this checkout and tests/ first on
+    its path, one thread) and return it; the calling test fails, with the child's output, when
+    the child did not exit with 0: a crash (a signal: SIGSEGV, SIGFPE, SIGABRT, ...) of native
+    code there fails one test instead of killing the test run."""
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests'),
+                                           os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    how = (f'killed by signal {-proc.returncode}' if proc.returncode < 0
+           else f'exit code {proc.returncode}')
+    assert proc.returncode == 0, f'child {how}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
+    return proc

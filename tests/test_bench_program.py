@@ -37,7 +37,7 @@ def test_bench_program_reports_every_layer(name, capsys, monkeypatch, harness):
     # depthwise layers (micronet_archs.py), and it feeds a 1x1 convolution, which does not
     # take it
     assert bool(res['into']) == (name == 'm0')
-    assert all(B.record(programs[k][0], l)[0] == B.SHIFT_MAX for k, l in res['into'])
+    assert all(B.record(programs[k][0], l).kind == 'shift_max' for k, l in res['into'])
     assert res['chain_us'] >= max(res['programs'].values()) > 0
     assert {'grouped 1x1', 'Shift-Max (hyper-function + fusions)'} <= set(res['families'])
     out = capsys.readouterr().out
@@ -54,7 +54,7 @@ def test_bench_program_head(capsys, monkeypatch, harness):
     _, programs, _ = B.compile_chain('m0', (64, 64), head=True)
     assert sorted(res['programs']) == list(range(7)) == list(range(len(programs)))
     heads = [B.record(programs[k][0], layer) for k in (5, 6) for layer in range(programs[k][0][1])]
-    assert [r[0] for r in heads] == [B.POOL, B.LINEAR, B.LINEAR]
+    assert [r.kind for r in heads] == ['pool', 'linear', 'linear']
     assert B.describe(heads[-1]).startswith('linear ') and 'h-swish' in B.describe(heads[1])
     assert {B.category(r) for r in heads} == {'head (pool, fully connected)'}
     assert res['families']['head (pool, fully connected)'] > 0

@@ -9,6 +9,7 @@ import torch
 from conftest import calibrate, rel_err, trained_like
 from torch import nn
 
+from micronet_mm.csrc.program_format import program_of, records
 from micronet_mm.deploy.rewrites.native_block import (HeadPart, NativeProgram, Unsupported,
                                                       _in_channels, compile_program,
                                                       convert_programs, output_shape)
@@ -191,8 +192,8 @@ def test_program_head_kernels(pool, shape, c_in, widths, dtype, vector_bytes, wi
         fc.weight.data.mul_(8)  # outputs on all three pieces of ReLU6 and h-swish
     x = 3 * torch.randn(2, c_in, *shape, dtype=dtype) + 4 * torch.randn(1, c_in, 1, 1, dtype=dtype)
     program, weights, tables = compile_program(part, c_in, dtype)
-    assert [program[2 + i * 17] for i in range(program[1])] == (
-        [4] * (pool != 'none') + [5] * len(widths))
+    assert [r.kind for r in records(program)] == (
+        ['pool'] * (pool != 'none') + ['linear'] * len(widths))
     with torch.no_grad():
         ref = part(x)
         out = torch.ops.micronet.program(x, weights, tables, program)
@@ -232,20 +233,20 @@ def test_program_rejects_bad_head_programs():
     x = torch.randn(1, 8, 4, 4)
 
     def run(field_or_none, value, inp=x, w=weights):
-        prog = list(program)
+        rs = records(program)
         if field_or_none is not None:
             layer, field = field_or_none
-            prog[2 + layer * 17 + field] = value
-        return torch.ops.micronet.program(inp, w, tables, prog)
+            setattr(rs[layer], field, value)
+        return torch.ops.micronet.program(inp, w, tables, program_of(rs))
 
-    with pytest.raises(RuntimeError, match='pool fields 5 and 6'):
-        run((0, 5), 2)
+    with pytest.raises(RuntimeError, match='pool relu6 and hswish'):
+        run((0, 'relu6'), 2)
     with pytest.raises(RuntimeError, match='linear act'):
-        run((1, 6), 3)
+        run((1, 'act'), 3)
     with pytest.raises(RuntimeError, match=r'linear parameters'):
         run(None, 0, w=weights[:-1])
     with pytest.raises(RuntimeError, match=r'linear of a \(C_in, 1, 1\) input'):
-        run((1, 1), 0)  # the linear layer reads the 4x4 input, not the pool
+        run((1, 'src'), 0)  # the linear layer reads the 4x4 input, not the pool
     assert run(None, 0).shape == (1, 70, 1, 1)
 
 
@@ -255,11 +256,12 @@ def test_program_layout():
     model = trained_like(MicroNet('m2'))
     stage = next(s for s in model.stages if any(getattr(b, 'use_residual', False) for b in s))
     program, _, tables = compile_program(stage, _in_channels(stage))
-    kinds = [program[2 + i * 17] for i in range(program[1])]
+    kinds = [r.kind for r in records(program)]
     n_conv = sum(isinstance(m, nn.Conv2d) for m in stage.modules())
     n_dsm = sum(isinstance(m, DynamicShiftMax) for m in stage.modules())
     n_res = sum(b.use_residual for b in stage)
-    assert (kinds.count(1), kinds.count(2), kinds.count(3)) == (n_conv, n_dsm, n_res)
+    assert (kinds.count('conv'), kinds.count('shift_max'), kinds.count('add')) == (
+        n_conv, n_dsm, n_res)
     assert n_res >= 1 and tables.numel() > 0
 
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
+from micronet_mm.csrc.program_format import Record, program_of, records
 from micronet_mm.deploy.rewrites.native_block import shift_max_params
 from micronet_mm.ops import fused_shift_max
 from micronet_mm.runtime import openvino as ovrt
 
-VERSION, FIELDS = 1, 17  # program.h: kVersion, kFields
-CONV, SHIFT_MAX, ADD = 1, 2, 3
+CONV, SHIFT_MAX, ADD = 'conv', 'shift_max', 'add'
 C_IN, C = 6, 12
 
 
@@ -75,26 +75,27 @@ def _encode(layers: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray]:
         sizes['t'] += t.numel()
         return off
 
-    prog = [VERSION, len(layers)]
+    rs = []
     for lay in layers:
-        r = [0] * FIELDS
-        r[0], r[1] = lay['op'], lay['src']
-        r[2], r[3] = put_t(lay['in_perm']), put_t(lay['out_perm'])
+        head = dict(op=lay['op'], src=lay['src'], in_perm=put_t(lay['in_perm']),
+                    out_perm=put_t(lay['out_perm']))
         if lay['op'] == CONV:
-            r[4:16] = [lay['cin'], lay['cout'], lay['groups'], *lay['k'], *lay['stride'],
-                       *lay['pad'], *lay['dil'], int(lay['relu'])]
-            r[16] = put_w(lay['w'], lay['b'])
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (lay['k'], lay['stride'], lay['pad'],
+                                                      lay['dil'])
+            r = Record.make(**head, c_in=lay['cin'], c_out=lay['cout'], groups=lay['groups'],
+                            kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw,
+                            act=int(lay['relu']), weights=put_w(lay['w'], lay['b']))
         elif lay['op'] == SHIFT_MAX:
-            r[4:9] = [C, lay['j'], lay['k'], lay['s'], put_t(lay['index'])]
-            if lay['s'] == 0:
-                r[9] = put_w(lay['coef'])
-            else:
-                r[9] = put_w(*shift_max_params(lay['act_max'], lay['init'], lay['w1'], lay['b1'],
-                                               lay['w2'], lay['b2']))
+            params = ([lay['coef']] if lay['s'] == 0 else
+                      shift_max_params(lay['act_max'], lay['init'], lay['w1'], lay['b1'],
+                                       lay['w2'], lay['b2']))
+            r = Record.make(**head, channels=C, shifts=lay['j'], fusions=lay['k'],
+                            squeeze=lay['s'], index=put_t(lay['index']), params=put_w(*params))
         else:
-            r[4:7] = [C, lay['second'], put_t(lay['second_perm'])]
-        prog += r
-    return (prog, torch.cat(weights).float().numpy(),
+            r = Record.make(**head, channels=C, second=lay['second'],
+                            second_perm=put_t(lay['second_perm']))
+        rs.append(r)
+    return (program_of(rs), torch.cat(weights).float().numpy(),
             torch.cat(tables).to(torch.int64).numpy())
 
 
@@ -216,19 +217,19 @@ def test_ir_round_trip(block, tmp_path):
     assert torch.equal(_infer(ovrt.compile_model(xml), x), _infer(ovrt.compile_model(path), x))
 
 
-def _bad(prog: list[int], layer: int, field: int, value: int) -> list[int]:
-    prog = list(prog)
-    prog[2 + layer * FIELDS + field] = value
-    return prog
+def _bad(prog: list[int], layer: int, field: str, value: int) -> list[int]:
+    rs = records(prog)
+    setattr(rs[layer], field, value)
+    return program_of(rs)
 
 
 @pytest.mark.parametrize('edit, message', [
-    ((0, 4, 5), 'conv channels 0'),  # layer 0 reads 5 channels, x has 6
-    ((3, 4, 10), 'shift-max 3'),  # dynamic Shift-Max of 10 channels after a 12-channel layer
-    ((0, 16, 10 ** 6), 'conv weights'),  # weights offset past the array
-    ((2, 8, 10 ** 6), 'shift index'),  # shift index table past the tables array
-    ((1, 9, 0), 'conv field 9 must be >= 1'),  # stride 0 (infer() would divide by it)
-    ((4, 5, 5), 'add 4'),  # adds the output of a later layer
+    ((0, 'c_in', 5), 'conv channels 0'),  # layer 0 reads 5 channels, x has 6
+    ((3, 'channels', 10), 'shift-max 3'),  # dynamic Shift-Max of 10 channels after 12
+    ((0, 'weights', 10 ** 6), 'conv weights'),  # weights offset past the array
+    ((2, 'index', 10 ** 6), 'shift index'),  # shift index table past the tables array
+    ((1, 'sh', 0), 'conv.sh must be >= 1'),  # stride 0 (infer() would divide by it)
+    ((4, 'second', 5), 'add 4'),  # adds the output of a later layer
 ], ids=['channels', 'shift-max-channels', 'weights-offset', 'table-offset', 'stride-0',
         'add-source'])
 def test_bad_program_is_a_validation_error(block, tmp_path, edit, message):

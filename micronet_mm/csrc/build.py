@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ('shift_max.h', 'shift_max_torch.cpp', 'program.h', 'program_kernels.h',
-           'program_torch.cpp')
+SOURCES = ('shift_max.h', 'shift_max_torch.cpp', 'program.h', 'program_format.h',
+           'program_kernels.h', 'program_torch.cpp')
 FLAGS = ('-O3', '-fopenmp-simd')
 NAME = 'micronet_ops'
 

@@ -8,33 +8,11 @@
 // call, in one layout, with its intermediate tensors in cache, and every channel shuffle is a
 // table of plane pointers: no shuffle ever moves data.
 //
-// Program (int64 vector):
-//   [kVersion, L, record_0, ..., record_{L-1}],  each record kFields int64:
-//   0 op   1 src (buffer: 0 = the input, l + 1 = the output of layer l)
-//   2 in_perm   offset in `tables` of C_in entries: logical input channel c is plane
-//               in_perm[c] of src; -1: identity
-//   3 out_perm  offset in `tables` of C_out entries: logical output channel o is written to
-//               plane out_perm[o]; -1: identity
-//   CONV (kConv): 4 C_in 5 C_out 6 groups 7 kh 8 kw 9 sh 10 sw 11 ph 12 pw 13 dh 14 dw
-//       15 act (0 none, 1 ReLU6) 16 offset in `weights` of W (C_out, C_in/groups, kh, kw),
-//       followed by the bias (C_out)
-//   SHIFT_MAX (kShiftMax), Eq. 4 with its hyper-function, as micronet_mm/ops/shift_max.py:
-//       4 C 5 J 6 K 7 S (squeeze width; 0: static Shift-Max) 8 offset in `tables` of the
-//       shift index (J, C): the logical source channel of shift j for channel i
-//       9 offset in `weights` of the parameters:
-//         static:  coef (K, J, C), the final coefficients
-//         dynamic: act_max (1), init (K*J), w1 (S, C), b1 (S), then fc2's weight (K*J*C, S)
-//                  and bias with the outputs padded with zeros to R_pad = padded_outputs(K*J*C)
-//                  (a multiple of B = kMatvecBlock = 64, in every dtype) and the weight stored
-//                  in blocks of B outputs: w2 (R_pad / B, S, B), b2 (R_pad)
-//   ADD (kAdd): 4 C 5 the second buffer 6 its in_perm (offset or -1); out = src + second
-//   POOL (kPool): 4 C 5 ReLU6 before averaging (0, 1) 6 h-swish after it (0, 1); the output
-//       is (C, 1, 1), the mean over the plane (the classifier head's ReLU6 -> pool -> h-swish)
-//   LINEAR (kLinear), a fully connected layer of a (C_in, 1, 1) input: 4 C_in 5 C_out 6 act
-//       (0 none, 1 ReLU6, 2 h-swish) 7 offset in `weights` of W, its outputs padded with
-//       zeros to R_pad = padded_outputs(C_out) and stored in blocks of B outputs (as fc2 of
-//       SHIFT_MAX: W (R_pad / B, C_in, B)), then the bias (R_pad); output (C_out, 1, 1)
-// The program's output is the last layer's buffer. Every buffer is planar and dense.
+// Program (int64 vector): [kVersion, L, record_0, ..., record_{L-1}], each record kFields
+// int64. The fields are defined once, in micronet_mm/csrc/program_format.py (its docstring
+// says what each one means); program_format.h, generated from it, names them: field f of a
+// record r of operation X is r[kXF] (r[kConvGroups], r[kShiftMaxIndex], ...). The program's
+// output is the last layer's buffer. Every buffer is planar and dense.
 //
 // run() fuses what the program allows (place_buffers): a depthwise kx1 + 1xk pair on a small
 // plane runs in one pass over a channel-interleaved scratch, and a Shift-Max layer whose
@@ -53,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "program_format.h"
 #include "shift_max.h"
 
 #ifdef MICRONET_PROGRAM_PROFILE  // a benchmark harness defines it and the hook below
@@ -63,9 +42,6 @@ void micronet_program_profile(const int64_t* record, int64_t layer, double secon
 namespace micronet {
 namespace program {
 
-constexpr int64_t kVersion = 1, kFields = 17;
-enum Op : int64_t { kConv = 1, kShiftMax = 2, kAdd = 3, kPool = 4, kLinear = 5 };
-
 struct Dims {
   int64_t C, H, W;
   int64_t planes() const { return H * W; }
@@ -74,41 +50,118 @@ struct Dims {
 
 inline const int64_t* record(const int64_t* prog, int64_t l) { return prog + 2 + l * kFields; }
 
-// Shapes of every buffer (0: the input), checking the program; throws std::invalid_argument.
+// The most elements that the buffers of one sample (every layer's output, the program's output
+// included) may hold together, and the most that one convolution's zero-padded input plane
+// ((H + 2 ph) x (W + 2 pw)) or its row masks (kw x (W_out + 64)) may span: 2^28 (1 GiB of
+// float32 per sample and thread). run() allocates nothing larger: its arena holds at most the
+// buffers, and every kernel's scratch is bounded by a padded plane, a row mask or the span of
+// the layer's parameters in `weights` (check()).
+constexpr int64_t kMaxElements = int64_t(1) << 28;
+// Every record field after the first four lies in [-1, kMaxField).
+constexpr int64_t kMaxField = int64_t(1) << 31;
+
+namespace detail {
+
+[[noreturn]] inline void fail(const std::string& what, int64_t layer) {
+  throw std::invalid_argument("micronet program: " + what + " (layer " +
+                              std::to_string(layer) + ")");
+}
+
+// a * b, a + b with int64 overflow an error (std::invalid_argument naming the layer).
+inline int64_t mul(int64_t a, int64_t b, int64_t layer) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
+  return r;
+}
+
+inline int64_t add(int64_t a, int64_t b, int64_t layer) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) fail("size overflows int64", layer);
+  return r;
+}
+
+// n, checked against kMaxElements (what: the quantity, for the message).
+inline int64_t bounded(int64_t n, const char* what, int64_t layer) {
+  if (n > kMaxElements)
+    fail(std::string(what) + " of " + std::to_string(n) + " elements exceeds the limit of " +
+             std::to_string(kMaxElements),
+         layer);
+  return n;
+}
+
+}  // namespace detail
+
+// Shapes of every buffer (0: the input), checking every field that the shapes depend on and
+// every size against kMaxElements with overflow-checked arithmetic, so that nothing here or in
+// run() divides by zero, overflows or allocates without bound; throws std::invalid_argument
+// naming the check and the layer. check() adds the offsets and table entries.
 inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
-  if (len < 2 || prog[0] != kVersion || len != 2 + prog[1] * kFields)
-    throw std::invalid_argument("micronet program: bad header or length");
+  using detail::fail;
+  using detail::mul;
+  if (prog == nullptr || len < 2 || prog[0] != kVersion || prog[1] < 1 || prog[1] > len ||
+      len != 2 + prog[1] * kFields)
+    throw std::invalid_argument("micronet program: bad header or length (expected [" +
+                                std::to_string(kVersion) + ", L >= 1, L records of " +
+                                std::to_string(kFields) + "])");
+  if (in.C < 1 || in.H < 1 || in.W < 1)
+    throw std::invalid_argument("micronet program: empty input (" + std::to_string(in.C) +
+                                ", " + std::to_string(in.H) + ", " + std::to_string(in.W) + ")");
+  mul(mul(in.C, in.H, -1), in.W, -1);
+  const int64_t L = prog[1];
   std::vector<Dims> d{in};
-  for (int64_t l = 0; l < prog[1]; ++l) {
+  int64_t total = 0;  // elements of the buffers 1..L
+  for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
-    if (r[1] < 0 || r[1] > l) throw std::invalid_argument("micronet program: bad source");
-    const Dims s = d[r[1]];
-    if (r[0] == kConv) {
-      if (r[4] != s.C || r[6] < 1 || r[4] % r[6] || r[5] % r[6])
-        throw std::invalid_argument("micronet program: conv channels " + std::to_string(l));
-      const int64_t H = (s.H + 2 * r[11] - r[13] * (r[7] - 1) - 1) / r[9] + 1;
-      const int64_t W = (s.W + 2 * r[12] - r[14] * (r[8] - 1) - 1) / r[10] + 1;
-      if (H < 1 || W < 1) throw std::invalid_argument("micronet program: empty conv output");
-      d.push_back({r[5], H, W});
-    } else if (r[0] == kShiftMax) {
-      if (r[4] != s.C || r[5] < 1 || r[5] > detail::kMaxJ || r[6] < 1 || r[6] > detail::kMaxK)
-        throw std::invalid_argument("micronet program: shift-max " + std::to_string(l));
-      d.push_back(s);
-    } else if (r[0] == kAdd) {
-      if (r[5] < 0 || r[5] > l || d[r[5]].size() != s.size() || r[4] != s.C)
-        throw std::invalid_argument("micronet program: add " + std::to_string(l));
-      d.push_back(s);
-    } else if (r[0] == kPool) {
-      if (r[4] != s.C) throw std::invalid_argument("micronet program: pool " + std::to_string(l));
-      d.push_back({s.C, 1, 1});
-    } else if (r[0] == kLinear) {
-      if (r[4] != s.C || s.planes() != 1 || r[5] < 1)
-        throw std::invalid_argument("micronet program: linear of a (C_in, 1, 1) input " +
-                                    std::to_string(l));
-      d.push_back({r[5], 1, 1});
+    for (int64_t f = kOutPerm + 1; f < kFields; ++f)
+      if (r[f] < -1 || r[f] >= kMaxField)
+        fail(std::string(field_name(r[kOp], f)) + " out of range [-1, 2^31)", l);
+    if (r[kSrc] < 0 || r[kSrc] > l) fail("bad source", l);
+    const Dims s = d[r[kSrc]];
+    Dims o = s;
+    if (r[kOp] == kConv) {
+      for (int f : {kConvCOut, kConvGroups, kConvKh, kConvKw, kConvSh, kConvSw, kConvDh, kConvDw})
+        if (r[f] < 1) fail(std::string(field_name(kConv, f)) + " must be >= 1", l);
+      const int64_t ph = r[kConvPh], pw = r[kConvPw], groups = r[kConvGroups];
+      if (ph < 0 || pw < 0) fail("conv padding must be >= 0", l);
+      if (r[kConvAct] != 0 && r[kConvAct] != 1) fail("conv act must be 0 or 1", l);
+      if (r[kConvCIn] != s.C || r[kConvCIn] % groups || r[kConvCOut] % groups)
+        fail("conv channels " + std::to_string(l), l);
+      // the zero-padded input plane, and the reach of the kernel inside it (fields < 2^31:
+      // no sum below overflows before mul() checks the products)
+      const int64_t Hp = s.H + 2 * ph, Wp = s.W + 2 * pw;
+      detail::bounded(mul(Hp, Wp, l), "padded input plane", l);
+      const int64_t reach_h = mul(r[kConvDh], r[kConvKh] - 1, l) + 1;
+      const int64_t reach_w = mul(r[kConvDw], r[kConvKw] - 1, l) + 1;
+      if (reach_h > Hp || reach_w > Wp) fail("empty conv output", l);
+      o = {r[kConvCOut], (Hp - reach_h) / r[kConvSh] + 1, (Wp - reach_w) / r[kConvSw] + 1};
+      detail::bounded(mul(r[kConvKw], o.W + 64, l), "row masks", l);
+    } else if (r[kOp] == kShiftMax) {
+      const int64_t J = r[kShiftMaxShifts], K = r[kShiftMaxFusions];
+      if (r[kShiftMaxChannels] != s.C || J < 1 || J > ::micronet::detail::kMaxJ || K < 1 ||
+          K > ::micronet::detail::kMaxK)
+        fail("shift-max " + std::to_string(l) + ": C must be the input's, 1 <= J, K <= 8", l);
+      if (r[kShiftMaxSqueeze] < 0) fail("shift-max squeeze width must be >= 0", l);
+    } else if (r[kOp] == kAdd) {
+      const int64_t second = r[kAddSecond];
+      if (second < 0 || second > l || r[kAddChannels] != s.C) fail("add " + std::to_string(l), l);
+      const Dims t = d[second];
+      if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
+    } else if (r[kOp] == kPool) {
+      if (r[kPoolChannels] != s.C) fail("pool " + std::to_string(l), l);
+      if (r[kPoolRelu6] < 0 || r[kPoolRelu6] > 1 || r[kPoolHswish] < 0 || r[kPoolHswish] > 1)
+        fail("pool relu6 and hswish must be 0 or 1", l);
+      o = {s.C, 1, 1};
+    } else if (r[kOp] == kLinear) {
+      if (r[kLinearCIn] != s.C || s.planes() != 1 || r[kLinearCOut] < 1)
+        fail("linear of a (C_in, 1, 1) input " + std::to_string(l), l);
+      if (r[kLinearAct] < 0 || r[kLinearAct] > 2) fail("linear act must be 0, 1 or 2", l);
+      o = {r[kLinearCOut], 1, 1};
     } else {
-      throw std::invalid_argument("micronet program: unknown op " + std::to_string(r[0]));
+      fail("unknown op " + std::to_string(r[kOp]), l);
     }
+    total = detail::bounded(detail::add(total, mul(mul(o.C, o.H, l), o.W, l), l),
+                            "the buffers", l);
+    d.push_back(o);
   }
   return d;
 }
@@ -121,6 +174,18 @@ namespace detail {
 // -fPIC libraries GCC did so for the inner blocks of conv_row, horizontal_flat and the
 // vertical rows; so every lambda inside a kernel is always_inline (check: nm -C on the
 // library shows no kernel lambda).
+
+// MICRONET_SHUFFLE(I, a, b, lanes...): the vector of lanes (constants) of a and b side by side
+// (lane i of b is lane N + i), I the index vector type: clang's __builtin_shufflevector, GCC's
+// __builtin_shuffle with an index vector (the form GCC's code was measured in; the kernels'
+// few other GCC-only shuffles are under #if !defined(__clang__) for the same reason).
+#if defined(__clang__)
+#define MICRONET_SHUFFLE(I, a, b, ...) \
+  (static_cast<void>(sizeof(I)), __builtin_shufflevector(a, b, __VA_ARGS__))
+#else
+#define MICRONET_SHUFFLE(I, a, b, ...) __builtin_shuffle(a, b, I{__VA_ARGS__})
+#endif
+#define MICRONET_ID(...) __VA_ARGS__
 
 // GCC vector types of VB bytes (vector_size needs a literal size) and their shuffle index.
 template <typename T, int VB> struct Vec;
@@ -144,7 +209,7 @@ template <> struct Vec<double, 32> {
 // Outputs of a matvec_blocked block: 64 in every dtype (4 vectors of float, 8 of double), so
 // that a program's layout does not depend on the dtype it runs in (a program compiled for
 // float32 and run in float64 reads the same blocks).
-constexpr int64_t kMatvecBlock = 64;
+constexpr int64_t kMatvecBlock = kMatvecBlockOutputs;
 
 // fc2's outputs K*J*C (a LINEAR layer's C_out) rounded up to whole blocks of matvec_blocked.
 constexpr int64_t padded_outputs(int64_t n) {
@@ -195,56 +260,23 @@ constexpr int kVectorBytes = 64;
 }  // namespace v64
 }  // namespace detail
 
-namespace detail {
-
-[[noreturn]] inline void fail(const std::string& what, int64_t layer) {
-  throw std::invalid_argument("micronet program: " + what + " (layer " +
-                              std::to_string(layer) + ")");
-}
-
-inline int64_t mul(int64_t a, int64_t b, int64_t layer) {
-  int64_t r = 0;
-  if (__builtin_mul_overflow(a, b, &r)) fail("size overflows int64", layer);
-  return r;
-}
-
-}  // namespace detail
-
-// infer() after checking everything run() reads through an offset against the lengths of
-// `weights` and `tables`, every table entry against the channels it addresses, and, before
-// infer() divides or multiplies by them, the fields it uses: a program from a file never makes
-// run() read outside its arrays. Throws std::invalid_argument naming the check and the layer.
+// infer() and everything run() reads through an offset checked against the lengths of
+// `weights` and `tables`, every table entry against the channels it addresses (an output table
+// must be a permutation: every output plane written once): a program from a file never makes
+// run() read outside its arrays or read memory it did not write. Throws std::invalid_argument
+// naming the check and the layer.
 template <typename T>
 std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_len,
                         int64_t tables_len, const int64_t* tables) {
   using detail::fail;
   using detail::mul;
-  constexpr int64_t kLimit = int64_t(1) << 31;
-  if (len < 2 || p[0] != kVersion || p[1] < 1 || p[1] > len || len != 2 + p[1] * kFields)
-    throw std::invalid_argument("micronet program: bad header or length (expected [" +
-                                std::to_string(kVersion) + ", L >= 1, L records of " +
-                                std::to_string(kFields) + "])");
-  const int64_t L = p[1];
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t* r = record(p, l);
-    for (int64_t f = 4; f < kFields; ++f)
-      if (r[f] < -1 || r[f] >= kLimit) fail("field " + std::to_string(f) + " out of range", l);
-    if (r[0] == kConv) {
-      for (int64_t f : {5, 6, 7, 8, 9, 10, 13, 14})
-        if (r[f] < 1) fail("conv field " + std::to_string(f) + " must be >= 1", l);
-      if (r[11] < 0 || r[12] < 0) fail("conv padding must be >= 0", l);
-      if (r[15] != 0 && r[15] != 1) fail("conv act must be 0 or 1", l);
-    } else if (r[0] == kShiftMax && r[7] < 0) {
-      fail("shift-max squeeze width must be >= 0", l);
-    } else if (r[0] == kPool && (r[5] < 0 || r[5] > 1 || r[6] < 0 || r[6] > 1)) {
-      fail("pool fields 5 and 6 must be 0 or 1", l);
-    } else if (r[0] == kLinear && (r[6] < 0 || r[6] > 2)) {
-      fail("linear act must be 0, 1 or 2", l);
-    }
-  }
+  if (weights_len < 0 || tables_len < 0 || (tables_len > 0 && tables == nullptr))
+    throw std::invalid_argument("micronet program: bad weights or tables");
   const std::vector<Dims> d = infer(p, len, in);
+  const int64_t L = p[1];
+  std::vector<char> seen;  // output planes an output table writes
   auto span = [&](int64_t off, int64_t n, int64_t total, const char* what, int64_t l) {
-    if (off < 0 || n > total - off)
+    if (off < 0 || off > total || n > total - off)
       fail(std::string(what) + " [" + std::to_string(off) + ", +" + std::to_string(n) +
                ") outside its array of " + std::to_string(total), l);
   };
@@ -257,25 +289,34 @@ std::vector<Dims> check(const int64_t* p, int64_t len, Dims in, int64_t weights_
   };
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(p, l);
-    const Dims s = d[r[1]], o = d[l + 1];
-    if (r[2] >= 0) table(r[2], s.C, s.C, "in_perm", l);
-    if (r[3] >= 0) table(r[3], o.C, o.C, "out_perm", l);
-    if (r[0] == kConv) {
-      const int64_t w = mul(mul(mul(r[5], r[4] / r[6], l), r[7], l), r[8], l);
-      span(r[16], w + r[5], weights_len, "conv weights", l);
-    } else if (r[0] == kShiftMax) {
-      const int64_t C = r[4], KJ = r[5] * r[6], S = r[7], KJC = mul(KJ, C, l);
-      table(r[8], mul(r[5], C, l), C, "shift index", l);
+    const Dims s = d[r[kSrc]], o = d[l + 1];
+    if (r[kInPerm] >= 0) table(r[kInPerm], s.C, s.C, "in_perm", l);
+    if (r[kOutPerm] >= 0) {
+      table(r[kOutPerm], o.C, o.C, "out_perm", l);
+      seen.assign(o.C, 0);
+      for (int64_t c = 0; c < o.C; ++c)
+        if (seen[tables[r[kOutPerm] + c]]++) fail("out_perm is not a permutation", l);
+    }
+    if (r[kOp] == kConv) {
+      const int64_t c_out = r[kConvCOut], per_output = r[kConvCIn] / r[kConvGroups];
+      const int64_t w = mul(mul(mul(c_out, per_output, l), r[kConvKh], l), r[kConvKw], l);
+      span(r[kConvWeights], detail::add(w, c_out, l), weights_len, "conv weights", l);
+    } else if (r[kOp] == kShiftMax) {
+      const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], S = r[kShiftMaxSqueeze];
+      const int64_t KJ = J * r[kShiftMaxFusions], KJC = mul(KJ, C, l);
+      table(r[kShiftMaxIndex], mul(J, C, l), C, "shift index", l);
       const int64_t R = detail::padded_outputs(KJC);
-      const int64_t n = S == 0 ? KJC : 1 + KJ + mul(S, C, l) + S + mul(S, R, l) + R;
-      span(r[9], n, weights_len, "shift-max parameters", l);
-    } else if (r[0] == kLinear) {
-      const int64_t R = detail::padded_outputs(r[5]);
-      span(r[7], mul(r[4] + 1, R, l), weights_len, "linear parameters", l);
-    } else if (r[0] == kAdd) {
-      const Dims t = d[r[5]];
-      if (t.C != s.C || t.H != s.H || t.W != s.W) fail("add of different shapes", l);
-      if (r[6] >= 0) table(r[6], t.C, t.C, "add in_perm", l);
+      int64_t n = KJC;  // static: coef (K, J, C); dynamic: act_max, init, w1, b1, w2, b2
+      if (S > 0) {
+        n = 1 + KJ + S + R;
+        for (int64_t part : {mul(S, C, l), mul(S, R, l)}) n = detail::add(n, part, l);
+      }
+      span(r[kShiftMaxParams], n, weights_len, "shift-max parameters", l);
+    } else if (r[kOp] == kLinear) {
+      const int64_t R = detail::padded_outputs(r[kLinearCOut]);
+      span(r[kLinearParams], mul(r[kLinearCIn] + 1, R, l), weights_len, "linear parameters", l);
+    } else if (r[kOp] == kAdd) {
+      if (r[kAddSecondPerm] >= 0) table(r[kAddSecondPerm], s.C, s.C, "add in_perm", l);
     }
   }
   return d;

@@ -103,8 +103,9 @@ struct ConvGeom {
 };
 
 inline ConvGeom geometry(const int64_t* r) {
-  return {r[4] / r[6], r[5] / r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-          r[15] == 1};
+  return {r[kConvCIn] / r[kConvGroups], r[kConvCOut] / r[kConvGroups], r[kConvKh], r[kConvKw],
+          r[kConvSh], r[kConvSw], r[kConvPh], r[kConvPw], r[kConvDh], r[kConvDw],
+          r[kConvAct] == 1};
 }
 
 // Output columns [lo, hi) whose taps all read inside a row of width Wi.
@@ -112,6 +113,36 @@ inline void interior(const ConvGeom& g, int64_t Wi, int64_t Wo, int64_t& lo, int
   lo = std::min(Wo, (g.pw + g.sw - 1) / g.sw);
   const int64_t last = Wi - 1 - (g.kw - 1) * g.dw + g.pw;  // wo * sw <= last
   hi = last < 0 ? lo : std::max(lo, std::min(Wo, last / g.sw + 1));
+}
+
+// Of a and b side by side (N lanes each): lanes 0, 2, ..., 2N - 2 (even_lanes), lanes 1, 3,
+// ..., 2N - 1 (odd_lanes), and lane N - 1 then lanes N..2N - 2 (back_lane: a's last lane, then
+// b's first N - 1). I is V's index vector type.
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V even_lanes(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  else if constexpr (N == 8)
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 0, 2, 4, 6);
+}
+
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V odd_lanes(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+
+template <int N, typename V, typename I>
+__attribute__((always_inline)) inline V back_lane(V a, V b) {
+  if constexpr (N == 16)
+    return MICRONET_SHUFFLE(I, a, b, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+                            30);
+  else
+    return MICRONET_SHUFFLE(I, a, b, 7, 8, 9, 10, 11, 12, 13, 14);
 }
 
 // N consecutive elements p[0], p[SW], ..., p[(N - 1) * SW] as one vector of VB bytes (SW 1 or
@@ -125,11 +156,15 @@ __attribute__((always_inline)) inline typename Vec<T, VB>::type strided_load(con
     return a;
   } else {
     constexpr int N = VB / sizeof(T);
-    typename Vec<T, VB>::index even;
-    for (int i = 0; i < N; ++i) even[i] = 2 * i;
     V b;
     std::memcpy(&b, p + N, sizeof(V));
+#if defined(__clang__)
+    return even_lanes<N, V, typename Vec<T, VB>::index>(a, b);
+#else  // (GCC: the same permutation; this form keeps GCC's code as it was measured)
+    typename Vec<T, VB>::index even;
+    for (int i = 0; i < N; ++i) even[i] = 2 * i;
     return __builtin_shuffle(a, b, even);
+#endif
   }
 }
 
@@ -232,6 +267,7 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
       // input element is loaded once (the first vector of a block loads its own)
       typedef typename Vec<T, kVectorBytes>::index I;
       // even and odd lanes of a pair; lane N - 1 of the previous vector, then lanes 0..N-2
+#if !defined(__clang__)  // (GCC: the form its code was measured in; clang: constant lanes)
       I even, odd, back;
       if constexpr (N == 16) {
         even = I{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
@@ -242,15 +278,21 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
         odd = I{1, 3, 5, 7, 9, 11, 13, 15};
         back = I{7, 8, 9, 10, 11, 12, 13, 14};
       }
+#endif
       V prev = V{};
       for (int i = 0; i < U; ++i) {
         const int64_t qi = q + i * N;
         V a, b;
         std::memcpy(&a, x + 2 * qi, sizeof(V));
         std::memcpy(&b, x + 2 * qi + N, sizeof(V));
+#if defined(__clang__)
+        const V e = even_lanes<N, V, I>(a, b), od = odd_lanes<N, V, I>(a, b);
+        const V left = i == 0 ? strided_load<T, 2>(x + 2 * qi - 1) : back_lane<N, V, I>(prev, od);
+#else
         const V e = __builtin_shuffle(a, b, even), od = __builtin_shuffle(a, b, odd);
         const V left = i == 0 ? strided_load<T, 2>(x + 2 * qi - 1)
                               : __builtin_shuffle(prev, od, back);
+#endif
         V m;
         std::memcpy(&m, mask + column[i], sizeof(V));
         const V lm = m * left;  // (w * m) * left, exactly: m is 0 or 1
@@ -382,28 +424,29 @@ template <typename T>
 __attribute__((always_inline)) inline void transpose_block(typename Vec<T, kVectorBytes>::type* r) {
   typedef typename Vec<T, kVectorBytes>::index I;
   constexpr int N = kVectorBytes / sizeof(T);
-  auto stage = [&](int s, const I& lo, const I& hi) __attribute__((always_inline)) {
-    for (int i = 0; i < N; ++i) {
-      if (i & s) continue;
-      const auto a = r[i], b = r[i + s];
-      r[i] = __builtin_shuffle(a, b, lo);
-      r[i + s] = __builtin_shuffle(a, b, hi);
-    }
-  };
-  if constexpr (N == 16) {
-    stage(8, I{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-          I{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
-    stage(4, I{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-          I{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
-    stage(2, I{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-          I{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
-    stage(1, I{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-          I{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
-  } else {
-    stage(4, I{0, 1, 2, 3, 8, 9, 10, 11}, I{4, 5, 6, 7, 12, 13, 14, 15});
-    stage(2, I{0, 1, 8, 9, 4, 5, 12, 13}, I{2, 3, 10, 11, 6, 7, 14, 15});
-    stage(1, I{0, 8, 2, 10, 4, 12, 6, 14}, I{1, 9, 3, 11, 5, 13, 7, 15});
+  // (a macro, not a lambda: the shuffle's lane indices must be constants)
+#define MICRONET_STAGE(s, LO, HI)                  \
+  for (int i = 0; i < N; ++i) {                    \
+    if (i & s) continue;                           \
+    const auto a = r[i], b = r[i + s];             \
+    r[i] = MICRONET_SHUFFLE(I, a, b, MICRONET_ID LO); \
+    r[i + s] = MICRONET_SHUFFLE(I, a, b, MICRONET_ID HI); \
   }
+  if constexpr (N == 16) {
+    MICRONET_STAGE(8, (0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+                   (8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31))
+    MICRONET_STAGE(4, (0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
+                   (4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31))
+    MICRONET_STAGE(2, (0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
+                   (2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31))
+    MICRONET_STAGE(1, (0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),
+                   (1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31))
+  } else {
+    MICRONET_STAGE(4, (0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15))
+    MICRONET_STAGE(2, (0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))
+    MICRONET_STAGE(1, (0, 8, 2, 10, 4, 12, 6, 14), (1, 9, 3, 11, 5, 13, 7, 15))
+  }
+#undef MICRONET_STAGE
 }
 
 // A value of type U (a vector, or one element) read from p.
@@ -673,9 +716,9 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
   for (int64_t h = 0; h < in.H; ++h)
     for (int64_t w = 0; w < in.W; ++w)
       at[h * in.W + w] = ((h + pin.top) * pin.pitch + w + pin.left) * N;
-  const T* w = weights + r[16];
-  const T* b = w + r[5] * g.Cg * g.kh * g.kw;
-  for (int64_t o0 = 0; o0 < r[5]; o0 += N) {
+  const T* w = weights + r[kConvWeights];
+  const T* b = w + r[kConvCOut] * g.Cg * g.kh * g.kw;
+  for (int64_t o0 = 0; o0 < r[kConvCOut]; o0 += N) {
     if (sm) {
       interleave_shift_max(*sm, o0, g.Og, in.planes(), at.data(), xin_p);
     } else {
@@ -685,8 +728,8 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
     }
     if (r2) {
       conv_interleaved(xin_p, pin, w, b, g, mid, o0, ymid_p, pmid);
-      const T* w2 = weights + r2[16];
-      conv_interleaved(ymid_p, pmid, w2, w2 + r2[5] * g2.kh * g2.kw, g2, out, o0,
+      const T* w2 = weights + r2[kConvWeights];
+      conv_interleaved(ymid_p, pmid, w2, w2 + r2[kConvCOut] * g2.kh * g2.kw, g2, out, o0,
                        yout_p, pout);
     } else {
       conv_interleaved(xin_p, pin, w, b, g, out, o0, yout_p, pout);
@@ -694,6 +737,11 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
     deinterleave(yout_p, out.planes(), y + o0);
   }
 }
+
+// The largest zero-padded input plane of depthwise_interleaved, whose scratch holds it N times
+// (1 MiB of float32 at 16 lanes; MicroNet's layers pad a plane of at most kSmallPlane pixels by
+// at most 3 pixels, in one direction, so that none comes near it).
+constexpr int64_t kMaxInterleavedPlane = 16 * kSmallPlane;
 
 // Whether layer r runs through depthwise_interleaved (alone, or as the first of a fused pair
 // with `second`, which reads only r's output, in order, and is depthwise itself): planes of
@@ -703,8 +751,10 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
 template <typename T>
 bool interleavable(const int64_t* r, Dims in) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
-  return r[0] == kConv && r[4] == r[6] && r[5] % N == 0 && in.planes() <= kSmallPlane &&
-         r[7] * r[8] <= kMaxBlockedTaps;
+  return r[kOp] == kConv && r[kConvCIn] == r[kConvGroups] && r[kConvCOut] % N == 0 &&
+         in.planes() <= kSmallPlane &&
+         r[kConvKh] * r[kConvKw] <= kMaxBlockedTaps &&
+         (in.H + 2 * r[kConvPh]) * (in.W + 2 * r[kConvPw]) <= kMaxInterleavedPlane;
 }
 
 // The input rows of output row ho's valid (channel, vertical tap) pairs in group grp, and each
@@ -762,10 +812,13 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
                       (horizontal && reach_h <= kMargin));
   thread_local std::vector<T> pad;
   std::vector<int64_t> off;
+  // small through the vertical condition (kx1, stride 1 across; a 1x1 kernel of stride 1
+  // too), else through the horizontal one (1xk, a 1x1 kernel of stride 2 across included)
+  const bool column = g.kw == 1 && g.sw == 1;
   if (small) {
     pad.assign(in.planes() + 2 * kMargin, T(0));
     for (int64_t t = 0; t < std::max(g.kh, g.kw); ++t)
-      off.push_back(kMargin + (g.kw == 1 ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
+      off.push_back(kMargin + (column ? (t * g.dh - g.ph) * in.W : t * g.dw - g.pw));
   }
   std::vector<const T*> rows(g.Cg * g.kh), wt(g.Cg * g.kh);
   std::vector<int64_t> tap(g.Cg * g.kh);
@@ -775,7 +828,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     // channels of a group per pass over its input rows (pointwise_rows over the taps' rows),
     // which each vector then feeds to all
     for (int64_t ho = 0; ho < out.H; ++ho)
-      for (int64_t grp = 0; grp < r[6]; ++grp) {
+      for (int64_t grp = 0; grp < r[kConvGroups]; ++grp) {
         const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
         for (int64_t o = grp * g.Og; o < (grp + 1) * g.Og;) {
           const int64_t n = std::min<int64_t>(4, (grp + 1) * g.Og - o);
@@ -793,7 +846,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     // row by row, every output channel of a row in turn: the input rows of a group stay in L1
     // (output channel by channel, the dense stem streamed its input from L2 once per channel)
     for (int64_t ho = 0; ho < out.H; ++ho) {
-      for (int64_t o = 0; o < r[5]; ++o) {
+      for (int64_t o = 0; o < r[kConvCOut]; ++o) {
         const int64_t grp = o / g.Og;
         const T* wo = w + o * g.Cg * g.kh * g.kw;
         const int64_t taps = tap_rows(x, g, in, ho, grp, rows.data(), tap.data());
@@ -815,7 +868,7 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
     return;
   }
   const T* copied = nullptr;
-  for (int64_t o = 0; o < r[5]; ++o) {
+  for (int64_t o = 0; o < r[kConvCOut]; ++o) {
     const int64_t grp = o / g.Og;
     const T* wo = w + o * g.Cg * g.kh * g.kw;
     if (small) {
@@ -824,10 +877,10 @@ void conv_spatial(const T* const* x, T* const* y, const T* w, const T* b, const 
         copied = x[grp];
       }
       const int64_t taps = std::max(g.kh, g.kw);
-      if (g.kw == 1 && g.sh == 1) {
+      if (column && g.sh == 1) {
         small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
                           out.planes(), g.relu, y[o]);
-      } else if (g.kw == 1) {
+      } else if (column) {
         rows_s1.resize(full.planes());
         small_plane<T, 1>(pad.data(), off.data(), wo, taps, nullptr, out.W, b[o],
                           full.planes(), g.relu, rows_s1.data());
@@ -881,14 +934,14 @@ template <typename T>
 __attribute__((always_inline)) inline T lanes_sum(typename Vec<T, kVectorBytes>::type a) {
   typedef typename Vec<T, kVectorBytes>::index I;
   if constexpr (kVectorBytes / sizeof(T) == 16) {
-    a += __builtin_shuffle(a, I{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    a += MICRONET_SHUFFLE(I, a, a, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    a += MICRONET_SHUFFLE(I, a, a, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    a += MICRONET_SHUFFLE(I, a, a, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    a += MICRONET_SHUFFLE(I, a, a, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   } else {
-    a += __builtin_shuffle(a, I{4, 5, 6, 7, 0, 1, 2, 3});
-    a += __builtin_shuffle(a, I{2, 3, 0, 1, 6, 7, 4, 5});
-    a += __builtin_shuffle(a, I{1, 0, 3, 2, 5, 4, 7, 6});
+    a += MICRONET_SHUFFLE(I, a, a, 4, 5, 6, 7, 0, 1, 2, 3);
+    a += MICRONET_SHUFFLE(I, a, a, 2, 3, 0, 1, 6, 7, 4, 5);
+    a += MICRONET_SHUFFLE(I, a, a, 1, 0, 3, 2, 5, 4, 7, 6);
   }
   return a[0];
 }
@@ -1006,7 +1059,8 @@ MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, i
 template <typename T>
 const T* shift_max_coefficients(const T* const* x, const T* params, const int64_t* r, Dims d,
                                 std::vector<T>& scratch) {
-  const int64_t C = r[4], J = r[5], K = r[6], S = r[7];
+  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
+                S = r[kShiftMaxSqueeze];
   if (S == 0) return params;
   const int64_t R_pad = padded_outputs(K * J * C);
   scratch.resize(R_pad + C + S);
@@ -1017,7 +1071,8 @@ const T* shift_max_coefficients(const T* const* x, const T* params, const int64_
 template <typename T>
 void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* index,
                const int64_t* r, Dims d, std::vector<T>& scratch) {
-  const int64_t C = r[4], J = r[5], K = r[6], P = d.planes();
+  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
+                P = d.planes();
   const T* coef = shift_max_coefficients(x, params, r, d, scratch);
   using ::micronet::detail::forward_planes_small;
   if (J == 2 && K == 2) return forward_planes_small<T, 2, 2>(x, index, coef, y, C, P);
@@ -1095,8 +1150,8 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   std::vector<int64_t> offset(L + 1, 0), last(L + 1, -1);  // the last layer reading a buffer
   for (int64_t l = 0; l < L; ++l) {
     const int64_t* r = record(prog, l);
-    last[r[1]] = l;
-    if (r[0] == kAdd) last[r[5]] = l;
+    last[r[kSrc]] = l;
+    if (r[kOp] == kAdd) last[r[kAddSecond]] = l;
   }
   // Shift-Max layers (J, K <= 2, no output table) whose output only the next layer reads, a
   // depthwise layer on the interleaved path: that layer computes it as it interleaves its
@@ -1104,7 +1159,8 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   into.assign(L, false);
   for (int64_t l = 0; l + 1 < L; ++l) {
     const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
-    into[l] = r[0] == kShiftMax && r[3] < 0 && r[5] <= 2 && r[6] <= 2 && r2[1] == l + 1 &&
+    into[l] = r[kOp] == kShiftMax && r[kOutPerm] < 0 && r[kShiftMaxShifts] <= 2 &&
+              r[kShiftMaxFusions] <= 2 && r2[kSrc] == l + 1 &&
               last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]);
   }
   // depthwise pairs (kx1 then 1xk) that run fused: nothing else reads the first's output and
@@ -1113,13 +1169,14 @@ std::vector<int64_t> place_buffers(const int64_t* prog, const std::vector<Dims>&
   pair.assign(L, false);
   for (int64_t l = 0; l + 1 < L; ++l) {
     const int64_t *r = record(prog, l), *r2 = record(prog, l + 1);
-    pair[l] = interleavable<T>(r, d[r[1]]) && r[3] < 0 && r2[1] == l + 1 && r2[2] < 0 &&
-              last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) && r2[5] == r2[4];
-    if (pair[l] && r[1] > 0) last[r[1]] = std::max(last[r[1]], l + 1);
+    pair[l] = interleavable<T>(r, d[r[kSrc]]) && r[kOutPerm] < 0 && r2[kSrc] == l + 1 &&
+              r2[kInPerm] < 0 && last[l + 1] == l + 1 && interleavable<T>(r2, d[l + 1]) &&
+              r2[kConvCOut] == r2[kConvCIn];
+    if (pair[l] && r[kSrc] > 0) last[r[kSrc]] = std::max(last[r[kSrc]], l + 1);
     if (pair[l]) ++l;
   }
   for (int64_t l = 0; l + 1 < L; ++l) {
-    const int64_t src = record(prog, l)[1];
+    const int64_t src = record(prog, l)[kSrc];
     if (into[l] && src > 0) last[src] = std::max(last[src], pair[l + 1] ? l + 2 : l + 1);
   }
   struct Block { int64_t begin, end, buffer; };  // live buffers, by offset
@@ -1168,21 +1225,24 @@ void run_layers(const Plan& plan, const int64_t* prog, const T* weights, const i
     };
     for (int64_t l = 0; l < L; ++l) {
       const int64_t* r = record(prog, l);
-      const Dims s = d[r[1]], o = d[l + 1];
+      const Dims s = d[r[kSrc]], o = d[l + 1];
 #ifdef MICRONET_PROGRAM_PROFILE
       const auto start = std::chrono::steady_clock::now();
 #endif
-      planes(src, buffer(r[1]), r[2] < 0 ? nullptr : tables + r[2], s.C, s.planes());
+      planes(src, buffer(r[kSrc]), r[kInPerm] < 0 ? nullptr : tables + r[kInPerm], s.C,
+             s.planes());
       T* out = buffer(l + 1);
       dst.resize(o.C);
-      for (int64_t c = 0; c < o.C; ++c) dst[c] = out + (r[3] < 0 ? c : tables[r[3] + c]) * o.planes();
-      if (r[0] == kShiftMax && into[l]) {  // the coefficients now, the rest in layer l + 1
+      for (int64_t c = 0; c < o.C; ++c)
+        dst[c] = out + (r[kOutPerm] < 0 ? c : tables[r[kOutPerm] + c]) * o.planes();
+      if (r[kOp] == kShiftMax && into[l]) {  // the coefficients now, the rest in layer l + 1
         sm_src = src;
         const int64_t* r2 = record(prog, l + 1);
-        sm = {sm_src.data(), tables + r[8],
-              shift_max_coefficients(sm_src.data(), weights + r[9], r, s, coef),
-              r2[2] < 0 ? nullptr : tables + r2[2], r[4], r[5], r[6]};
-      } else if (r[0] == kConv && interleavable<T>(r, s)) {
+        sm = {sm_src.data(), tables + r[kShiftMaxIndex],
+              shift_max_coefficients(sm_src.data(), weights + r[kShiftMaxParams], r, s, coef),
+              r2[kInPerm] < 0 ? nullptr : tables + r2[kInPerm], r[kShiftMaxChannels],
+              r[kShiftMaxShifts], r[kShiftMaxFusions]};
+      } else if (r[kOp] == kConv && interleavable<T>(r, s)) {
         const ShiftMaxIn<T>* in_sm = l > 0 && into[l - 1] ? &sm : nullptr;
         if (pair[l]) {  // with layer l + 1 (place_buffers)
           const int64_t* r2 = record(prog, l + 1);
@@ -1190,30 +1250,34 @@ void run_layers(const Plan& plan, const int64_t* prog, const T* weights, const i
           const Dims o2 = d[l + 2];
           dst.resize(o2.C);
           for (int64_t c = 0; c < o2.C; ++c)
-            dst[c] = out2 + (r2[3] < 0 ? c : tables[r2[3] + c]) * o2.planes();
+            dst[c] = out2 + (r2[kOutPerm] < 0 ? c : tables[r2[kOutPerm] + c]) * o2.planes();
           depthwise_interleaved(src.data(), dst.data(), weights, r, r2, s, o, o2, in_sm);
           ++l;  // layer l + 1 done too
         } else {
           depthwise_interleaved<T>(src.data(), dst.data(), weights, r, nullptr, s, o, o,
                                            in_sm);
         }
-      } else if (r[0] == kConv) {
-        const T* w = weights + r[16];
-        const T* b = w + r[5] * (r[4] / r[6]) * r[7] * r[8];
-        if (r[7] == 1 && r[8] == 1 && r[9] == 1 && r[10] == 1 && r[11] == 0 && r[12] == 0)
-          pointwise(src.data(), dst.data(), w, b, r[4], r[5], r[6], o.planes(),
-                            r[15] == 1);
+      } else if (r[kOp] == kConv) {
+        const T* w = weights + r[kConvWeights];
+        const T* b = w + r[kConvCOut] * (r[kConvCIn] / r[kConvGroups]) * r[kConvKh] * r[kConvKw];
+        if (r[kConvKh] == 1 && r[kConvKw] == 1 && r[kConvSh] == 1 && r[kConvSw] == 1 &&
+            r[kConvPh] == 0 && r[kConvPw] == 0)
+          pointwise(src.data(), dst.data(), w, b, r[kConvCIn], r[kConvCOut], r[kConvGroups],
+                    o.planes(), r[kConvAct] == 1);
         else
           conv_spatial(src.data(), dst.data(), w, b, r, s, o, scratch);
-      } else if (r[0] == kShiftMax) {
-        shift_max(src.data(), dst.data(), weights + r[9], tables + r[8], r, s, scratch);
-      } else if (r[0] == kPool) {
-        pool(src.data(), dst.data(), s.C, s.planes(), r[5] == 1, r[6] == 1);
-      } else if (r[0] == kLinear) {
-        linear(src.data(), dst.data(), weights + r[7], r[4], r[5], r[6], scratch);
+      } else if (r[kOp] == kShiftMax) {
+        shift_max(src.data(), dst.data(), weights + r[kShiftMaxParams],
+                  tables + r[kShiftMaxIndex], r, s, scratch);
+      } else if (r[kOp] == kPool) {
+        pool(src.data(), dst.data(), s.C, s.planes(), r[kPoolRelu6] == 1, r[kPoolHswish] == 1);
+      } else if (r[kOp] == kLinear) {
+        linear(src.data(), dst.data(), weights + r[kLinearParams], r[kLinearCIn],
+               r[kLinearCOut], r[kLinearAct], scratch);
       } else {
-        const Dims t = d[r[5]];
-        planes(second, buffer(r[5]), r[6] < 0 ? nullptr : tables + r[6], t.C,
+        const Dims t = d[r[kAddSecond]];
+        planes(second, buffer(r[kAddSecond]),
+               r[kAddSecondPerm] < 0 ? nullptr : tables + r[kAddSecondPerm], t.C,
                        t.planes());
         add(src.data(), second.data(), dst.data(), o.C, o.planes());
       }

@@ -30,9 +30,17 @@ micronet::ShiftMaxShape shape_of(const at::Tensor& x, const at::Tensor& coef,
   TORCH_CHECK(index.dim() == 2 && index.size(0) == coef.size(2) && index.size(1) == x.size(1) &&
                   index.scalar_type() == at::kLong,
               "micronet::shift_max: index must be int64 (J, C), got ", index.sizes());
-  TORCH_CHECK(coef.size(1) <= micronet::detail::kMaxK && coef.size(2) <= micronet::detail::kMaxJ,
-              "micronet::shift_max: at most 8 fusions and 8 shifts");
+  TORCH_CHECK(coef.size(1) >= 1 && coef.size(1) <= micronet::detail::kMaxK &&
+                  coef.size(2) >= 1 && coef.size(2) <= micronet::detail::kMaxJ,
+              "micronet::shift_max: 1 to 8 fusions and 1 to 8 shifts, got coef ", coef.sizes());
   TORCH_CHECK(x.scalar_type() == coef.scalar_type(), "micronet::shift_max: x and coef dtypes");
+  TORCH_CHECK(x.device().is_cpu() && coef.device().is_cpu() && index.device().is_cpu(),
+              "micronet::shift_max: CPU tensors only");
+  // every source channel inside x (index is contiguous here): J * C entries, once per call
+  const int64_t* pi = index.data_ptr<int64_t>();
+  for (int64_t q = 0, n = index.numel(), c = x.size(1); q < n; ++q)
+    TORCH_CHECK(pi[q] >= 0 && pi[q] < c, "micronet::shift_max: index entry ", pi[q],
+                " outside [0, ", c, ")");
   // groups and inner_shift are unused: the index table gives the shift
   return {x.size(0), x.size(1), x.size(2), x.size(3), 1, coef.size(2), coef.size(1), false};
 }
@@ -83,12 +91,22 @@ at::Tensor shift_max_dynamic(const at::Tensor& x_in, const at::Tensor& w1_in,
   const at::Tensor x = x_in.contiguous(), w1 = w1_in.contiguous(), b1 = b1_in.contiguous();
   const at::Tensor w2 = w2_in.contiguous(), b2 = b2_in.contiguous();
   const at::Tensor init = init_in.contiguous(), index = index_in.contiguous();
-  TORCH_CHECK(init.dim() == 2, "micronet::shift_max_dynamic: init must be (K, J)");
+  TORCH_CHECK(x.dim() == 4, "micronet::shift_max_dynamic: x must be (N, C, H, W), got ",
+              x.sizes());
+  TORCH_CHECK(init.dim() == 2 && init.size(0) >= 1 && init.size(0) <= micronet::detail::kMaxK &&
+                  init.size(1) >= 1 && init.size(1) <= micronet::detail::kMaxJ,
+              "micronet::shift_max_dynamic: init must be (K, J), 1 <= K, J <= 8, got ",
+              init.sizes());
+  TORCH_CHECK(w1.dim() == 2 && w2.dim() == 2,
+              "micronet::shift_max_dynamic: fc1 must be (S, C) and fc2 (K*J*C, S)");
   const int64_t n = x.size(0), c = x.size(1), k = init.size(0), j = init.size(1);
   const int64_t squeeze = w1.size(0);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == c && b1.numel() == squeeze && w2.dim() == 2 &&
-                  w2.size(0) == k * j * c && w2.size(1) == squeeze && b2.numel() == k * j * c,
+  TORCH_CHECK(w1.size(1) == c && b1.numel() == squeeze && w2.size(0) == k * j * c &&
+                  w2.size(1) == squeeze && b2.numel() == k * j * c,
               "micronet::shift_max_dynamic: fc1 must be (S, C) and fc2 (K*J*C, S)");
+  for (const at::Tensor* t : {&w1, &b1, &w2, &b2, &init})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device().is_cpu(),
+                "micronet::shift_max_dynamic: parameters must be CPU tensors of x's dtype");
   at::Tensor coef = at::empty({n, k, j, c}, x.options());
   const micronet::ShiftMaxShape s = shape_of(x, coef, index);
   at::Tensor y = at::empty_like(x);

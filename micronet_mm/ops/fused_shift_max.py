@@ -8,7 +8,7 @@ training keeps no ``(K, J, N, C, H, W)`` intermediate. The hyper-function stays 
 torch ops for training. ``micronet::shift_max_dynamic`` adds the hyper-function to the same
 call; it is the deploy form of a Shift-Max outside the layer programs (the pose head's, for
 example): one node per activation. The same library holds ``micronet::program`` (whole stems and
-stages in the format of :mod:`micronet_mm.ops.program_format`, the PyTorch deploy form of the
+stages in the format of :mod:`micronet_mm.csrc.program_format`, the PyTorch deploy form of the
 backbones); its fake kernel is registered here as well.
 
 The library is built by ``tools/setup_env.sh`` (:mod:`micronet_mm.csrc.build`) and only
@@ -33,7 +33,7 @@ import torch
 from mmengine.logging import print_log
 
 from micronet_mm.csrc.build import library_path
-from micronet_mm.ops.program_format import output_shape
+from micronet_mm.csrc.program_format import output_shape
 
 _state = {'loaded': None, 'warned': False, 'calls': 0, 'noted': set(),
           'enabled': os.environ.get('MICRONET_FUSED_SHIFT_MAX', '1') != '0'}

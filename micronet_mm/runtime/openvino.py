@@ -33,7 +33,8 @@ from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
 CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
-SOURCES = ('shift_max.h', 'program.h', 'program_kernels.h', 'openvino/CMakeLists.txt',
+SOURCES = ('shift_max.h', 'program.h', 'program_format.h', 'program_kernels.h',
+           'openvino/CMakeLists.txt',
            'openvino/extension.cpp', 'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp',
            'openvino/program_op.cpp', 'openvino/program_op.hpp')
 #: the extension's operation types (a model holding one needs the library)

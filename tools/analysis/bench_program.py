@@ -59,35 +59,34 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from micronet_mm.csrc.program_format import Record, records  # noqa: E402
 from micronet_mm.errors import UserError, run_cli  # noqa: E402
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
 CSRC = osp.join(ROOT, 'micronet_mm', 'csrc')
-CONV, SHIFT_MAX, ADD, POOL, LINEAR = 1, 2, 3, 4, 5  # program.h's ops
 ACTS = {0: '', 1: ' relu6', 2: ' h-swish'}  # LINEAR's act field
-FIELDS = 17
 TOLERANCE = 1e-4  # parity: max |harness - PyTorch| / max |PyTorch|
 
 
-def record(program: list[int], layer: int) -> list[int]:
-    return program[2 + layer * FIELDS: 2 + (layer + 1) * FIELDS]
+def record(program: list[int], layer: int) -> Record:
+    return records(program)[layer]
 
 
-def describe(r: list[int]) -> str:
+def describe(r: Record) -> str:
     """One layer record as text: ``conv 144->144 g144 5x1 s2,1 relu6``, ``shift-max C144 J2
     K2 S20`` (S0: static), ``add C32``, ``pool C768 relu6 h-swish``, ``linear 768->1024
     h-swish``."""
-    if r[0] == CONV:
-        act = ' relu6' if r[15] == 1 else ''
-        return f'conv {r[4]}->{r[5]} g{r[6]} {r[7]}x{r[8]} s{r[9]},{r[10]}{act}'
-    if r[0] == SHIFT_MAX:
-        return f'shift-max C{r[4]} J{r[5]} K{r[6]} S{r[7]}'
-    if r[0] == POOL:
-        return f'pool C{r[4]}' + ' relu6' * r[5] + ' h-swish' * r[6]
-    if r[0] == LINEAR:
-        return f'linear {r[4]}->{r[5]}{ACTS[r[6]]}'
-    return f'add C{r[4]}'
+    if r.kind == 'conv':
+        act = ' relu6' if r.act == 1 else ''
+        return f'conv {r.c_in}->{r.c_out} g{r.groups} {r.kh}x{r.kw} s{r.sh},{r.sw}{act}'
+    if r.kind == 'shift_max':
+        return f'shift-max C{r.channels} J{r.shifts} K{r.fusions} S{r.squeeze}'
+    if r.kind == 'pool':
+        return f'pool C{r.channels}' + ' relu6' * r.relu6 + ' h-swish' * r.hswish
+    if r.kind == 'linear':
+        return f'linear {r.c_in}->{r.c_out}{ACTS[r.act]}'
+    return f'add C{r.channels}'
 
 
 def module_name(k: int) -> str:
@@ -95,17 +94,17 @@ def module_name(k: int) -> str:
     return 'stem' if k == 0 else f'stages.{k - 1}' if k < 5 else ('head.pool', 'head.fc2')[k - 5]
 
 
-def category(r: list[int]) -> str:
+def category(r: Record) -> str:
     """The kernel family a layer runs in."""
-    if r[0] == SHIFT_MAX:
-        return 'Shift-Max (hyper-function + fusions)' if r[7] else 'static Shift-Max'
-    if r[0] == ADD:
+    if r.kind == 'shift_max':
+        return 'Shift-Max (hyper-function + fusions)' if r.squeeze else 'static Shift-Max'
+    if r.kind == 'add':
         return 'residual add'
-    if r[0] in (POOL, LINEAR):
+    if r.kind in ('pool', 'linear'):
         return 'head (pool, fully connected)'
-    if r[7] == 1 and r[8] == 1:
+    if r.kh == 1 and r.kw == 1:
         return 'grouped 1x1'
-    return 'depthwise' if r[4] == r[6] else 'stem (dense / grouped spatial)'
+    return 'depthwise' if r.c_in == r.groups else 'stem (dense / grouped spatial)'
 
 
 def compile_chain(name: str, shape: tuple[int, int], head: bool = False, model=None):

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from micronet_mm.csrc.program_format import MATVEC_BLOCK, Record, output_shape, program_of
 from micronet_mm.ops import DynamicShiftMax
 from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
 from micronet_mm.ops.lite import LiteCombination
 from micronet_mm.ops.pointwise import ChannelShuffle
-from micronet_mm.ops.program_format import (ADD, CONV, FIELDS, LINEAR, MATVEC_BLOCK,  # noqa: F401
-                                            POOL, SHIFT_MAX, VERSION, output_shape)
 from micronet_mm.ops.shift_max import HSwish
 from micronet_mm.ops.stem import MicroStem
 
@@ -49,7 +48,7 @@ class ProgramBuilder:
     """Collects records, parameters (float64, cast at the end) and tables of one program."""
 
     def __init__(self) -> None:
-        self.records: list[list[int]] = []
+        self.records: list[Record] = []
         self.weights: list[torch.Tensor] = []
         self.tables: list[torch.Tensor] = []
         self._nw = self._nt = 0
@@ -70,18 +69,19 @@ class ProgramBuilder:
         self._nt += ints.numel()
         return offset
 
-    def emit(self, op: int, src: Value, fields: list[int], channels: int) -> Value:
-        record = [op, src.buffer, self.table(src.perm), -1] + fields
-        self.records.append(record + [0] * (FIELDS - len(record)))
-        return Value(len(self.records), channels)
+    def emit(self, op: str, src: Value, out_channels: int, **fields: int) -> Value:
+        """Append a record of operation ``op`` (program_format.OPS) reading ``src``, its
+        fields by name; the Value of its output (``out_channels`` channels)."""
+        self.records.append(Record.make(op, src.buffer, self.table(src.perm), -1, **fields))
+        return Value(len(self.records), out_channels)
 
     def finish(self, out: Value, dtype: torch.dtype) -> tuple[list[int], torch.Tensor,
                                                               torch.Tensor]:
         if out.perm is not None:  # write the last layer's planes in the final channel order
             if out.buffer != len(self.records):
                 raise Unsupported('a program must end with its last layer')
-            self.records[-1][3] = self.table(torch.argsort(out.perm))
-        program = [VERSION, len(self.records)] + [v for r in self.records for v in r]
+            self.records[-1].out_perm = self.table(torch.argsort(out.perm))
+        program = program_of(self.records)
         weights = torch.cat(self.weights) if self.weights else torch.zeros(0, dtype=torch.float64)
         tables = torch.cat(self.tables) if self.tables else torch.zeros(0, dtype=torch.int64)
         return program, weights.to(dtype), tables
@@ -166,15 +166,15 @@ class _Compiler:
         w, bias = _fold(conv, bn)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (conv.kernel_size, conv.stride, conv.padding,
                                                   conv.dilation)
-        return self.b.emit(CONV, x, [conv.in_channels, conv.out_channels, conv.groups, kh, kw,
-                                     sh, sw, ph, pw, dh, dw, 0, self.b.weight(w, bias)],
-                           conv.out_channels)
+        return self.b.emit('conv', x, conv.out_channels, c_in=conv.in_channels,
+                           c_out=conv.out_channels, groups=conv.groups, kh=kh, kw=kw, sh=sh, sw=sw,
+                           ph=ph, pw=pw, dh=dh, dw=dw, act=0, weights=self.b.weight(w, bias))
 
     def relu6(self, x: Value) -> Value:
         last = self.b.records[-1] if self.b.records else None
-        if last is None or last[0] != CONV or x.buffer != len(self.b.records) or last[15]:
+        if last is None or last.kind != 'conv' or x.buffer != len(self.b.records) or last.act:
             raise Unsupported('ReLU6 only after a convolution')
-        last[15] = 1  # ReLU6 commutes with the channel table
+        last.act = 1  # ReLU6 commutes with the channel table
         return x
 
     def shuffle(self, x: Value, groups: int) -> Value:
@@ -194,8 +194,8 @@ class _Compiler:
             squeeze = fc1.out_features
             params = shift_max_params(m.act_max, init, fc1.weight, fc1.bias, fc2.weight,
                                       fc2.bias)
-        return self.b.emit(SHIFT_MAX, x, [c, j, k, squeeze, self.b.table(m.index),
-                                          self.b.weight(*params)], c)
+        return self.b.emit('shift_max', x, c, channels=c, shifts=j, fusions=k, squeeze=squeeze,
+                           index=self.b.table(m.index), params=self.b.weight(*params))
 
     def head(self, x: Value, m: HeadPart) -> Value:
         pool = m.pool
@@ -208,16 +208,18 @@ class _Compiler:
                     or not isinstance(parts[0], nn.AdaptiveAvgPool2d)
                     or parts[0].output_size not in (1, (1, 1))):
                 raise Unsupported('pool: [ReLU6,] AdaptiveAvgPool2d(1)[, h-swish]')
-            x = self.b.emit(POOL, x, [x.channels, int(pre), int(post)], x.channels)
+            x = self.b.emit('pool', x, x.channels, channels=x.channels, relu6=int(pre),
+                            hswish=int(post))
         for fc, act in zip(m.fcs, m.acts):
             bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
-            x = self.b.emit(LINEAR, x, [fc.in_features, fc.out_features, _act_code(act),
-                                        self.b.weight(*blocked_outputs(fc.weight, bias))],
-                            fc.out_features)
+            x = self.b.emit('linear', x, fc.out_features, c_in=fc.in_features,
+                            c_out=fc.out_features, act=_act_code(act),
+                            params=self.b.weight(*blocked_outputs(fc.weight, bias)))
         return x
 
     def add(self, x: Value, y: Value) -> Value:
-        return self.b.emit(ADD, x, [x.channels, y.buffer, self.b.table(y.perm)], x.channels)
+        return self.b.emit('add', x, x.channels, channels=x.channels, second=y.buffer,
+                           second_perm=self.b.table(y.perm))
 
     def activation(self, x: Value, m: nn.Module) -> Value:
         if isinstance(m, nn.Identity):

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native_block import ADD, CONV, FIELDS, LINEAR, POOL, SHIFT_MAX
+from micronet_mm.csrc.program_format import (BUFFERS, TABLE_OFFSETS, WEIGHT_OFFSETS,
+                                             program_of, records)
 
 DOMAIN = 'micronet'
 #: nodes between two programs that only relabel the shape of a (N, C, 1, 1) tensor
 RESHAPES = ('Flatten', 'Unsqueeze', 'Squeeze', 'Reshape')
 
 Program = tuple[list[int], np.ndarray, np.ndarray]
-
-
-def _records(program: list[int]) -> list[list[int]]:
-    return [list(program[2 + i * FIELDS: 2 + (i + 1) * FIELDS]) for i in range(program[1])]
 
 
 def concat_programs(first: Program, second: Program) -> Program:
@@ -49,31 +46,26 @@ def concat_programs(first: Program, second: Program) -> Program:
         raise ValueError(f'programs of versions {pa[0]} and {pb[0]}, weights {wa.dtype} and '
                          f'{wb.dtype}: only alike programs concatenate')
     layers, nw, nt = pa[1], len(wa), len(ta)
-    records = _records(pb)
-    for r in records:  # (program.h's first comment lists the fields)
-        r[1] += layers
-        r[2] = r[2] + nt if r[2] >= 0 else -1
-        r[3] = r[3] + nt if r[3] >= 0 else -1
-        if r[0] == CONV:
-            r[16] += nw
-        elif r[0] == SHIFT_MAX:
-            r[8] += nt
-            r[9] += nw
-        elif r[0] == LINEAR:
-            r[7] += nw
-        elif r[0] == ADD:
-            r[5] += layers
-            r[6] = r[6] + nt if r[6] >= 0 else -1
-    program = [pa[0], layers + pb[1]] + list(pa[2:]) + [v for r in records for v in r]
+    moved = records(pb)
+    for r in moved:  # (program_format.py defines the fields)
+        r.src += layers
+        for name in BUFFERS.get(r.kind, ()):
+            setattr(r, name, getattr(r, name) + layers)
+        for name in ('in_perm', 'out_perm') + TABLE_OFFSETS.get(r.kind, ()):
+            if getattr(r, name) >= 0:  # (-1: none)
+                setattr(r, name, getattr(r, name) + nt)
+        for name in WEIGHT_OFFSETS.get(r.kind, ()):
+            setattr(r, name, getattr(r, name) + nw)
+    program = program_of(records(pa) + moved, version=pa[0])
     return program, np.concatenate([wa, wb]), np.concatenate([ta, tb])
 
 
 def _reads_as_linear(program: list[int], channels: int) -> bool:
     """Whether every layer of ``program`` that reads its input is a ``LINEAR`` of ``channels``
     inputs (so its input can only be ``(channels, 1, 1)``)."""
-    records = _records(program)
-    readers = [r for r in records if r[1] == 0 or (r[0] == ADD and r[5] == 0)]
-    return bool(readers) and all(r[0] == LINEAR and r[1] == 0 and r[4] == channels
+    readers = [r for r in records(program)
+               if r.src == 0 or any(getattr(r, b) == 0 for b in BUFFERS.get(r.kind, ()))]
+    return bool(readers) and all(r.kind == 'linear' and r.src == 0 and r.c_in == channels
                                  for r in readers)
 
 
@@ -125,9 +117,11 @@ def merge_program_nodes(model) -> int:
             if a is None or readers.get(name) != 1 or a[1].dtype != b[1].dtype:
                 continue
             if chain:
-                last = _records(a[0])[-1]
-                channels = last[4] if last[0] == POOL else last[5]
-                if last[0] not in (POOL, LINEAR) or not _reads_as_linear(b[0], channels):
+                last = records(a[0])[-1]
+                if last.kind not in ('pool', 'linear'):
+                    continue
+                channels = last.channels if last.kind == 'pool' else last.c_out
+                if not _reads_as_linear(b[0], channels):
                     continue
             pair = first, second, chain, concat_programs(a, b)
             break
