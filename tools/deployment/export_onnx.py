@@ -36,6 +36,7 @@ is the portable standard-operator ONNX file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os.path as osp
 import sys
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.checkpoint import load_weights  # noqa: E402
+from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
 from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
@@ -172,13 +174,13 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
            output_name: str = 'logits', dynamic_batch: bool = True,
            custom_opsets: dict[str, int] | None = None, constant_caches: bool = False,
-           merge_programs: bool = True) -> None:
+           merge_programs: bool = True, dynamic_hw: bool = False) -> None:
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
         model: classifier, detector, pose model or segmentor, eval mode (left in eval mode).
         out: the ``.onnx`` file to write (atomically: a temp file, then renamed).
-        shape: input ``(H, W)``, fixed in the graph.
+        shape: input ``(H, W)`` traced, fixed in the graph unless ``dynamic_hw``.
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
         dynamic_batch: make the batch a dynamic axis; else the graph takes batch 1.
@@ -191,11 +193,27 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
         merge_programs: with the ``micronet`` domain, merge each chain of ``micronet.Program``
             nodes into one (:mod:`micronet_mm.deploy.rewrites.program_chain`: a classifier's
             three are one node, 4% faster in OpenVINO).
+        dynamic_hw: make the input's height and width dynamic axes (and the output's spatial
+            axes, or a detector's anchor axis): the graph runs at every input size (every
+            deploy rewrite computes what depends on the size from the input). Without it the
+            graph's input size is fixed and the merged depthwise bias maps are constants of it.
     """
+    if dynamic_hw and constant_caches:
+        raise ValueError('constant_caches fixes the input size; it excludes dynamic_hw')
     wrapper = LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
-    axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
-    with torch.no_grad(), atomic_write(out) as tmp:
+    axes = None
+    if dynamic_batch or dynamic_hw:
+        with torch.no_grad():
+            rank = wrapper(dummy).dim()
+        spatial = {2: {}, 3: {1: 'anchors'}, 4: {2: 'height_out', 3: 'width_out'}}[rank]
+        axes = {'input': {**({0: 'batch'} if dynamic_batch else {}),
+                          **({2: 'height', 3: 'width'} if dynamic_hw else {})},
+                output_name: {**({0: 'batch'} if dynamic_batch else {}),
+                              **(spatial if dynamic_hw else {})}}
+    with torch.no_grad(), atomic_write(out) as tmp, contextlib.ExitStack() as stack:
+        if not dynamic_hw:
+            stack.enter_context(fixed_input_size())
         if constant_caches:
             wrapper(dummy)
         torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
