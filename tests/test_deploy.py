@@ -385,8 +385,9 @@ def test_export_onnx_refuses_a_two_stage_detector(tmp_path):
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
 def test_export_onnx_detector(tmp_path, capsys, deploy):
-    """RetinaNet from a checkpoint: the input size from the test pipeline, every anchor's class
-    logits and box deltas in mmdet's order (checked against the head's own per-level outputs)."""
+    """RetinaNet's head outputs (``--head-outputs``) from a checkpoint: the input size from the
+    test pipeline, every anchor's class logits and box deltas in mmdet's order (checked against
+    the head's own per-level outputs)."""
     ort = pytest.importorskip('onnxruntime')
     from tools.deployment.export_onnx import load_model, main
     config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
@@ -396,7 +397,8 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
     ckpt = tmp_path / 'det.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     out = tmp_path / 'det.onnx'
-    main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    main([config, str(ckpt), '--out', str(out), '--head-outputs']
+         + (['--deploy'] if deploy else []))
     printed = capsys.readouterr().out
     assert 'detection, input (batch, 3, 128, 128), output scores_and_deltas' in printed
     assert '-> OK' in printed
@@ -450,3 +452,56 @@ def test_export_onnx_dynamic_hw(tmp_path, task, shape, other):
         # own float32 output measured up to 2.4e-3 from float64; see test_export_onnx_dense);
         # a size-specific constant left in the graph gives errors of 2e-2 to 1
         assert rel_err(got, ref) < (3e-3 if task == 'pose' else 1e-4), hw
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_export_onnx_detector_end_to_end(tmp_path, capsys, deploy):
+    """RetinaNet end to end (anchors, decoding, threshold, NMS in the graph): the tool checks it
+    against mmdet's ``predict`` at two sizes, and here ONNX Runtime's boxes, scores and labels
+    at two other sizes and batches equal mmdet's own predictions (``rescale=False``, the
+    config's test_cfg) on the same tensor: same detections and labels, boxes within 1e-3 of
+    the largest coordinate, scores within 1e-4."""
+    ort = pytest.importorskip('onnxruntime')
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from tools.deployment.export_onnx import main, match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([DET_DEMO, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    printed = capsys.readouterr().out
+    assert ('detection, input (batch, 3, height, width), output boxes, scores, labels'
+            in printed)
+    assert 'vs mmdet predict (batch 2, 128x128 and 128x160): same detections' in printed
+    assert '-> OK' in printed
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert [o.name for o in sess.get_outputs()] == ['boxes', 'scores', 'labels']
+    g = torch.Generator().manual_seed(1)
+    found = 0
+    for n, (h, w) in ((1, (96, 160)), (3, (160, 96))):
+        x = torch.randn(n, 3, h, w, generator=g)
+        boxes, scores, labels = sess.run(None, {'input': x.numpy()})
+        assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(n)],
+                                rescale=False)
+        for i, sample in enumerate(ref):
+            want = sample.pred_instances
+            valid = labels[i] >= 0
+            found += len(want.scores)
+            assert valid.sum() == len(want.scores)
+            assert not valid[int(valid.sum()):].any()  # detections first
+            assert (np.diff(scores[i][valid]) <= 0).all()  # in decreasing score
+            # paired by label, score and box: nearly equal scores may come in another order
+            box_err, score_err = match_detections(
+                boxes[i], scores[i], labels[i], want.bboxes.numpy(), want.scores.numpy(),
+                want.labels.numpy())
+            assert score_err <= 1e-4
+            assert box_err <= 1e-3 * float(want.bboxes.abs().max())
+            assert (scores[i][~valid] == 0).all() and (boxes[i][~valid] == 0).all()
+            # boxes in input pixels, inside the image (the coder clips them)
+            assert (boxes[i][valid][:, 0::2] <= w).all() and (boxes[i][valid][:, 1::2] <= h).all()
+    assert found >= 20  # the comparison is not vacuous
