@@ -505,3 +505,25 @@ def test_export_onnx_detector_end_to_end(tmp_path, capsys, deploy):
             # boxes in input pixels, inside the image (the coder clips them)
             assert (boxes[i][valid][:, 0::2] <= w).all() and (boxes[i][valid][:, 1::2] <= h).all()
     assert found >= 20  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize('config', ['retinanet_micronet_m2.py', 'retinanet_micronet_m3.py'])
+def test_export_onnx_coco_detectors(tmp_path, capsys, config):
+    """The COCO RetinaNet configs export end to end (deploy form, a small --shape for speed) and
+    the file runs in ONNX Runtime at two other sizes, with the config's 100 detection slots."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import load_model, main
+    path = f'{ROOT}/configs/det/{config}'
+    model, task, _ = load_model(path, None)
+    randomize_bn(model)
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([path, str(ckpt), '--out', str(out), '--deploy', '--shape', '96', '128'])
+    assert '-> OK' in capsys.readouterr().out
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    for n, hw in ((1, (64, 96)), (2, (128, 64))):
+        boxes, scores, labels = sess.run(None, {'input': np.random.randn(n, 3, *hw)
+                                                .astype(np.float32)})
+        assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
+        assert labels.dtype == np.int64 and (labels < 80).all()
