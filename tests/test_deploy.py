@@ -158,6 +158,42 @@ def test_export_onnx_m0(tmp_path, deploy, capsys):
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
+def test_export_onnx_dynamic_shape_cli(tmp_path, capsys):
+    """``--dynamic-shape``: the tool checks the file at the given size and 32 pixels wider, and
+    it runs at a third size; a fixed-size export refuses that size."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'm0.pth'
+    model = _write_m0_checkpoint(ckpt)
+    out, fixed = tmp_path / 'm0.onnx', tmp_path / 'm0-fixed.onnx'
+    main([M0_CONFIG, str(ckpt), '--out', str(out), '--shape', '96', '96', '--deploy',
+          '--dynamic-shape'])
+    printed = capsys.readouterr().out
+    assert 'input (batch, 3, height, width)' in printed
+    assert '(batch 1 and 2, 96x96 and 96x128)' in printed and '-> OK' in printed
+    x = torch.randn(1, 3, 64, 160)
+    got = ort.InferenceSession(str(out), providers=['CPUExecutionProvider']).run(
+        None, {'input': x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x, mode='tensor')
+    assert rel_err(torch.from_numpy(got), ref) < 1e-4
+    main([M0_CONFIG, str(ckpt), '--out', str(fixed), '--shape', '96', '96', '--deploy'])
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        ort.InferenceSession(str(fixed), providers=['CPUExecutionProvider']).run(
+            None, {'input': x.numpy()})
+
+
+def test_export_onnx_detector_openvino_needs_head_outputs(tmp_path):
+    from micronet_mm.errors import InvalidInputError
+    from tools.deployment.export_onnx import load_model, main
+    config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
+    ckpt = tmp_path / 'x.pth'
+    torch.save({'state_dict': load_model(config, None)[0].state_dict()}, ckpt)
+    with pytest.raises(InvalidInputError, match='for a detector add --head-outputs'):
+        main([config, str(ckpt), '--backend', 'openvino', '--out', str(tmp_path / 'x.xml')])
+    assert not (tmp_path / 'x.xml').exists()
+
+
 def test_export_onnx_fails_above_threshold(tmp_path):
     pytest.importorskip('onnxruntime')
     from tools.deployment.export_onnx import main
@@ -417,15 +453,16 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
     np.testing.assert_allclose(got[:, row, :3], want_cls.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[:, row, 3:], want_box.numpy(), rtol=1e-4, atol=1e-4)
 
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
 @pytest.mark.parametrize('task, shape, other', [
     ('classifier', (96, 128), (64, 160)),
     ('pose', (64, 48), (96, 64)),
     ('segmentation', (128, 256), (96, 160))])
-def test_export_onnx_dynamic_hw(tmp_path, task, shape, other):
-    """The ``onnxruntime`` deploy model exported with dynamic batch, height and width runs in
-    ONNX Runtime at the traced size and at another one, and matches the model as trained at
-    both: no rewrite leaves a constant of the traced size in the graph (the merged stem's and
-    depthwise convolutions' bias maps, the Shift-Max pooled mean)."""
+def test_export_onnx_dynamic_hw(tmp_path, task, shape, other, deploy):
+    """The model as trained and the ``onnxruntime`` deploy model, exported with dynamic batch,
+    height and width, run in ONNX Runtime at the traced size and at another one, and match the
+    model as trained at both: no rewrite leaves a constant of the traced size in the graph (the
+    merged stem's and depthwise convolutions' bias maps, the Shift-Max pooled mean)."""
     pytest.importorskip('onnxruntime')
     onnx = pytest.importorskip('onnx')
     from conftest import build_classifier
@@ -434,10 +471,12 @@ def test_export_onnx_dynamic_hw(tmp_path, task, shape, other):
         model = trained_like(build_classifier('m1'))
     else:
         model = dense_trained_like(POSE_DEMO if task == 'pose' else SEG_DEMO, shape)
-    deploy = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
-    assert any(isinstance(m, MergedDepthwise) for m in deploy.modules())  # the stem at least
+    exported = model
+    if deploy:
+        exported = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
+        assert any(isinstance(m, MergedDepthwise) for m in exported.modules())  # the stem
     path = str(tmp_path / f'{task}.onnx')
-    export(deploy, path, shape, dynamic_hw=True)
+    export(exported, path, shape, dynamic_hw=True)
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
     sess = ort_session(path)
