@@ -21,12 +21,13 @@ _FIXED_INPUT_SIZE = [False]
 
 
 def size_generic() -> bool:
-    """True while tracing (``torch.onnx.export``, ``torch.jit.trace``) outside
+    """True while tracing or exporting (``torch.onnx.export``, ``torch.jit.trace``) outside
     :func:`fixed_input_size`: a deploy module then computes what depends on the input size
     (a merged depthwise convolution's bias map, a pooled mean's 1/(H·W)) from the input with
     standard operators, so that the graph holds no size-specific constant and runs at every
     input size."""
-    return torch.jit.is_tracing() and not _FIXED_INPUT_SIZE[0]
+    return ((torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+            and not _FIXED_INPUT_SIZE[0])
 
 
 @contextlib.contextmanager
