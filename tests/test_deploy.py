@@ -566,3 +566,31 @@ def test_export_onnx_coco_detectors(tmp_path, capsys, config):
                                                 .astype(np.float32)})
         assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
         assert labels.dtype == np.int64 and (labels < 80).all()
+
+
+def test_end_to_end_detector_reads_the_coder_and_test_cfg():
+    """Non-default coder means and stds and another test_cfg (IoU, max_per_img, score
+    threshold) reach the end-to-end detector: it equals mmdet's predict with them (eager)."""
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from micronet_mm.deploy.detection import EndToEndDetector
+    from tools.deployment.export_onnx import match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    coder = model.bbox_head.bbox_coder
+    coder.means, coder.stds = (0.05, -0.05, 0.1, -0.1), (0.5, 0.5, 0.8, 0.8)
+    model.bbox_head.test_cfg.update(max_per_img=20, score_thr=0.02,
+                                    nms=dict(type='nms', iou_threshold=0.3))
+    e2e = EndToEndDetector(model).eval()
+    x = torch.randn(2, 3, 128, 160, generator=torch.Generator().manual_seed(2))
+    meta = dict(img_shape=(128, 160), ori_shape=(128, 160), scale_factor=(1.0, 1.0))
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        boxes, scores, labels = e2e(x)
+        ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(2)], rescale=False)
+    assert boxes.shape == (2, 20, 4)
+    for i, sample in enumerate(ref):
+        want = sample.pred_instances
+        assert len(want.scores) > 0
+        errs = match_detections(boxes[i].numpy(), scores[i].numpy(), labels[i].numpy(),
+                                want.bboxes.numpy(), want.scores.numpy(), want.labels.numpy())
+        assert errs is not None and errs[0] <= 1e-4 and errs[1] <= 1e-6
