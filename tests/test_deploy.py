@@ -594,3 +594,41 @@ def test_end_to_end_detector_reads_the_coder_and_test_cfg():
         errs = match_detections(boxes[i].numpy(), scores[i].numpy(), labels[i].numpy(),
                                 want.bboxes.numpy(), want.scores.numpy(), want.labels.numpy())
         assert errs is not None and errs[0] <= 1e-4 and errs[1] <= 1e-6
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_end_to_end_detector_in_openvino(tmp_path, deploy):
+    """The end-to-end detector's ONNX file (standard operators; with ``--deploy`` the
+    ``onnxruntime`` deploy form) read by OpenVINO runs at two sizes and equals mmdet's predict
+    (boxes within 1e-3 of the largest coordinate, scores within 1e-4)."""
+    ov = pytest.importorskip('openvino')
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from micronet_mm.deploy.detection import EndToEndDetector
+    from tools.deployment.export_onnx import export, match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    exported = switch_to_deploy(copy.deepcopy(model), 'onnxruntime') if deploy else model
+    path = str(tmp_path / 'det.onnx')
+    export(EndToEndDetector(exported).eval(), path, (128, 128))
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(path), 'CPU',
+                                  {'INFERENCE_PRECISION_HINT': 'f32'})
+    g = torch.Generator().manual_seed(1)
+    found = 0
+    for h, w in ((128, 128), (96, 160)):
+        x = torch.randn(2, 3, h, w, generator=g)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(2)],
+                                rescale=False)
+        out = compiled(x.numpy())
+        boxes, scores, labels = out[0], out[1], out[2]
+        for i, sample in enumerate(ref):
+            want = sample.pred_instances
+            found += len(want.scores)
+            errs = match_detections(boxes[i], scores[i], labels[i], want.bboxes.numpy(),
+                                    want.scores.numpy(), want.labels.numpy())
+            assert errs is not None, (h, w, i)
+            assert errs[0] <= 1e-3 * float(want.bboxes.abs().max()) and errs[1] <= 1e-4
+    assert found >= 20
