@@ -145,6 +145,34 @@ def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.M
     return calibrate(trained_like(build_from_config(path), seed), shape, seed)
 
 
+def detector_with_detections(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
+    """A RetinaNet config's detector with trained-like, calibrated weights (:func:`calibrate`)
+    whose predictions are not degenerate: the class logits rescaled to lie within 5 of -5 and
+    the box deltas within 1.5 on four random images (sigmoid scores up to about 0.5, some above
+    a 0.05 threshold, none rounded to 1.0 in float32, which would tie; boxes of many sizes,
+    overlapping for NMS). The random model's largest outputs vary several-fold from image to
+    image, hence the maximum over several."""
+    from micronet_mm.ops import fused_shift_max
+    model = calibrate(trained_like(build_from_config(path), seed), shape, seed)
+    head = model.bbox_head
+    g = torch.Generator().manual_seed(seed)
+
+    def rescale(conv: nn.Conv2d, outputs, centre: float, spread: float) -> None:
+        values = torch.cat([o.flatten() for o in outputs]) - conv.bias.mean()
+        median = values.median()
+        scale = spread / (values - median).abs().max()
+        conv.weight.mul_(scale)
+        conv.bias.fill_(0.0).add_(centre - median * scale)
+
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        cls_scores, bbox_preds = model(torch.randn(4, 3, *shape, generator=g), None,
+                                       mode='tensor')
+        rescale(head.retina_cls, cls_scores, -5.0, 6.0)
+        rescale(head.retina_reg, bbox_preds, 0.0, 1.5)
+    return model
+
+
+DET_DEMO = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
 POSE_DEMO = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_1xb8-10e_demo-pose-64x48.py'
 SEG_DEMO = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py'
 

@@ -158,6 +158,42 @@ def test_export_onnx_m0(tmp_path, deploy, capsys):
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
+def test_export_onnx_dynamic_shape_cli(tmp_path, capsys):
+    """``--dynamic-shape``: the tool checks the file at the given size and 32 pixels wider, and
+    it runs at a third size; a fixed-size export refuses that size."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'm0.pth'
+    model = _write_m0_checkpoint(ckpt)
+    out, fixed = tmp_path / 'm0.onnx', tmp_path / 'm0-fixed.onnx'
+    main([M0_CONFIG, str(ckpt), '--out', str(out), '--shape', '96', '96', '--deploy',
+          '--dynamic-shape'])
+    printed = capsys.readouterr().out
+    assert 'input (batch, 3, height, width)' in printed
+    assert '(batch 1 and 2, 96x96 and 96x128)' in printed and '-> OK' in printed
+    x = torch.randn(1, 3, 64, 160)
+    got = ort.InferenceSession(str(out), providers=['CPUExecutionProvider']).run(
+        None, {'input': x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x, mode='tensor')
+    assert rel_err(torch.from_numpy(got), ref) < 1e-4
+    main([M0_CONFIG, str(ckpt), '--out', str(fixed), '--shape', '96', '96', '--deploy'])
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        ort.InferenceSession(str(fixed), providers=['CPUExecutionProvider']).run(
+            None, {'input': x.numpy()})
+
+
+def test_export_onnx_detector_openvino_needs_head_outputs(tmp_path):
+    from micronet_mm.errors import InvalidInputError
+    from tools.deployment.export_onnx import load_model, main
+    config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
+    ckpt = tmp_path / 'x.pth'
+    torch.save({'state_dict': load_model(config, None)[0].state_dict()}, ckpt)
+    with pytest.raises(InvalidInputError, match='for a detector add --head-outputs'):
+        main([config, str(ckpt), '--backend', 'openvino', '--out', str(tmp_path / 'x.xml')])
+    assert not (tmp_path / 'x.xml').exists()
+
+
 def test_export_onnx_fails_above_threshold(tmp_path):
     pytest.importorskip('onnxruntime')
     from tools.deployment.export_onnx import main
@@ -385,8 +421,9 @@ def test_export_onnx_refuses_a_two_stage_detector(tmp_path):
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
 def test_export_onnx_detector(tmp_path, capsys, deploy):
-    """RetinaNet from a checkpoint: the input size from the test pipeline, every anchor's class
-    logits and box deltas in mmdet's order (checked against the head's own per-level outputs)."""
+    """RetinaNet's head outputs (``--head-outputs``) from a checkpoint: the input size from the
+    test pipeline, every anchor's class logits and box deltas in mmdet's order (checked against
+    the head's own per-level outputs)."""
     ort = pytest.importorskip('onnxruntime')
     from tools.deployment.export_onnx import load_model, main
     config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
@@ -396,7 +433,8 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
     ckpt = tmp_path / 'det.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     out = tmp_path / 'det.onnx'
-    main([config, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    main([config, str(ckpt), '--out', str(out), '--head-outputs']
+         + (['--deploy'] if deploy else []))
     printed = capsys.readouterr().out
     assert 'detection, input (batch, 3, 128, 128), output scores_and_deltas' in printed
     assert '-> OK' in printed
@@ -414,3 +452,183 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
     want_box = bbox_preds[level][:, a * 4:(a + 1) * 4, h, w]
     np.testing.assert_allclose(got[:, row, :3], want_cls.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[:, row, 3:], want_box.numpy(), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+@pytest.mark.parametrize('task, shape, other', [
+    ('classifier', (96, 128), (64, 160)),
+    ('pose', (64, 48), (96, 64)),
+    ('segmentation', (128, 256), (96, 160))])
+def test_export_onnx_dynamic_hw(tmp_path, task, shape, other, deploy):
+    """The model as trained and the ``onnxruntime`` deploy model, exported with dynamic batch,
+    height and width, run in ONNX Runtime at the traced size and at another one, and match the
+    model as trained at both: no rewrite leaves a constant of the traced size in the graph (the
+    merged stem's and depthwise convolutions' bias maps, the Shift-Max pooled mean)."""
+    pytest.importorskip('onnxruntime')
+    onnx = pytest.importorskip('onnx')
+    from conftest import build_classifier
+    from tools.deployment.export_onnx import LogitsWrapper, export, ort_session
+    if task == 'classifier':
+        model = trained_like(build_classifier('m1'))
+    else:
+        model = dense_trained_like(POSE_DEMO if task == 'pose' else SEG_DEMO, shape)
+    exported = model
+    if deploy:
+        exported = switch_to_deploy(copy.deepcopy(model), 'onnxruntime')
+        assert any(isinstance(m, MergedDepthwise) for m in exported.modules())  # the stem
+    path = str(tmp_path / f'{task}.onnx')
+    export(exported, path, shape, dynamic_hw=True)
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
+    sess = ort_session(path)
+    g = torch.Generator().manual_seed(0)
+    for n, hw in ((1, shape), (2, other)):
+        x = torch.randn(n, 3, *hw, generator=g)
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = LogitsWrapper(model)(x)
+        got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+        assert got.shape == ref.shape
+        # pose with random weights: its attention softmaxes amplify float32 rounding (PyTorch's
+        # own float32 output measured up to 2.4e-3 from float64; see test_export_onnx_dense);
+        # a size-specific constant left in the graph gives errors of 2e-2 to 1
+        assert rel_err(got, ref) < (3e-3 if task == 'pose' else 1e-4), hw
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_export_onnx_detector_end_to_end(tmp_path, capsys, deploy):
+    """RetinaNet end to end (anchors, decoding, threshold, NMS in the graph): the tool checks it
+    against mmdet's ``predict`` at two sizes, and here ONNX Runtime's boxes, scores and labels
+    at two other sizes and batches equal mmdet's own predictions (``rescale=False``, the
+    config's test_cfg) on the same tensor: same detections and labels, boxes within 1e-3 of
+    the largest coordinate, scores within 1e-4."""
+    ort = pytest.importorskip('onnxruntime')
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from tools.deployment.export_onnx import main, match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([DET_DEMO, str(ckpt), '--out', str(out)] + (['--deploy'] if deploy else []))
+    printed = capsys.readouterr().out
+    assert ('detection, input (batch, 3, height, width), output boxes, scores, labels'
+            in printed)
+    assert 'vs mmdet predict (batch 2, 128x128 and 128x160): same detections' in printed
+    assert '-> OK' in printed
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert [o.name for o in sess.get_outputs()] == ['boxes', 'scores', 'labels']
+    g = torch.Generator().manual_seed(1)
+    found = 0
+    for n, (h, w) in ((1, (96, 160)), (3, (160, 96))):
+        x = torch.randn(n, 3, h, w, generator=g)
+        boxes, scores, labels = sess.run(None, {'input': x.numpy()})
+        assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(n)],
+                                rescale=False)
+        for i, sample in enumerate(ref):
+            want = sample.pred_instances
+            valid = labels[i] >= 0
+            found += len(want.scores)
+            assert valid.sum() == len(want.scores)
+            assert not valid[int(valid.sum()):].any()  # detections first
+            assert (np.diff(scores[i][valid]) <= 0).all()  # in decreasing score
+            # paired by label, score and box: nearly equal scores may come in another order
+            box_err, score_err = match_detections(
+                boxes[i], scores[i], labels[i], want.bboxes.numpy(), want.scores.numpy(),
+                want.labels.numpy())
+            assert score_err <= 1e-4
+            assert box_err <= 1e-3 * float(want.bboxes.abs().max())
+            assert (scores[i][~valid] == 0).all() and (boxes[i][~valid] == 0).all()
+            # boxes in input pixels, inside the image (the coder clips them)
+            assert (boxes[i][valid][:, 0::2] <= w).all() and (boxes[i][valid][:, 1::2] <= h).all()
+    assert found >= 20  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize('config', ['retinanet_micronet_m2.py', 'retinanet_micronet_m3.py'])
+def test_export_onnx_coco_detectors(tmp_path, capsys, config):
+    """The COCO RetinaNet configs export end to end (deploy form, a small --shape for speed) and
+    the file runs in ONNX Runtime at two other sizes, with the config's 100 detection slots."""
+    ort = pytest.importorskip('onnxruntime')
+    from tools.deployment.export_onnx import load_model, main
+    path = f'{ROOT}/configs/det/{config}'
+    model, task, _ = load_model(path, None)
+    randomize_bn(model)
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.onnx'
+    main([path, str(ckpt), '--out', str(out), '--deploy', '--shape', '96', '128'])
+    assert '-> OK' in capsys.readouterr().out
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    for n, hw in ((1, (64, 96)), (2, (128, 64))):
+        boxes, scores, labels = sess.run(None, {'input': np.random.randn(n, 3, *hw)
+                                                .astype(np.float32)})
+        assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
+        assert labels.dtype == np.int64 and (labels < 80).all()
+
+
+def test_end_to_end_detector_reads_the_coder_and_test_cfg():
+    """Non-default coder means and stds and another test_cfg (IoU, max_per_img, score
+    threshold) reach the end-to-end detector: it equals mmdet's predict with them (eager)."""
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from micronet_mm.deploy.detection import EndToEndDetector
+    from tools.deployment.export_onnx import match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    coder = model.bbox_head.bbox_coder
+    coder.means, coder.stds = (0.05, -0.05, 0.1, -0.1), (0.5, 0.5, 0.8, 0.8)
+    model.bbox_head.test_cfg.update(max_per_img=20, score_thr=0.02,
+                                    nms=dict(type='nms', iou_threshold=0.3))
+    e2e = EndToEndDetector(model).eval()
+    x = torch.randn(2, 3, 128, 160, generator=torch.Generator().manual_seed(2))
+    meta = dict(img_shape=(128, 160), ori_shape=(128, 160), scale_factor=(1.0, 1.0))
+    with torch.no_grad(), fused_shift_max.use_fused(False):
+        boxes, scores, labels = e2e(x)
+        ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(2)], rescale=False)
+    assert boxes.shape == (2, 20, 4)
+    for i, sample in enumerate(ref):
+        want = sample.pred_instances
+        assert len(want.scores) > 0
+        errs = match_detections(boxes[i].numpy(), scores[i].numpy(), labels[i].numpy(),
+                                want.bboxes.numpy(), want.scores.numpy(), want.labels.numpy())
+        assert errs is not None and errs[0] <= 1e-4 and errs[1] <= 1e-6
+
+
+@pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
+def test_end_to_end_detector_in_openvino(tmp_path, deploy):
+    """The end-to-end detector's ONNX file (standard operators; with ``--deploy`` the
+    ``onnxruntime`` deploy form) read by OpenVINO runs at two sizes and equals mmdet's predict
+    (boxes within 1e-3 of the largest coordinate, scores within 1e-4)."""
+    ov = pytest.importorskip('openvino')
+    from mmdet.structures import DetDataSample
+
+    from conftest import DET_DEMO, detector_with_detections
+    from micronet_mm.deploy.detection import EndToEndDetector
+    from tools.deployment.export_onnx import export, match_detections
+    model = detector_with_detections(DET_DEMO, (128, 128))
+    exported = switch_to_deploy(copy.deepcopy(model), 'onnxruntime') if deploy else model
+    path = str(tmp_path / 'det.onnx')
+    export(EndToEndDetector(exported).eval(), path, (128, 128))
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(path), 'CPU',
+                                  {'INFERENCE_PRECISION_HINT': 'f32'})
+    g = torch.Generator().manual_seed(1)
+    found = 0
+    for h, w in ((128, 128), (96, 160)):
+        x = torch.randn(2, 3, h, w, generator=g)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = model.predict(x, [DetDataSample(metainfo=meta) for _ in range(2)],
+                                rescale=False)
+        out = compiled(x.numpy())
+        boxes, scores, labels = out[0], out[1], out[2]
+        for i, sample in enumerate(ref):
+            want = sample.pred_instances
+            found += len(want.scores)
+            errs = match_detections(boxes[i], scores[i], labels[i], want.bboxes.numpy(),
+                                    want.scores.numpy(), want.labels.numpy())
+            assert errs is not None, (h, w, i)
+            assert errs[0] <= 1e-3 * float(want.bboxes.abs().max()) and errs[1] <= 1e-4
+    assert found >= 20

@@ -1,5 +1,9 @@
-"""What every deploy rewrite uses: BatchNorm folding and channel permutations."""
+"""What every deploy rewrite uses: BatchNorm folding, channel permutations, and whether a trace
+must hold for every input size."""
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -11,6 +15,30 @@ from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 #: the MicroNet parts whose normalization layers deploy mode folds
 FOLDED_PARTS = (GroupPointwise, MicroFactorizedDepthwise, MicroStem, SpatialAttention,
                 MicroBlockA, MicroBlockC, ExpansionBlock)
+
+
+_FIXED_INPUT_SIZE = [False]
+
+
+def size_generic() -> bool:
+    """True while tracing or exporting (``torch.onnx.export``, ``torch.jit.trace``) outside
+    :func:`fixed_input_size`: a deploy module then computes what depends on the input size
+    (a merged depthwise convolution's bias map, a pooled mean's 1/(H·W)) from the input with
+    standard operators, so that the graph holds no size-specific constant and runs at every
+    input size."""
+    return ((torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+            and not _FIXED_INPUT_SIZE[0])
+
+
+@contextlib.contextmanager
+def fixed_input_size() -> Iterator[None]:
+    """Within: a trace may hold constants of the traced input size (for an export whose input
+    height and width are fixed: no shape subgraphs, precomputed bias maps)."""
+    before, _FIXED_INPUT_SIZE[0] = _FIXED_INPUT_SIZE[0], True
+    try:
+        yield
+    finally:
+        _FIXED_INPUT_SIZE[0] = before
 
 
 def check_foldable_norms(model: nn.Module) -> None:

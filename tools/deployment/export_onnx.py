@@ -10,12 +10,15 @@ The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: log
 ``(N, K, H/4, W/4)``, default input the codec's, 256x192 for the COCO configs) or ``mmseg``
 (segmentor: the decode head's logits ``(N, num_classes, H/8, W/8)`` before the resize to the
 image, default input the data preprocessor's crop size, 512x1024 for Cityscapes) or ``mmdet``
-(single-stage detector such as RetinaNet: ``scores_and_deltas`` ``(N, anchors, classes + 4)``,
-every FPN level's class logits and box deltas in mmdet's anchor order, before decoding and NMS;
-default input the test pipeline's ``Resize`` scale rounded up to a multiple of 32, 800x1344
-for the COCO configs). The graph is
-the ``mode='tensor'`` forward: it takes the normalised image batch ``(N, 3, H, W)`` (the data
-preprocessor's mean/std are not part of it); N is a dynamic axis. With
+(single-stage detector such as RetinaNet, end to end: ``boxes`` ``(N, max_per_img, 4)`` in
+input pixels, ``scores`` ``(N, max_per_img)``, ``labels`` ``(N, max_per_img)``, anchors, box
+decoding, score threshold and NMS inside the graph (``micronet_mm.deploy.detection``), batch,
+height and width dynamic; with ``--head-outputs`` instead ``scores_and_deltas``
+``(N, anchors, classes + 4)``, every FPN level's class logits and box deltas in mmdet's anchor
+order, before decoding and NMS; default input the test pipeline's ``Resize`` scale rounded up
+to a multiple of 32, 800x1344 for the COCO configs). The graph takes the normalised image
+batch ``(N, 3, H, W)`` (the data preprocessor's mean/std are not part of it); N is a dynamic
+axis, and H and W too with ``--dynamic-shape`` (always for the end-to-end detector). With
 ``--deploy`` the model is first rewritten by ``micronet_mm.deploy.switch_to_deploy`` for ONNX
 Runtime (BN folded, one kxk depthwise per factorized pair, composed shuffles, a short Dynamic
 Shift-Max). The check runs the exported file in ONNX Runtime on random batches of 1 and 2,
@@ -23,7 +26,11 @@ prints the largest absolute difference from the PyTorch model as loaded (before 
 rewrite), and exits with status 1 when it is above the threshold ``max(atol, rtol · max|out|)``
 (``max|out|`` the largest PyTorch output). Defaults: ``--atol 1e-4`` and ``--rtol 0`` for the
 classifier (logits), ``--rtol 1e-4`` for pose heatmaps and segmentation logits, whose scale
-varies with the model and whose float32 rounding grows with it.
+varies with the model and whose float32 rounding grows with it. With ``--dynamic-shape`` the
+check runs at a second size too (32 pixels wider). The end-to-end detector is checked against
+mmdet's own ``predict`` (``rescale=False``) on batches of 2 at the input size and 32 pixels
+wider: the same detections (count, labels), scores within ``--atol`` and boxes within
+``--rtol`` (default 1e-3) of the largest box coordinate.
 
 ``--backend openvino`` writes an OpenVINO IR (``FILE.xml`` + ``FILE.bin``) and checks it in
 OpenVINO on the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``), with the same thresholds. As
@@ -36,6 +43,7 @@ is the portable standard-operator ONNX file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os.path as osp
 import sys
 from collections.abc import Callable
@@ -48,6 +56,8 @@ from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.checkpoint import load_weights  # noqa: E402
+from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
+from micronet_mm.deploy.detection import EndToEndDetector  # noqa: E402
 from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
@@ -60,6 +70,7 @@ OUTPUT_NAMES = {'classifier': 'logits', 'detection': 'scores_and_deltas', 'pose'
 DEFAULT_RTOL = {'classifier': 0.0, 'detection': 1e-4, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
 BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
+END_TO_END_OUTPUTS = ('boxes', 'scores', 'labels')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,6 +98,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--rtol', type=float, default=None,
                         help='or this fraction of the largest |output|, if larger (default 0 '
                         'for classifiers, 1e-4 for the others)')
+    parser.add_argument('--dynamic-shape', action='store_true',
+                        help='make the input height and width dynamic axes (onnxruntime)')
+    parser.add_argument('--head-outputs', action='store_true',
+                        help='detector: export the head outputs (scores_and_deltas) instead of '
+                        'the end-to-end model with decoding and NMS')
     parser.add_argument('--no-check', action='store_true', help='skip the runtime check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
@@ -172,13 +188,13 @@ def load_classifier(config: str, checkpoint: str | None, cfg_options: dict | Non
 def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int = 17,
            output_name: str = 'logits', dynamic_batch: bool = True,
            custom_opsets: dict[str, int] | None = None, constant_caches: bool = False,
-           merge_programs: bool = True) -> None:
+           merge_programs: bool = True, dynamic_hw: bool = False) -> None:
     """Write ``model`` (images -> its ``mode='tensor'`` output) to ``out``.
 
     Args:
         model: classifier, detector, pose model or segmentor, eval mode (left in eval mode).
         out: the ``.onnx`` file to write (atomically: a temp file, then renamed).
-        shape: input ``(H, W)``, fixed in the graph.
+        shape: input ``(H, W)`` traced, fixed in the graph unless ``dynamic_hw``.
         opset: ONNX opset version.
         output_name: name of the graph output (``'logits'``, ``'heatmaps'``).
         dynamic_batch: make the batch a dynamic axis; else the graph takes batch 1.
@@ -191,15 +207,38 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
         merge_programs: with the ``micronet`` domain, merge each chain of ``micronet.Program``
             nodes into one (:mod:`micronet_mm.deploy.rewrites.program_chain`: a classifier's
             three are one node, 4% faster in OpenVINO).
+        dynamic_hw: make the input's height and width dynamic axes (and the output's spatial
+            axes, or a detector's anchor axis): the graph runs at every input size (every
+            deploy rewrite computes what depends on the size from the input). Without it the
+            graph's input size is fixed and the merged depthwise bias maps are constants of it.
     """
-    wrapper = LogitsWrapper(model).eval()
+    if isinstance(model, EndToEndDetector):  # boxes, scores, labels; any input size
+        dynamic_hw, output_names = True, list(END_TO_END_OUTPUTS)
+    else:
+        output_names = [output_name]
+    if dynamic_hw and constant_caches:
+        raise ValueError('constant_caches fixes the input size; it excludes dynamic_hw')
+    wrapper = model if isinstance(model, EndToEndDetector) else LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
-    axes = {'input': {0: 'batch'}, output_name: {0: 'batch'}} if dynamic_batch else None
-    with torch.no_grad(), atomic_write(out) as tmp:
+    axes = None
+    if isinstance(model, EndToEndDetector):
+        axes = {'input': {0: 'batch', 2: 'height', 3: 'width'},
+                **{name: {0: 'batch'} for name in output_names}}
+    elif dynamic_batch or dynamic_hw:
+        with torch.no_grad():
+            rank = wrapper(dummy).dim()
+        spatial = {2: {}, 3: {1: 'anchors'}, 4: {2: 'height_out', 3: 'width_out'}}[rank]
+        axes = {'input': {**({0: 'batch'} if dynamic_batch else {}),
+                          **({2: 'height', 3: 'width'} if dynamic_hw else {})},
+                output_name: {**({0: 'batch'} if dynamic_batch else {}),
+                              **(spatial if dynamic_hw else {})}}
+    with torch.no_grad(), atomic_write(out) as tmp, contextlib.ExitStack() as stack:
+        if not dynamic_hw:
+            stack.enter_context(fixed_input_size())
         if constant_caches:
             wrapper(dummy)
         torch.onnx.export(wrapper, (dummy,), tmp, input_names=['input'],
-                          output_names=[output_name], dynamic_axes=axes,
+                          output_names=output_names, dynamic_axes=axes,
                           opset_version=opset, custom_opsets=custom_opsets, dynamo=False)
         if merge_programs and 'micronet' in (custom_opsets or {}):
             import onnx
@@ -234,6 +273,77 @@ def ort_runner(onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
     """``images -> first output`` of ``onnx_file`` in :func:`ort_session`."""
     sess = ort_session(onnx_file)
     return lambda x: sess.run(None, {'input': x})[0]
+
+
+def match_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                     want_boxes: np.ndarray, want_scores: np.ndarray, want_labels: np.ndarray,
+                     score_tol: float = 1e-3) -> tuple[float, float] | None:
+    """Pair one image's exported detections (``labels >= 0``) with the reference ones: each
+    reference detection, best first, with the unused exported one of its label, score within
+    ``score_tol``, and nearest box (the order of nearly equal scores may differ in float32).
+
+    Returns:
+        The largest |box difference| and |score difference| of the pairs, or None when the
+        detections cannot be paired one to one.
+    """
+    valid = labels >= 0
+    boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
+    if len(scores) != len(want_scores):
+        return None
+    used = np.zeros(len(scores), bool)
+    box_err = score_err = 0.0
+    for i in np.argsort(-want_scores, kind='stable'):
+        ok = (~used & (labels == want_labels[i])
+              & (np.abs(scores - want_scores[i]) <= score_tol))
+        if not ok.any():
+            return None
+        diff = np.where(ok, np.abs(boxes - want_boxes[i]).max(1), np.inf)
+        j = int(diff.argmin())
+        used[j] = True
+        box_err = max(box_err, float(diff[j]))
+        score_err = max(score_err, float(abs(scores[j] - want_scores[i])))
+    return box_err, score_err
+
+
+def check_detections(detector: torch.nn.Module, run: Callable[[np.ndarray], list[np.ndarray]],
+                     shapes: list[tuple[int, int]], batch: int = 2, seed: int = 0
+                     ) -> tuple[float, float, str | None]:
+    """The end-to-end detector in its runtime against mmdet's own ``predict`` (``rescale=False``)
+    of ``detector`` on random batches of each input size.
+
+    Args:
+        detector: the mmdet detector as loaded (before any deploy rewrite), eval mode.
+        run: ``images -> [boxes, scores, labels]`` of the exported file.
+        shapes: input ``(H, W)`` sizes, one batch each.
+
+    Returns:
+        The largest |box difference| relative to the largest |box coordinate| of mmdet's
+        detections, the largest |score difference| (detections paired by
+        :func:`match_detections`), and a line describing the first image whose detections do
+        not pair (None if none).
+    """
+    from mmdet.structures import DetDataSample
+    g = torch.Generator().manual_seed(seed)
+    box_err = score_err = 0.0
+    for h, w in shapes:
+        x = torch.randn(batch, 3, h, w, generator=g)
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
+        with torch.no_grad():
+            ref = detector.predict(x, [DetDataSample(metainfo=meta) for _ in range(batch)],
+                                   rescale=False)
+        boxes, scores, labels = run(x.numpy())
+        for i, sample in enumerate(ref):
+            want = sample.pred_instances
+            errs = match_detections(boxes[i], scores[i], labels[i], want.bboxes.numpy(),
+                                    want.scores.numpy(), want.labels.numpy())
+            if errs is None:
+                return box_err, score_err, (
+                    f'input {h}x{w}, image {i}: {int((labels[i] >= 0).sum())} detections, '
+                    f'PyTorch {len(want.scores)}, not the same labels and scores')
+            if len(want.scores):
+                box_err = max(box_err, errs[0] / max(float(want.bboxes.abs().max()), 1.0))
+                score_err = max(score_err, errs[1])
+    return box_err, score_err, None
 
 
 def check(model: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray],
@@ -279,19 +389,25 @@ def output_path(checkpoint: str, out: str | None, *, deploy: bool, force: bool,
 
 
 def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, backend: str,
-               opset: int = 17, output_name: str = 'logits', force: bool = False
-               ) -> Callable[[np.ndarray], np.ndarray]:
+               opset: int = 17, output_name: str = 'logits', force: bool = False,
+               dynamic_hw: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Write ``model`` for ``backend`` to ``out`` (ONNX, or OpenVINO IR ``.xml``/``.bin`` plus
     the extension library when the model has native Shift-Max nodes) and open it there.
 
     Args:
         force: replace an existing ``.bin`` / extension library next to an IR.
 
+        dynamic_hw: dynamic input height and width (onnxruntime).
+
     Returns:
-        ``images -> output`` of the written file in that runtime.
+        ``images -> output`` of the written file in that runtime (the end-to-end detector:
+        ``images -> [boxes, scores, labels]``).
     """
     if backend == 'onnxruntime':
-        export(model, out, shape, opset, output_name)
+        export(model, out, shape, opset, output_name, dynamic_hw=dynamic_hw)
+        if isinstance(model, EndToEndDetector):
+            sess = ort_session(out)
+            return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
     from micronet_mm.runtime import openvino as ovrt
     import tempfile
@@ -309,24 +425,53 @@ def main(argv: list[str] | None = None) -> float:
     out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
                       ext='.onnx' if args.backend == 'onnxruntime' else '.xml')
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
+    end_to_end = task == 'detection' and not args.head_outputs
+    if args.backend != 'onnxruntime' and (end_to_end or args.dynamic_shape):
+        raise InvalidInputError(f'--backend {args.backend} exports a fixed input size and no '
+                                'detector post-processing: drop --dynamic-shape, and for a '
+                                'detector add --head-outputs')
     shape = tuple(args.shape) if args.shape else default_shape
     reference = model
     if args.deploy:
         import copy
         from micronet_mm.deploy import switch_to_deploy
         model = switch_to_deploy(copy.deepcopy(model), backend=args.backend)
+    if end_to_end:
+        try:
+            model = EndToEndDetector(model).eval()
+        except ValueError as e:
+            raise InvalidInputError(f'{args.config}: {e}; export the head outputs with '
+                                    '--head-outputs') from None
+    dynamic = end_to_end or args.dynamic_shape
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
-                     output_name=OUTPUT_NAMES[task], force=args.force)
-    print(f'wrote {out} ({task}, input (batch, 3, {shape[0]}, {shape[1]}), output '
-          f'{OUTPUT_NAMES[task]}, {"deploy" if args.deploy else "as trained"}, '
-          f'{args.backend})')
+                     output_name=OUTPUT_NAMES[task], force=args.force, dynamic_hw=dynamic)
+    outputs = ', '.join(END_TO_END_OUTPUTS) if end_to_end else OUTPUT_NAMES[task]
+    print(f'wrote {out} ({task}, input (batch, 3, {"height, width" if dynamic else shape[0]}'
+          f'{"" if dynamic else f", {shape[1]}"}), output {outputs}, '
+          f'{"deploy" if args.deploy else "as trained"}, {args.backend})')
     if args.no_check:
         return float('nan')
-    diff, scale = check(reference, run, shape)
+    shapes = [shape, (shape[0], shape[1] + 32)] if dynamic else [shape]
+    sizes = ' and '.join(f'{h}x{w}' for h, w in shapes)
+    if end_to_end:
+        rtol = 1e-3 if args.rtol is None else args.rtol
+        box_err, score_err, mismatch = check_detections(reference, run, shapes)
+        ok = mismatch is None and box_err <= rtol and score_err <= args.atol
+        print(f'{BACKENDS[args.backend]} vs mmdet predict (batch 2, {sizes}): '
+              + (mismatch or f'same detections, boxes within {box_err:.3g} of the largest '
+                 f'coordinate (rtol {rtol:g}), scores within {score_err:.3g} (atol '
+                 f'{args.atol:g})') + f' -> {"OK" if ok else "FAILED"}')
+        if not ok:
+            raise SystemExit(1)
+        return box_err
+    diff, scale = 0.0, 0.0
+    for hw in shapes:
+        d, s = check(reference, run, hw)
+        diff, scale = max(diff, d), max(scale, s)
     rtol = DEFAULT_RTOL[task] if args.rtol is None else args.rtol
     threshold = max(args.atol, rtol * scale)
     ok = diff <= threshold
-    print(f'{BACKENDS[args.backend]} vs PyTorch (batch 1 and 2): max abs diff {diff:.3g} '
+    print(f'{BACKENDS[args.backend]} vs PyTorch (batch 1 and 2, {sizes}): max abs diff {diff:.3g} '
           f'(threshold {threshold:g} = max(atol {args.atol:g}, rtol {rtol:g} x max|output| '
           f'{scale:.3g})) -> {"OK" if ok else "FAILED"}')
     if not ok:

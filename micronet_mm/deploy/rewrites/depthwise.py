@@ -9,7 +9,7 @@ from torch import nn
 
 from micronet_mm.ops import MicroFactorizedDepthwise
 
-from ..common import fold_bn, fold_conv_bn
+from ..common import fold_bn, fold_conv_bn, size_generic
 
 
 class RowBiasMap(nn.Module):
@@ -17,7 +17,13 @@ class RowBiasMap(nn.Module):
     ``row_bias`` with zeros, so the exact bias is the map ``conv_1k(row_bias · 1) + out_bias``
     over one row (``(1, C_out, 1, W_out)``), computed once per input width. Subclasses set
     ``row_weight``, ``row_bias``, ``out_bias``, ``stride``, ``padding``, ``dilation`` and
-    ``full_map``."""
+    ``full_map``.
+
+    Traced (``torch.onnx.export``, ``torch.jit.trace``), the map is computed from the input with
+    standard operators (a zero row shaped like one row of ``x``, plus ``row_bias``, then the 1xk
+    convolution), so the graph runs at every input size; within
+    :func:`~micronet_mm.deploy.common.fixed_input_size` the trace takes the per-size map (a
+    constant of a graph whose input size is fixed)."""
 
     def __init__(self, full_map: bool) -> None:
         super().__init__()
@@ -38,7 +44,12 @@ class RowBiasMap(nn.Module):
     def add_bias(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``y`` (the bias-free convolution of ``x``) plus the bias map; with ``full_map`` over
         all of ``y``'s rows (what ONNX Runtime adds fastest)."""
+        if size_generic():
+            row = torch.zeros_like(x[:1, :1, :1, :]) + self.row_bias  # (1, C, 1, W)
+            return y + F.conv2d(row, self.row_weight, self.out_bias, (1, self.stride[1]),
+                                (0, self.padding[1]), (1, self.dilation[1]), groups=row.shape[1])
         return y + self.bias_map(int(x.shape[-1]), int(y.shape[-2]) if self.full_map else 1)
+
 
 
 class MergedDepthwise(RowBiasMap):

@@ -12,6 +12,8 @@ from torch import nn
 from micronet_mm.ops import DynamicShiftMax, fused_shift_max
 from micronet_mm.ops.shift_max import shift_max_reference
 
+from ..common import size_generic
+
 
 def static_coefficients(dsm: DynamicShiftMax) -> torch.Tensor:
     """A static Shift-Max's coefficients ``a`` as a ``(1, K·J·C, 1, 1)`` tensor, rows
@@ -89,9 +91,12 @@ class FastShiftMax(DeployShiftMax):
         n, c, h, w = x.shape
         if self.fc1 is None:
             a = self.static_a.expand(n, -1, -1, -1)
+        elif size_generic():  # traced for every input size: the mean computed from x
+            hid = self.fc1(x.mean((2, 3)))
         else:  # the mean's 1/(H·W) rides on the first FC's matrix product
             hid = torch.addmm(self.fc1.bias, x.sum((2, 3)), self.fc1.weight.t(),
                               alpha=1.0 / (int(h) * int(w)))
+        if self.fc1 is not None:
             z = self.fc2(hid.relu_())  # (N, K·J·C): s·(z + 3), or z when prescaled
             a = F.hardsigmoid(z) if self.input_scale != 1.0 else z.clamp(0, self.high)
             # a constant target shape: no Shape/Gather/Concat subgraph with a dynamic batch
