@@ -33,6 +33,11 @@ SCOPES = ('mmengine', 'mmpretrain', 'mmdet', 'mmseg', 'mmpose')
 _BASE_MODULES = ('mmengine.runner', 'mmengine.optim', 'mmengine.hooks', 'mmengine.model',
                  'mmengine.dataset', 'mmengine.evaluator', 'mmengine.visualization',
                  'mmcv.transforms')
+#: micronet_mm's own modules that register the types ``tools/train.py`` writes into every run
+#: config (``AtomicCheckpointHook``, ``RNGStateHook``, ``ResumableEpochBasedTrainLoop``,
+#: ``ResumableSampler``, ``SeededDataset``): imported, as the toolboxes' registry locations are,
+#: when a stored config names a type that is not registered yet
+_OWN_MODULES = ('micronet_mm.resume',)
 #: ``type`` values that name no registered class: ``{parent key: accepted values}``. mmcv's
 #: ``batched_nms`` reads ``nms=dict(type=...)`` and *evaluates* the string as Python, so only
 #: the names of its own functions are accepted there
@@ -78,7 +83,7 @@ def _registries() -> dict[str, list]:
 
 def _fill_registries(registries: dict[str, list]) -> None:
     """Import what registers the toolboxes' types (their own registry locations)."""
-    for name in _BASE_MODULES:
+    for name in _BASE_MODULES + _OWN_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, Forged, assert_one_line_error
+from conftest import ROOT, Forged, assert_one_line_error, run_child
 
 CLS_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
 M3_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m3_8xb64_in1k.py')
@@ -633,3 +633,28 @@ def test_bad_checkpoint_is_one_line_exit_2(tool, content, tmp_path, demo_shapes)
     proc = cli(tool, *tool_args(tool, path, tmp_path))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert_one_line_error(proc.stderr, path)
+
+
+def test_a_run_config_of_tools_train_is_accepted_in_a_fresh_process(tmp_path):
+    """What ``tools/train.py`` writes into every checkpoint (its own hook, loop, sampler and
+    dataset types, registered by micronet_mm.resume) passes the stored-config check in a
+    process that never imported those modules, as ``tools/test.py`` on the demo checkpoint
+    runs it: micronet_mm's registering modules are looked up like the toolboxes' own."""
+    from mmengine.config import Config
+
+    from micronet_mm.resume import prepare_resumable
+    cfg = Config.fromfile(DET_CFG)
+    assert prepare_resumable(cfg)
+    text = ''.join(f'{k} = {v!r}\n' for k, v in cfg.to_dict().items())
+    for name in ('RNGStateHook', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
+                 'SeededDataset'):
+        assert name in text
+    torch.save({'meta': {'cfg': text}}, tmp_path / 'run.pth')
+    run_child(f'''
+import sys
+import micronet_mm
+from micronet_mm.checkpoint import safe_load
+assert 'micronet_mm.resume' not in sys.modules
+cfg = safe_load({str(tmp_path / 'run.pth')!r})['meta']['cfg']
+assert 'RNGStateHook' not in cfg and 'ResumableSampler' in cfg, cfg  # hooks dropped, data kept
+''')
