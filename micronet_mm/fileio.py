@@ -46,6 +46,30 @@ def current_umask() -> int:
     return mask
 
 
+def _temp_beside(path: str) -> tuple[int, str]:
+    """A new file next to ``path`` (folders made as needed), named
+    ``.<stem>.<random>.partial<ext>`` by :func:`tempfile.mkstemp` (``O_EXCL``: never an existing
+    file), with the permissions a plain ``open`` would give; returns ``(descriptor, path)``."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = osp.splitext(osp.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=folder)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600
+    return fd, tmp
+
+
+@contextlib.contextmanager
+def _replace_on_success(tmp: str, path: str) -> Iterator[None]:
+    """Move ``tmp`` onto ``path`` when the block succeeds; remove ``tmp`` when it raises."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str) -> Iterator[str]:
     """Yield a fresh temp path next to ``path``; on success move it onto ``path``.
@@ -60,19 +84,10 @@ def atomic_write(path: str) -> Iterator[str]:
     Yields:
         The temp file's path; write the content there (it exists, empty).
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    stem, ext = osp.splitext(osp.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=folder)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
-    try:
+    with _replace_on_success(tmp, path):
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -88,19 +103,10 @@ def atomic_file(path: str, mode: str = 'wb') -> Iterator:
     """
     if mode not in ('wb', 'w'):
         raise ValueError(f'atomic_file: mode {mode!r} is not "wb" or "w"')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    stem, ext = osp.splitext(osp.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{stem}.', suffix=f'.partial{ext}', dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+    fd, tmp = _temp_beside(path)
+    with _replace_on_success(tmp, path):
         with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if mode == 'w' else {})) as f:
             yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def copy_atomic(source: str, path: str) -> None:

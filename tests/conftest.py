@@ -1,9 +1,13 @@
 import importlib.util
+import multiprocessing
 import os
 import os.path as osp
+import resource
 import subprocess
 import sys
+import traceback
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -220,6 +224,19 @@ def save_initial_weights(config, path, meta=None):
     return path
 
 
+def seg_demo_inputs(tmp_path) -> tuple[str, str]:
+    """``(image, checkpoint)`` for ``demo/seg_demo.py``: a 64x128 random street image and the
+    initial weights of :data:`SEG_CFG`, with Cityscapes' class names as the checkpoint's meta."""
+    from mmseg.datasets import CityscapesDataset
+    from PIL import Image
+    ckpt = save_initial_weights(SEG_CFG, tmp_path / 'seg.pth',
+                                meta={'dataset_meta': dict(CityscapesDataset.METAINFO)})
+    image = tmp_path / 'street.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 128, 3), np.uint8)
+                    ).save(image)
+    return str(image), str(ckpt)
+
+
 def load_script(relpath):
     spec = importlib.util.spec_from_file_location(osp.basename(relpath)[:-3],
                                                   osp.join(ROOT, relpath))
@@ -268,3 +285,45 @@ def run_child(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
            else f'exit code {proc.returncode}')
     assert proc.returncode == 0, f'child {how}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
     return proc
+
+
+def _address_space() -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmSize:'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmSize')
+
+
+def _forked_child(conn, fn, args, env, memory):
+    os.environ.update(env)
+    if memory is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (_address_space() + memory,) * 2)
+    try:
+        fn(*args)
+        conn.send(('ok', [], ''))
+    except BaseException as e:  # noqa: BLE001  (reported to the parent)
+        conn.send(('error', [c.__name__ for c in type(e).__mro__],
+                   f'{e}\n{traceback.format_exc()[-2000:]}'))
+    conn.close()
+    os._exit(0)
+
+
+def run_forked(fn, *args, env: dict | None = None, memory: int | None = None,
+               timeout: float = 300) -> tuple[int, str, list[str], str]:
+    """``fn(*args)`` in a forked child, so that a crash (a signal) shows as a negative exit code
+    instead of killing pytest; ``env`` is set in the child, and ``memory`` bounds the child's
+    address space to what it had at the fork plus that many bytes.
+
+    Returns:
+        ``(exit code, outcome, exception class names, message)``: outcome ``'ok'``,
+        ``'error'`` (the classes and the message with the traceback's end) or ``'timeout'``.
+    """
+    ctx = multiprocessing.get_context('fork')
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_forked_child, args=(child, fn, args, env or {}, memory))
+    proc.start()
+    child.close()
+    result = parent.recv() if parent.poll(timeout) else ('timeout', [], '')
+    proc.join(30)
+    return (proc.exitcode, *result)

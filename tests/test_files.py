@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import (M0_CFG, POSE_CFG, PRECIOUS, ROOT, SEG_CFG, SHAPES_CFG, assert_one_line_error,
-                      load_script, precious, save_initial_weights)
+                      load_script, precious, save_initial_weights, seg_demo_inputs)
 from micronet_mm.errors import UserError
 from micronet_mm.fileio import atomic_write, refuse_overwrite
 
@@ -129,16 +129,11 @@ def test_pose_demo_refuses_an_existing_out_file_unless_forced(tmp_path):
 
 @pytest.mark.parametrize('existing', ['overlay.png', 'overlay_classes.png'])
 def test_seg_demo_refuses_existing_outputs_unless_forced(tmp_path, existing):
-    from mmseg.datasets import CityscapesDataset
     from PIL import Image
     seg_demo = load_script('demo/seg_demo.py')
-    ckpt = save_initial_weights(SEG_CFG, tmp_path / 'seg.pth',
-                                meta={'dataset_meta': dict(CityscapesDataset.METAINFO)})
-    image = tmp_path / 'street.png'
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 128, 3), np.uint8)
-                    ).save(image)
+    image, ckpt = seg_demo_inputs(tmp_path)
     user = precious(tmp_path / existing)
-    argv = [str(image), SEG_CFG, str(ckpt), '--out', str(tmp_path / 'overlay.png')]
+    argv = [image, SEG_CFG, ckpt, '--out', str(tmp_path / 'overlay.png')]
     with pytest.raises(UserError, match=f'{user} exists.*--force'):
         seg_demo.main(argv)
     assert user.read_bytes() == PRECIOUS

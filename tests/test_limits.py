@@ -3,14 +3,11 @@ with one line naming the file, the limit and the variable that raises it, in a c
 whose address space is bounded (:data:`BOUND` above what it had at the fork). Controls show
 that each file is a real bomb: decoded without the checks, it does not fit under the bound."""
 import io
-import multiprocessing
 import os
 import pickle
-import resource
 import struct
 import subprocess
 import sys
-import traceback
 import zipfile
 import zlib
 
@@ -18,44 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, assert_one_line_error, run_forked
 
 #: memory a child may take on top of what it had when it was forked
 BOUND = 768 * 2**20
 
 
-def _address_space() -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmSize:'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError('no VmSize')
-
-
-def _child(conn, fn, args, env):
-    os.environ.update(env)
-    resource.setrlimit(resource.RLIMIT_AS, (_address_space() + BOUND,) * 2)
-    try:
-        fn(*args)
-        conn.send(('ok', [], ''))
-    except BaseException as e:  # noqa: BLE001  (reported to the parent)
-        conn.send(('error', [c.__name__ for c in type(e).__mro__],
-                   f'{e}\n{traceback.format_exc()[-1500:]}'))
-    conn.close()
-    os._exit(0)
-
-
 def bounded(fn, *args, env=None, timeout=300):
     """``fn(*args)`` in a forked child under the memory bound: (outcome, classes, message)."""
-    ctx = multiprocessing.get_context('fork')
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args, env or {}))
-    proc.start()
-    child.close()
-    result = parent.recv() if parent.poll(timeout) else ('timeout', [], '')
-    proc.join(30)
-    assert proc.exitcode == 0, f'the child died (exit code {proc.exitcode})'
-    return result
+    code, *result = run_forked(fn, *args, env=env, memory=BOUND, timeout=timeout)
+    assert code == 0, f'the child died (exit code {code})'
+    return tuple(result)
 
 
 def assert_refused(result, path, variable):

@@ -168,20 +168,14 @@ DEMO_CONFIGS = ['det/retinanet_micronet_m3_demo-shapes.py',
                 'seg/micronet-v1-m0-d16_mr-aspp_1xb4-80iter_demo-cityscapes-128x256.py']
 
 
-@pytest.mark.parametrize('name', SYNC_CONFIGS)
-def test_multi_gpu_configs_use_syncbn(name):
+@pytest.mark.parametrize('name, norm', [(n, 'SyncBN') for n in SYNC_CONFIGS]
+                         + [(n, 'BN') for n in DEMO_CONFIGS])
+def test_configs_norm_type(name, norm):
+    """Multi-GPU configs normalize with SyncBN, the one-process demo configs with plain BN."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
-    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+    assert cfg.model.backbone.norm_cfg.type == norm
     if 'decode_head' in cfg.model:
-        assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
-
-
-@pytest.mark.parametrize('name', DEMO_CONFIGS)
-def test_demo_configs_use_plain_bn(name):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
-    assert cfg.model.backbone.norm_cfg.type == 'BN'
-    if 'decode_head' in cfg.model:
-        assert cfg.model.decode_head.norm_cfg.type == 'BN'
+        assert cfg.model.decode_head.norm_cfg.type == norm
 
 
 @pytest.mark.parametrize('name', [SYNC_CONFIGS[1], SYNC_CONFIGS[4]], ids=['retinanet', 'seg'])

@@ -1,20 +1,18 @@
 """Malicious checkpoints, built here, fed to every loading path: each is refused with a clear
 error, the process does not crash, and no marker file is ever created. Plus strict loading for
 inference and export (a checkpoint of another architecture is refused, naming the counts)."""
-import multiprocessing
 import os
 import os.path as osp
 import pickle
 import re
 import subprocess
 import sys
-import traceback
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, Forged, assert_one_line_error, run_child
+from conftest import ROOT, Forged, assert_one_line_error, run_child, run_forked
 
 CLS_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m0_1xb32_demo-shapes.py')
 M3_CFG = osp.join(ROOT, 'configs/pretrain/micronet-m3_8xb64_in1k.py')
@@ -153,30 +151,6 @@ PATHS = {f.__name__[4:]: f for f in (
 RUNNER = []  # the Runner of via_runner_resume, built by the demo_shapes fixture
 
 
-def _child(conn, fn, args):
-    try:
-        fn(*args)
-        conn.send(('ok', [], ''))
-    except BaseException as e:  # noqa: BLE001  (reported to the parent)
-        conn.send(('error', [c.__name__ for c in type(e).__mro__],
-                   f'{e}\n{traceback.format_exc()[-2000:]}'))
-    conn.close()
-    os._exit(0)
-
-
-def run_isolated(fn, *args, timeout=300):
-    """Run ``fn(*args)`` in a forked child: a crash (signal) shows as a negative exit code
-    instead of killing pytest. Returns (exit code, outcome, exception class names, message)."""
-    ctx = multiprocessing.get_context('fork')
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args))
-    proc.start()
-    child.close()
-    result = parent.recv() if parent.poll(timeout) else ('timeout', [], '')
-    proc.join(30)
-    return (proc.exitcode, *result)
-
-
 @pytest.fixture(scope='module', autouse=True)
 def preload():
     """Import the toolboxes once here, so that each forked child starts warm."""
@@ -211,7 +185,7 @@ def demo_shapes(tmp_path_factory):
 def test_malicious_checkpoint_is_refused(where, payload, tmp_path, demo_shapes):
     marker = tmp_path / 'pwned'
     path = write_checkpoint(tmp_path / f'{payload}.pth', marker, payload)
-    code, outcome, classes, message = run_isolated(PATHS[where], path, tmp_path)
+    code, outcome, classes, message = run_forked(PATHS[where], path, tmp_path)
     assert code == 0, f'the process died (exit code {code}, a signal if negative)'
     assert not marker.exists()
     assert outcome == 'error', f'{payload} loaded through {where}'
@@ -235,7 +209,7 @@ def test_malicious_pdparams_is_refused(payload, tmp_path):
     with open(path, 'wb') as f:
         pickle.dump({'a.weight': np.zeros(3, np.float32), 'b.weight': payloads(marker)[payload]},
                     f, protocol=2)
-    code, outcome, classes, message = run_isolated(via_paddle_converter, str(path), tmp_path)
+    code, outcome, classes, message = run_forked(via_paddle_converter, str(path), tmp_path)
     assert code == 0, f'the process died (exit code {code}, a signal if negative)'
     assert not marker.exists()
     assert outcome == 'error' and 'ConversionError' in classes and 'refused' in message, message
@@ -246,7 +220,7 @@ def test_config_text_in_checkpoint_is_never_executed(where, tmp_path, demo_shape
     marker = tmp_path / 'pwned'
     path = write_checkpoint(tmp_path / 'config.pth', marker, 'config-string')
     fn = PATHS.get(where, via_train_py_resume)
-    code, outcome, classes, message = run_isolated(fn, path, tmp_path)
+    code, outcome, classes, message = run_forked(fn, path, tmp_path)
     assert code == 0 and not marker.exists(), message
     if where == 'inferencer_without_config':  # it would have built the model from that text
         assert outcome == 'error' and 'config' in message.lower()
@@ -398,10 +372,10 @@ def test_stored_config_type_is_refused_on_every_path(where, payload, tmp_path, d
     marker = tmp_path / 'pwned'
     path = hostile_checkpoint(tmp_path / 'hostile.pth', marker, payload, 'model.backbone', task)
     if where == 'torch_load':  # torch.load itself does not read configs: nothing is built
-        code, outcome, _, message = run_isolated(fn, path, tmp_path)
+        code, outcome, _, message = run_forked(fn, path, tmp_path)
         assert code == 0 and not osp.lexists(marker), message
         return
-    assert_type_refused(run_isolated(fn, path, tmp_path), path, marker, 'model.backbone.type')
+    assert_type_refused(run_forked(fn, path, tmp_path), path, marker, 'model.backbone.type')
 
 
 @pytest.mark.parametrize('place', PLACES)
@@ -410,7 +384,7 @@ def test_stored_config_type_is_refused_anywhere_in_it(where, place, tmp_path):
     fn, task = TYPE_PATHS[where]
     marker = tmp_path / 'pwned'
     path = hostile_checkpoint(tmp_path / 'hostile.pth', marker, 'subprocess.call', place, task)
-    assert_type_refused(run_isolated(fn, path, tmp_path), path, marker, f'{place}.type')
+    assert_type_refused(run_forked(fn, path, tmp_path), path, marker, f'{place}.type')
 
 
 @pytest.mark.parametrize('key', ['cfg', 'config'])

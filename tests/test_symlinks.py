@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from conftest import M0_CFG, PRECIOUS, SEG_CFG, load_script, precious, save_initial_weights
+from conftest import (M0_CFG, PRECIOUS, SEG_CFG, load_script, precious, save_initial_weights,
+                      seg_demo_inputs)
 
 from micronet_mm.fileio import atomic_file, atomic_write, copy_atomic
 
@@ -100,15 +101,9 @@ def _export_onnx(tmp_path, out):
 
 
 def _seg_demo(tmp_path, out):
-    from mmseg.datasets import CityscapesDataset
     from PIL import Image
-    seg_demo = load_script('demo/seg_demo.py')
-    ckpt = save_initial_weights(SEG_CFG, tmp_path / 'seg.pth',
-                                meta={'dataset_meta': dict(CityscapesDataset.METAINFO)})
-    image = tmp_path / 'street.png'
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 128, 3), np.uint8)
-                    ).save(image)
-    seg_demo.main([str(image), SEG_CFG, str(ckpt), '--out', str(out), '--force'])
+    image, ckpt = seg_demo_inputs(tmp_path)
+    load_script('demo/seg_demo.py').main([image, SEG_CFG, ckpt, '--out', str(out), '--force'])
     assert np.asarray(Image.open(out)).shape == (64, 128, 3)
 
 
