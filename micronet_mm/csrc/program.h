@@ -249,6 +249,13 @@ int vector_bytes() {
 #endif
 }
 
+// MICRONET_KERNEL_PATH(name, a, b): a statement at the entry of each fast path of
+// program_kernels.h (name and two integers that tell its variants apart). Nothing here; the
+// kernel test (tests/native/kernel_test.cpp) defines it to count the paths its shapes reach.
+#ifndef MICRONET_KERNEL_PATH
+#define MICRONET_KERNEL_PATH(name, a, b) static_cast<void>(0)
+#endif
+
 namespace detail {
 namespace v32 {
 constexpr int kVectorBytes = 32;
