@@ -268,3 +268,18 @@ def run_child(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
            else f'exit code {proc.returncode}')
     assert proc.returncode == 0, f'child {how}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
     return proc
+
+
+def native_tool(name: str) -> str:
+    """The path of the native build or run tool ``name`` (``clang++``, ``qemu-aarch64``, ...).
+    A missing tool skips the calling test, or fails it where ``MICRONET_REQUIRE_NATIVE_TOOLS=1``
+    (CI, which installs them: .ci/run), so that a test of portability never passes unrun."""
+    import shutil
+    path = shutil.which(name)
+    if path is None:
+        why = (f'{name} is not installed (Debian: apt-get install clang g++-aarch64-linux-gnu '
+               f'qemu-user)')
+        if os.environ.get('MICRONET_REQUIRE_NATIVE_TOOLS') == '1':
+            pytest.fail(f'{why}; MICRONET_REQUIRE_NATIVE_TOOLS=1 requires it')
+        pytest.skip(why)
+    return path
