@@ -15,8 +15,8 @@
 // (Variant::tolerance: 2e-5 for float32, 1e-12 for float64) of the sum of the absolute values
 // of the terms each output adds up (the scale of its rounding error: the reference run on |x|
 // and |weights| with the activations off). Every output element is checked, NaN-filled before
-// the run (an element not written fails), and a guard zone after the output must stay as it
-// was. MICRONET_KERNEL_PATH (program.h) counts the fast paths each variant reached: a path of
+// the run (an element not written fails), a guard zone after the output must stay as it
+// was, and the input lies between guard zones of NaN (a read outside it shows in the output). MICRONET_KERNEL_PATH (program.h) counts the fast paths each variant reached: a path of
 // expected_paths() that no case reached at some width, or a path not in that list, fails.
 //
 // Exit code 0: every variant passed; 1: a mismatch, an unwritten or overwritten element, or a
@@ -294,7 +294,7 @@ std::vector<double> reference_run(const Case& c, bool magnitude) {
   return y;
 }
 
-constexpr int64_t kGuard = 256;  // elements after the output that no kernel may write
+constexpr int64_t kGuard = 256;  // elements around the input and after the output
 constexpr double kGuardValue = 1234.5;
 
 // The engine's output of case c in dtype T at vector_bytes, as double (NaN where unwritten);
@@ -302,7 +302,12 @@ constexpr double kGuardValue = 1234.5;
 template <typename T>
 bool engine_run(const Case& c, int vector_bytes, std::vector<double>& y, std::string& why) {
   setenv("MICRONET_PROGRAM_VECTOR_BYTES", vector_bytes == 32 ? "32" : "64", 1);
-  const std::vector<T> w(c.weights.begin(), c.weights.end()), x(c.x.begin(), c.x.end());
+  const std::vector<T> w(c.weights.begin(), c.weights.end());
+  // the input between two guard zones of NaN: a read outside it (even one masked to zero, as
+  // 0 * NaN is NaN) shows in the output
+  std::vector<T> x_guarded(c.x.size() + 2 * kGuard, std::numeric_limits<T>::quiet_NaN());
+  std::copy(c.x.begin(), c.x.end(), x_guarded.begin() + kGuard);
+  const T* x = x_guarded.data() + kGuard;
   const int64_t len = static_cast<int64_t>(c.prog.size());
   const mp::Dims in{c.C, c.H, c.W};
   std::vector<mp::Dims> d;
@@ -321,7 +326,7 @@ bool engine_run(const Case& c, int vector_bytes, std::vector<double>& y, std::st
   const int64_t n_out = c.N * d.back().size();
   std::vector<T> out(static_cast<size_t>(n_out + kGuard), std::numeric_limits<T>::quiet_NaN());
   for (int64_t i = n_out; i < n_out + kGuard; ++i) out[i] = T(kGuardValue);
-  mp::run<T>(plan, c.prog.data(), w.data(), c.tables.data(), x.data(), out.data(), 0, c.N);
+  mp::run<T>(plan, c.prog.data(), w.data(), c.tables.data(), x, out.data(), 0, c.N);
   for (int64_t i = n_out; i < n_out + kGuard; ++i)
     if (out[i] != T(kGuardValue)) {
       why = "wrote past its output (element " + std::to_string(i - n_out) + " after it)";
