@@ -15,8 +15,9 @@
 // (Variant::tolerance: 2e-5 for float32, 1e-12 for float64) of the sum of the absolute values
 // of the terms each output adds up (the scale of its rounding error: the reference run on |x|
 // and |weights| with the activations off). Every output element is checked, NaN-filled before
-// the run (an element not written fails), a guard zone after the output must stay as it
-// was, and the input lies between guard zones of NaN (a read outside it shows in the output). MICRONET_KERNEL_PATH (program.h) counts the fast paths each variant reached: a path of
+// the run (an element not written fails), a guard zone after the output must stay as it was,
+// and the input lies between guard zones of NaN (a read outside it shows in the output).
+// MICRONET_KERNEL_PATH (program.h) counts the fast paths each variant reached: a path of
 // expected_paths() that no case reached at some width, or a path not in that list, fails.
 //
 // Exit code 0: every variant passed; 1: a mismatch, an unwritten or overwritten element, or a
@@ -383,11 +384,16 @@ ref::Conv2d depthwise(Rng& rng, int64_t C, int64_t H, int64_t W) {
           padding(rng, kh, dh), padding(rng, kw, dw), dh, dw, rng.chance(0.5)};
 }
 
-ref::Conv2d grouped(Rng& rng, int64_t C, int64_t H, int64_t W) {
+// one of the divisors of C, as a number of groups
+int64_t groups_of(Rng& rng, int64_t C) {
   std::vector<int64_t> divisors;
   for (int64_t g = 1; g <= C; ++g)
     if (C % g == 0) divisors.push_back(g);
-  const int64_t groups = rng.pick(divisors);
+  return rng.pick(divisors);
+}
+
+ref::Conv2d grouped(Rng& rng, int64_t C, int64_t H, int64_t W) {
+  const int64_t groups = groups_of(rng, C);
   const int64_t kh = rng.range(1, 5), kw = rng.range(1, 5);
   const int64_t dh = step(rng, H), dw = step(rng, W);
   return {C, groups * rng.range(1, 6), groups, kh, kw, step(rng, H), step(rng, W),
@@ -395,10 +401,7 @@ ref::Conv2d grouped(Rng& rng, int64_t C, int64_t H, int64_t W) {
 }
 
 ref::Conv2d pointwise(Rng& rng, int64_t C) {
-  std::vector<int64_t> divisors;
-  for (int64_t g = 1; g <= C; ++g)
-    if (C % g == 0) divisors.push_back(g);
-  const int64_t groups = rng.pick(divisors);
+  const int64_t groups = groups_of(rng, C);
   return {C, groups * rng.range(1, 7), groups, 1, 1, 1, 1, 0, 0, 1, 1, rng.chance(0.5)};
 }
 
@@ -431,17 +434,15 @@ Case random_case(Rng& rng, int64_t id, bool small) {
       b.conv(1, second);
       return b.finish(N);
     }
-    Builder b(rng, C, family == 5 ? 1 : H, family == 5 ? 1 : W);
-    if (family == 4) {
-      b.pool(0, rng.chance(0.5), rng.chance(0.5));
-    } else if (family == 5) {
-      Builder lb(rng, rng.range(1, small ? 70 : 130), 1, 1);
-      lb.linear(0, rng.range(1, small ? 70 : 140), rng.range(0, 2));
-      lb.tables(0.3);
-      return lb.finish(N);
-    } else {
-      b.add(0, 0, rng.chance(0.7));
+    if (family == 5) {  // of a (C_in, 1, 1) input
+      Builder b(rng, rng.range(1, small ? 70 : 130), 1, 1);
+      b.linear(0, rng.range(1, small ? 70 : 140), rng.range(0, 2));
+      b.tables(0.3);
+      return b.finish(N);
     }
+    Builder b(rng, C, H, W);
+    if (family == 4) b.pool(0, rng.chance(0.5), rng.chance(0.5));
+    else b.add(0, 0, rng.chance(0.7));
     b.tables(0.3);
     return b.finish(N);
   }
