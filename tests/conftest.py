@@ -3,6 +3,7 @@ import multiprocessing
 import os
 import os.path as osp
 import resource
+import shutil
 import subprocess
 import sys
 import traceback
@@ -327,3 +328,17 @@ def run_forked(fn, *args, env: dict | None = None, memory: int | None = None,
     result = parent.recv() if parent.poll(timeout) else ('timeout', [], '')
     proc.join(30)
     return (proc.exitcode, *result)
+
+
+def native_tool(name: str) -> str:
+    """The path of the native build or run tool ``name`` (``clang++``, ``qemu-aarch64``, ...).
+    A missing tool skips the calling test, or fails it where ``MICRONET_REQUIRE_NATIVE_TOOLS=1``
+    (CI, which installs them: .ci/run), so that a test of portability never passes unrun."""
+    path = shutil.which(name)
+    if path is None:
+        why = (f'{name} is not installed (Debian: apt-get install clang g++-aarch64-linux-gnu '
+               f'qemu-user)')
+        if os.environ.get('MICRONET_REQUIRE_NATIVE_TOOLS') == '1':
+            pytest.fail(f'{why}; MICRONET_REQUIRE_NATIVE_TOOLS=1 requires it')
+        pytest.skip(why)
+    return path

@@ -5,16 +5,16 @@ computes what the GCC-built torch op computes on the fuzzer's random programs
 
 The engine runs here through tests/native/program_driver.cpp, a command-line driver without
 PyTorch. Each compiler's test skips when that compiler is not installed (``apt-get install
-clang``); in CI both are."""
+clang``), and fails instead where ``MICRONET_REQUIRE_NATIVE_TOOLS=1`` (CI, which installs it)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
+from conftest import native_tool
 from test_native_fuzz import mutate, valid_case
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,9 +26,7 @@ CASES = 40
 @pytest.fixture(scope='module', params=['clang++', 'g++'])
 def driver(request, tmp_path_factory):
     """The driver built with one compiler (-Werror: the engine compiles cleanly)."""
-    compiler = shutil.which(request.param)
-    if compiler is None:
-        pytest.skip(f'{request.param} is not installed')
+    compiler = native_tool(request.param)
     exe = str(tmp_path_factory.mktemp('driver') / 'program_driver')
     subprocess.run([compiler, '-std=c++17', '-O2', '-fopenmp-simd', '-Wall', '-Werror',
                     '-Wno-psabi', '-I', CSRC, DRIVER, '-o', exe], check=True,

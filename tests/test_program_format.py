@@ -19,7 +19,7 @@ USERS = ['micronet_mm/csrc/program.h', 'micronet_mm/csrc/program_kernels.h',
          'micronet_mm/deploy/rewrites/program_chain.py', 'tools/analysis/bench_program.py',
          'tests/test_native_program.py', 'tests/test_openvino_program.py',
          'tests/test_native_safety.py', 'tests/test_native_fuzz.py', 'tests/test_bench_program.py',
-         'tests/test_program_chain.py']
+         'tests/test_program_chain.py', 'tests/native/kernel_test.cpp']
 #: a record (r, r2, rec, record(...)) indexed by a number
 RAW_INDEX = re.compile(r'\b(?:r|r2|rec|record)\[\s*\d+\s*\]|record\([^)]*\)\[\s*\d+\s*\]')
 

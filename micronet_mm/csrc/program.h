@@ -233,7 +233,10 @@ struct Plan {
 // The kernels' vector width for dtype T on this CPU: 64 bytes (16 floats) where the CPU has
 // AVX-512, else 32 (8 floats: on AVX2 the 64-byte kernels' register blocks spill out of the
 // 16 ymm registers and M2's chain in tools/analysis/bench_program.py runs about 10x slower
-// than with 32 bytes); float64 always 64 (8 lanes). For tests,
+// than with 32 bytes); float64 always 64 (8 lanes). AVX-512 code exists only in GCC's x86-64
+// Linux builds (the x86-64-v4 clones, MICRONET_SIMD_CLONES in shift_max.h) or in a build for
+// AVX-512 (-march); any other build (clang without -march, aarch64, other targets) runs its
+// kernels at the baseline ISA, where float32 takes 32 bytes. For tests,
 // MICRONET_PROGRAM_VECTOR_BYTES=32 or 64 picks the float32 width (read by each plan()).
 template <typename T>
 int vector_bytes() {
@@ -242,12 +245,20 @@ int vector_bytes() {
     if (std::strcmp(e, "32") == 0) return 32;
     if (std::strcmp(e, "64") == 0) return 64;
   }
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__x86_64__) && \
+    ((defined(__GNUC__) && !defined(__clang__) && defined(__linux__)) || defined(__AVX512F__))
   return __builtin_cpu_supports("avx512f") ? 64 : 32;
 #else
   return 32;
 #endif
 }
+
+// MICRONET_KERNEL_PATH(name, a, b): a statement at the entry of each fast path of
+// program_kernels.h (name and two integers that tell its variants apart). Nothing here; the
+// kernel test (tests/native/kernel_test.cpp) defines it to count the paths its shapes reach.
+#ifndef MICRONET_KERNEL_PATH
+#define MICRONET_KERNEL_PATH(name, a, b) static_cast<void>(0)
+#endif
 
 namespace detail {
 namespace v32 {

@@ -56,6 +56,7 @@ MICRONET_SIMD_CLONES void pointwise_rows(const T* const* x, T* const* y, const T
                                          const T* b, int64_t Cg, int64_t P, bool relu,
                                          const int64_t* tap = nullptr, int64_t stride = 0) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
+  MICRONET_KERNEL_PATH("pointwise_rows", R, tap != nullptr);
   if (tap == nullptr) stride = Cg;
   int64_t p0 = 0;
   for (; p0 + 2 * N <= P; p0 += 2 * N)
@@ -201,6 +202,7 @@ MICRONET_SIMD_CLONES void conv_row(const T* const* rows, const T* const* wt, int
     out[wo] = g.relu ? relu6(acc) : acc;
   }
   if (!vec) return;
+  MICRONET_KERNEL_PATH("conv_row", SW, VB);
   auto block = [&](auto u, int64_t w0) __attribute__((always_inline)) {  // u vectors from w0
     constexpr int U = decltype(u)::value;
     V acc[U];
@@ -328,6 +330,7 @@ MICRONET_SIMD_CLONES void horizontal_flat(const T* __restrict x, const T* w, con
   };
   int64_t done_lo = q0, done_hi = q0;
   if (q_last >= q0) {
+    MICRONET_KERNEL_PATH("horizontal_flat", SW * 10 + NO, SW == 2 && k3);
     int64_t q = q0;
     for (; q + 3 * N <= q_last; q += 4 * N) block(std::integral_constant<int, 4>{}, q);
     for (; q <= q_last; q += N) block(std::integral_constant<int, 1>{}, q);
@@ -355,6 +358,7 @@ MICRONET_SIMD_CLONES void vertical_flat(const T* __restrict x, const T* w, T bia
                                         const ConvGeom& g, Dims in, Dims out,
                                         T* __restrict y) {
   const int64_t W = in.W, P = out.H * W;
+  MICRONET_KERNEL_PATH("vertical_flat", 0, 0);
 #pragma omp simd
   for (int64_t q = 0; q < P; ++q) y[q] = bias;
   for (int64_t th = 0; th < g.kh; ++th) {
@@ -386,6 +390,7 @@ MICRONET_SIMD_CLONES void small_plane(const T* pad, const int64_t* off, const T*
                                       int64_t Pf, bool relu, T* __restrict y) {
   typedef typename Vec<T, kVectorBytes>::type V;
   constexpr int64_t N = kVectorBytes / sizeof(T);
+  MICRONET_KERNEL_PATH("small_plane", SW, mask != nullptr);
   // four vectors at a time (four independent sums); starts past the end are clamped to the
   // last vector, which is then computed more than once
   for (int64_t q = 0; q < Pf; q += 4 * N) {
@@ -646,6 +651,7 @@ __attribute__((always_inline)) inline void interleaved_rows(
   const int64_t tap_step = g.dw * N, px_step = g.sw * N, in_row = g.sh * pin.pitch * N;
   const T inf = std::numeric_limits<T>::infinity();
   const V lo = V{} + (g.relu ? T(0) : -inf), hi = V{} + (g.relu ? T(6) : inf);
+  MICRONET_KERNEL_PATH("interleaved_rows", KH * 10 + KW, SW);
   for (int64_t ho = 0; ho < out.H; ++ho) {
     const T* x = xin + ho * in_row;
     T* y = yout + ((ho + pout.top) * pout.pitch + pout.left) * N;
@@ -704,6 +710,7 @@ void depthwise_interleaved(const T* const* x, T* const* y, const T* weights, con
                            const int64_t* r2, Dims in, Dims mid, Dims out,
                            const ShiftMaxIn<T>* sm) {
   constexpr int64_t N = kVectorBytes / sizeof(T);
+  MICRONET_KERNEL_PATH("depthwise_interleaved", r2 != nullptr, sm != nullptr);
   thread_local std::vector<T> xin, ymid, yout;
   thread_local std::vector<int64_t> at;
   const ConvGeom g = geometry(r), g2 = r2 ? geometry(r2) : g;
