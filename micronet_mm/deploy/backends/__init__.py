@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import onnxruntime, openvino, pytorch
+from . import ncnn, onnxruntime, openvino, pytorch
 
-_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino}
+_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino, 'ncnn': ncnn}
 
 #: backend name -> its ``convert(module)``
 BACKENDS: dict[str, Callable[[nn.Module], None]] = {k: m.convert for k, m in _MODULES.items()}

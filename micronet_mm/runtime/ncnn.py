@@ -1,0 +1,180 @@
+"""ncnn: convert a model with pnnx to ``.param`` + ``.bin``, load it, run it.
+
+:func:`convert` traces the model with TorchScript (or takes a TorchScript or ONNX file) and
+runs the ``pnnx`` wheel's converter binary on a copy in a fresh folder (a child process with a
+time limit; pnnx writes its side files next to its input, so never next to the user's). Weights
+stay float32 (``fp16=0``). Layers that ncnn does not have (pnnx leaves ``pnnx.Expression``,
+``Tensor.*``, ``aten::*`` ... where it has no ncnn layer) are refused with one line naming them:
+deploy MicroNet with ``switch_to_deploy(model, 'ncnn')`` first (4-D standard operators,
+:mod:`micronet_mm.deploy.backends.ncnn`). The exported output names and their order are kept by
+one ``Noop`` layer per output, in order, at the end of the ``.param`` file (ncnn lists a
+network's outputs, the blobs no layer reads, in the order they appear).
+
+:func:`load` opens the pair in float32 (no fp16 / bf16 storage or arithmetic) on ``threads``
+threads and returns a :class:`~.edge.Runner`: ncnn runs one image at a time (its tensors have no
+batch axis), so a batch runs image by image and the outputs are stacked.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from micronet_mm.errors import UserError
+from micronet_mm.fileio import copy_atomic, refuse_overwrite
+
+from .edge import CONVERT_TIMEOUT, Runner, check_model_file, run_converter, trace
+
+#: prefixes of the layer types pnnx writes for operators it could not map to ncnn
+_FOREIGN = ('pnnx.', 'Tensor.', 'aten::', 'torch.', 'F.', 'nn.', 'prim::')
+
+
+def bin_path(param: str) -> str:
+    """The weights file of ``param``: ``MODEL.param`` -> ``MODEL.bin``."""
+    return osp.splitext(param)[0] + '.bin'
+
+
+def layers(param_text: str) -> list[list[str]]:
+    """The layer lines of a ``.param`` text, each split into fields (type, name, counts, blobs,
+    parameters)."""
+    lines = [line.split() for line in param_text.splitlines()[2:]]
+    return [f for f in lines if f]
+
+
+def unsupported_layers(param_text: str) -> dict[str, int]:
+    """``{layer type: count}`` of the layers ncnn has no implementation of."""
+    import ncnn
+    out: dict[str, int] = {}
+    for fields in layers(param_text):
+        kind = fields[0]
+        if kind.startswith(_FOREIGN) or ncnn.layer_to_index(kind) < 0:
+            out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def name_outputs(param_text: str, names: Sequence[str]) -> str:
+    """``param_text`` with pnnx's outputs ``out0``, ``out1``, ... passed on by one ``Noop``
+    layer each to a blob named as exported, in order."""
+    head = param_text.splitlines()[:2]
+    layer_count, blob_count = (int(v) for v in head[1].split())
+    lines = param_text.rstrip('\n').splitlines()
+    for i, name in enumerate(names):
+        lines.append(f'Noop output_{i} 1 1 out{i} {name}')
+    lines[1] = f'{layer_count + len(names)} {blob_count + len(names)}'
+    return '\n'.join(lines) + '\n'
+
+
+def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
+            output_names: Sequence[str] | None = None, force: bool = False,
+            timeout: float = CONVERT_TIMEOUT) -> list[str]:
+    """Write ``out`` (``.param``) and its ``.bin``.
+
+    Args:
+        model_or_file: a module (``images -> tensor or tuple``, eval mode; traced with
+            TorchScript at ``shape``), or a TorchScript (``.pt``) or ONNX (``.onnx``) file.
+        out: the ``.param`` file to write (its weights go to the same name with ``.bin``).
+        shape: the input shape ``(1, C, H, W)`` pnnx converts at (ncnn itself takes any size;
+            shape-dependent constants of the trace keep this one).
+        output_names: names of the outputs, in order (default: an ONNX file's own, else
+            ``output0``, ``output1``, ...).
+        force: replace existing files.
+        timeout: seconds pnnx may run.
+
+    Returns:
+        The output names written.
+
+    Raises:
+        UserError: an output exists (without ``force``), pnnx failed or left layers that ncnn
+            does not have.
+    """
+    import pnnx
+    if not out.endswith('.param'):
+        raise UserError(f'{out}: the ncnn model file must end in .param')
+    for path in (out, bin_path(out)):
+        refuse_overwrite(path, force)
+    with tempfile.TemporaryDirectory(prefix='micronet-ncnn-') as tmp:
+        if isinstance(model_or_file, str):
+            ext = osp.splitext(model_or_file)[1]
+            if ext not in ('.pt', '.onnx'):
+                raise UserError(f'{model_or_file}: give a TorchScript (.pt) or ONNX (.onnx) '
+                                'file, or the model')
+            check_model_file(model_or_file, ext)
+            src = osp.join(tmp, 'model' + ext)
+            shutil.copyfile(model_or_file, src)
+            if output_names is None:
+                output_names = _onnx_outputs(src) if ext == '.onnx' else None
+        else:
+            src = osp.join(tmp, 'model.pt')
+            output_names = trace(model_or_file, shape, src, onnx=False,
+                                 output_names=output_names)
+        run_converter([pnnx.EXEC_PATH, src, 'inputshape=[' + ','.join(map(str, shape)) + ']',
+                       'fp16=0', 'device=cpu'], tmp, 'pnnx', timeout)
+        param, weights = osp.join(tmp, 'model.ncnn.param'), osp.join(tmp, 'model.ncnn.bin')
+        if not (osp.isfile(param) and osp.isfile(weights)):
+            raise UserError('pnnx wrote no ncnn model')
+        with open(param) as f:
+            text = f.read()
+        bad = unsupported_layers(text)
+        if bad:
+            listed = ', '.join(f'{k} x{v}' for k, v in sorted(bad.items()))
+            raise UserError(f'pnnx left layers ncnn does not have ({listed}); deploy the model '
+                            "with switch_to_deploy(model, 'ncnn') before converting it")
+        count = len({t for f in layers(text) for t in f if re.fullmatch(r'out\d+', t)})
+        names = list(output_names) if output_names else [f'output{i}' for i in range(count)]
+        if len(names) != count:
+            raise UserError(f'{len(names)} output names for the {count} outputs pnnx wrote')
+        with open(param, 'w') as f:
+            f.write(name_outputs(text, names))
+        copy_atomic(weights, bin_path(out))
+        copy_atomic(param, out)
+    return names
+
+
+def _onnx_outputs(path: str) -> list[str]:
+    import onnx
+    return [o.name for o in onnx.load(path, load_external_data=False).graph.output]
+
+
+def load(path: str, threads: int = 1) -> Runner:
+    """Open ``path`` (``.param``, with its ``.bin``) in ncnn: float32, ``threads`` threads.
+
+    Returns:
+        ``runner(images (N, C, H, W) float32) -> [output, ...]`` in the exported order, batch
+        first, with ``runner.output_names``.
+    """
+    import ncnn
+    check_model_file(path, '.param')
+    check_model_file(bin_path(path), '.bin')
+    net = ncnn.Net()
+    opt = net.opt
+    opt.num_threads = threads
+    opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = False
+    opt.use_bf16_storage = False
+    opt.use_vulkan_compute = False
+    if net.load_param(path) != 0 or net.load_model(bin_path(path)) != 0:
+        raise UserError(f'{path}: ncnn cannot read this model')
+    inputs, outputs = list(net.input_names()), list(net.output_names())
+    if len(inputs) != 1:
+        raise UserError(f'{path}: expected one input, the model has {len(inputs)}')
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        per_image = []
+        for image in x:
+            image = np.ascontiguousarray(image)
+            mat = ncnn.Mat(image)  # reads image's memory: both stay alive until extracted
+            ex = net.create_extractor()
+            ex.input(inputs[0], mat)
+            got = []
+            for name in outputs:
+                ret, blob = ex.extract(name)
+                if ret != 0:
+                    raise RuntimeError(f'ncnn failed computing {name} (error {ret})')
+                got.append(np.array(blob, dtype=np.float32))
+            per_image.append(got)
+        return [np.stack([p[i] for p in per_image]) for i in range(len(outputs))]
+
+    return Runner(run, outputs)
