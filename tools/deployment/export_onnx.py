@@ -39,6 +39,13 @@ native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``
 library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
 is the portable standard-operator ONNX file.
+
+``--backend ncnn`` and ``--backend mnn`` write the standard-operator ONNX export converted for
+the edge runtimes (``micronet_mm.runtime.ncnn``: pnnx, ``FILE.param`` + ``FILE.bin``;
+``micronet_mm.runtime.mnn``: MNN's converter, ``FILE.mnn``) and check it there, float32, with
+the same thresholds. ncnn runs MicroNet in its deploy form only (``--deploy``:
+``switch_to_deploy(model, 'ncnn')``, 4-D tensors and operators ncnn has); MNN runs both (with
+``--deploy`` the form ``switch_to_deploy(model, 'mnn')``).
 """
 from __future__ import annotations
 
@@ -69,7 +76,9 @@ OUTPUT_NAMES = {'classifier': 'logits', 'detection': 'scores_and_deltas', 'pose'
                 'segmentation': 'logits'}
 DEFAULT_RTOL = {'classifier': 0.0, 'detection': 1e-4, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
-BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
+BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO', 'ncnn': 'ncnn', 'mnn': 'MNN'}
+#: the file each backend writes
+EXTENSIONS = {'onnxruntime': '.onnx', 'openvino': '.xml', 'ncnn': '.param', 'mnn': '.mnn'}
 END_TO_END_OUTPUTS = ('boxes', 'scores', 'labels')
 
 
@@ -91,7 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'with the native Shift-Max operation)')
     parser.add_argument('--backend', choices=list(BACKENDS), default='onnxruntime',
                         help='onnxruntime: standard-operator ONNX (default, portable); '
-                        'openvino: OpenVINO IR .xml/.bin, checked in OpenVINO')
+                        'openvino: OpenVINO IR .xml/.bin, checked in OpenVINO; ncnn: '
+                        '.param/.bin (with --deploy), checked in ncnn; mnn: .mnn, checked in MNN')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL,
                         help='largest allowed |ONNX Runtime - PyTorch| of the outputs')
@@ -409,8 +419,17 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
             sess = ort_session(out)
             return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
-    from micronet_mm.runtime import openvino as ovrt
     import tempfile
+    if backend in ('ncnn', 'mnn'):  # the standard-operator ONNX file, converted
+        import importlib
+        edge = importlib.import_module(f'micronet_mm.runtime.{backend}')
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_file = osp.join(tmp, 'model.onnx')
+            export(model, onnx_file, shape, opset, output_name)
+            edge.convert(onnx_file, out, shape=(1, 3, *shape), force=force)
+        runner = edge.load(out)
+        return lambda x: runner(x)[0]
+    from micronet_mm.runtime import openvino as ovrt
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = osp.join(tmp, 'model.onnx')
         export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
@@ -422,8 +441,11 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
+    if args.backend == 'ncnn' and not args.deploy:
+        raise InvalidInputError('--backend ncnn needs --deploy: ncnn runs MicroNet in its '
+                                'deploy form (4-D standard operators) only')
     out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
-                      ext='.onnx' if args.backend == 'onnxruntime' else '.xml')
+                      ext=EXTENSIONS[args.backend])
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
     if args.backend != 'onnxruntime' and (end_to_end or args.dynamic_shape):

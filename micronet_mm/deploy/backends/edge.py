@@ -1,6 +1,7 @@
-"""``backend='ncnn'``: standard operators on 4-D tensors only, what pnnx converts to ncnn layers
-and ncnn runs (``tools/deployment/export_onnx.py --deploy --backend ncnn``;
-:mod:`micronet_mm.runtime.ncnn`).
+"""``backend='ncnn'`` and ``backend='mnn'``: standard operators on 4-D tensors only, what pnnx
+converts to ncnn layers and ncnn runs, and what MNN runs as fast as the ONNX Runtime form
+(docs/deploy.md, edge runtimes) (``tools/deployment/export_onnx.py --deploy --backend ncnn|mnn``;
+:mod:`micronet_mm.runtime.ncnn`, :mod:`micronet_mm.runtime.mnn`).
 
 ncnn has no channel gather, no ``addcmul`` and no tensor above 4-D, so every part that uses
 them takes its :mod:`..rewrites.four_d` form: each channel shuffle and each Shift-Max shift a

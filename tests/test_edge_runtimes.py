@@ -1,0 +1,179 @@
+"""ncnn (converted by pnnx) and MNN run the deploy form of every MicroNet task: the classifiers
+M0-M3, the pose model, the v1-m0 MR-ASPP segmentor and the detector's backbone (four outputs).
+
+Each model has trained-like weights: the classifiers the official reference weights with
+calibrated BN statistics (tests/reference_state.py), the dense models random weights with BN
+statistics set from their inputs (``calibrate``), so that outputs are O(1) and differ from
+image to image. Each runtime's outputs are compared with PyTorch's (the model as built, eval
+mode), each output relative to its own largest magnitude. Small inputs keep the suite short.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import ARCHS, ROOT, build_classifier, build_from_config, calibrate, trained_like
+from micronet_mm.converters import convert_checkpoint
+from micronet_mm.deploy import switch_to_deploy
+from micronet_mm.deploy.rewrites.four_d import Permute4d
+from micronet_mm.errors import UserError
+from micronet_mm.ops import ChannelShuffle, shift_index
+from micronet_mm.runtime import mnn as mnn_runtime
+from micronet_mm.runtime import ncnn as ncnn_runtime
+from reference_state import load_official, official_state
+
+pytest.importorskip('ncnn')
+pytest.importorskip('pnnx')
+pytest.importorskip('MNN')
+
+RUNTIMES = {'ncnn': (ncnn_runtime, '.param'), 'mnn': (mnn_runtime, '.mnn')}
+POSE = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py'
+SEG = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py'
+DET = f'{ROOT}/configs/det/retinanet_micronet_m3.py'
+#: model -> input (H, W): small, but every stage's output at least 2x2
+SHAPES = {**{arch: (64, 64) for arch in ARCHS}, 'pose-m0': (64, 48), 'seg-v1-m0': (64, 128),
+          'det-backbone': (64, 96)}
+#: largest |runtime - PyTorch| / largest |PyTorch| per output (float32 rounding in deep models)
+RTOL = 1e-4
+
+
+class TensorOutputs(nn.Module):
+    """``images -> the model's mode='tensor' output`` (a backbone: its tuple of stages)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        if hasattr(self.model, 'data_preprocessor'):
+            return self.model(x, None, mode='tensor')
+        return self.model(x)
+
+
+_MODELS: dict[str, nn.Module] = {}
+
+
+def reference_model(name: str) -> nn.Module:
+    """The model ``name`` with trained-like weights (module doc), built once per session."""
+    if name in _MODELS:
+        return _MODELS[name]
+    h, w = SHAPES[name]
+    if name in ARCHS:
+        record, arrays = load_official()
+        _, state = convert_checkpoint(official_state(record, arrays, name))
+        model = build_classifier(name)
+        model.load_state_dict(state, strict=True)
+    elif name == 'det-backbone':
+        model = calibrate(trained_like(build_from_config(DET).backbone), (h, w),
+                          run=lambda m, x: m(x))
+    else:
+        model = calibrate(trained_like(build_from_config(POSE if name == 'pose-m0' else SEG)),
+                          (h, w))
+    _MODELS[name] = TensorOutputs(model.eval()).eval()
+    return _MODELS[name]
+
+
+def outputs(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = model(x)
+    return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def convert_and_load(model: nn.Module, runtime: str, shape, path) -> object:
+    module, ext = RUNTIMES[runtime]
+    out = str(path / f'model{ext}')
+    module.convert(model, out, shape=(1, 3, *shape))
+    return module.load(out)
+
+
+@pytest.mark.parametrize('runtime', list(RUNTIMES))
+@pytest.mark.parametrize('name', list(SHAPES))
+def test_deploy_form_runs_in_edge_runtime(tmp_path, name, runtime):
+    """The ``switch_to_deploy(model, runtime)`` form, converted, gives PyTorch's outputs on two
+    images (every output, in order), and the outputs are not degenerate: O(1), and different
+    for the two images by far more than the tolerance."""
+    model = reference_model(name)
+    shape = SHAPES[name]
+    deployed = switch_to_deploy(copy.deepcopy(model), runtime)
+    runner = convert_and_load(deployed, runtime, shape, tmp_path)
+    x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(1))
+    want = outputs(model, x)
+    got = runner(x.numpy())
+    assert len(got) == len(want) == len(runner.output_names)
+    assert len(want) == (4 if name == 'det-backbone' else 1)
+    for g, r in zip(got, want):
+        scale = float(np.abs(r).max())
+        assert g.shape == r.shape and 0.05 < scale < 1e4
+        assert np.abs(r[0] - r[1]).max() > 100 * RTOL * scale  # the images differ
+        assert np.abs(g - r).max() <= RTOL * scale, (name, runtime, np.abs(g - r).max() / scale)
+
+
+def test_ncnn_refuses_the_model_as_trained(tmp_path):
+    """pnnx leaves the channel gathers of the model as trained (and of the ONNX Runtime deploy
+    form) unconverted: one-line UserError naming them and the fix; nothing is written."""
+    model = reference_model('m0')
+    for form in (model, switch_to_deploy(copy.deepcopy(model), 'onnxruntime')):
+        with pytest.raises(UserError, match=r"pnnx left layers ncnn does not have .*'ncnn'"):
+            ncnn_runtime.convert(form, str(tmp_path / 'm.param'), shape=(1, 3, 64, 64))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('kind', ['shuffle', 'shift', 'shift-paper', 'random'])
+@pytest.mark.parametrize('channels, groups', [(24, 4), (48, 12), (36, 6)])
+def test_permute4d_equals_the_gather(kind, channels, groups):
+    """:class:`Permute4d` reproduces ``x[:, index]``: channel shuffles and Shift-Max shifts in
+    their grid form (a reshape, a transpose or two rolls), any other permutation as runs."""
+    g = torch.Generator().manual_seed(channels + groups)
+    if kind == 'shuffle':
+        index = ChannelShuffle(groups)(torch.arange(channels).view(1, -1, 1, 1)).view(-1)
+    elif kind.startswith('shift'):
+        index = shift_index(channels, groups, 1, inner_shift=kind == 'shift')
+    else:
+        index = torch.randperm(channels, generator=g)
+    perm = Permute4d.from_index(index)
+    x = torch.randn(2, channels, 3, 5, generator=g)
+    assert torch.equal(perm(x), x[:, index])
+    assert (perm.runs is None) == (kind != 'random')
+
+
+def test_permute4d_of_a_shuffle_needs_no_width():
+    """A :class:`ChannelShuffle` becomes a grid form for any width (the ``ncnn`` backend does not
+    know the widths of the shuffles it converts)."""
+    from micronet_mm.deploy.rewrites.four_d import permute4d
+    perm = permute4d(ChannelShuffle(4))
+    for c in (8, 12, 20):
+        x = torch.randn(1, c, 2, 3)
+        assert torch.equal(perm(x), ChannelShuffle(4)(x))
+
+
+@pytest.mark.parametrize('runtime', list(RUNTIMES))
+def test_export_tool_checks_parity(tmp_path, capsys, runtime):
+    """``export_onnx.py --deploy --backend ncnn|mnn`` writes the runtime's files and passes its
+    parity check there."""
+    from tools.deployment.export_onnx import main
+    model = reference_model('m0').model
+    ckpt = tmp_path / 'm0.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    config = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
+    out = tmp_path / f'm0{RUNTIMES[runtime][1]}'
+    main([config, str(ckpt), '--out', str(out), '--backend', runtime, '--deploy', '--shape',
+          '64', '64'])
+    printed = capsys.readouterr().out
+    assert f'{ {"ncnn": "ncnn", "mnn": "MNN"}[runtime]} vs PyTorch' in printed
+    assert '-> OK' in printed and out.is_file()
+    if runtime == 'ncnn':
+        assert out.with_suffix('.bin').is_file()
+
+
+def test_export_tool_ncnn_needs_deploy(tmp_path):
+    """``--backend ncnn`` without ``--deploy``: a user error naming the fix (one line, exit
+    status 2, by ``run_cli``), before any file is written."""
+    from tools.deployment.export_onnx import main
+    config = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
+    with pytest.raises(UserError, match='--backend ncnn needs --deploy'):
+        main([config, str(tmp_path / 'm0.pth'), '--backend', 'ncnn'])
+    assert not list(tmp_path.iterdir())
