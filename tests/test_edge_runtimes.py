@@ -94,22 +94,26 @@ def convert_and_load(model: nn.Module, runtime: str, shape, path) -> object:
 @pytest.mark.parametrize('name', list(SHAPES))
 def test_deploy_form_runs_in_edge_runtime(tmp_path, name, runtime):
     """The ``switch_to_deploy(model, runtime)`` form, converted, gives PyTorch's outputs on two
-    images (every output, in order), and the outputs are not degenerate: O(1), and different
-    for the two images by far more than the tolerance."""
+    images (every output, in order) at the size it was converted at and at another, and the
+    outputs are not degenerate: O(1), and different for the two images by far more than the
+    tolerance."""
     model = reference_model(name)
-    shape = SHAPES[name]
+    h, w = SHAPES[name]
     deployed = switch_to_deploy(copy.deepcopy(model), runtime)
-    runner = convert_and_load(deployed, runtime, shape, tmp_path)
-    x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(1))
-    want = outputs(model, x)
-    got = runner(x.numpy())
-    assert len(got) == len(want) == len(runner.output_names)
-    assert len(want) == (4 if name == 'det-backbone' else 1)
-    for g, r in zip(got, want):
-        scale = float(np.abs(r).max())
-        assert g.shape == r.shape and 0.05 < scale < 1e4
-        assert np.abs(r[0] - r[1]).max() > 100 * RTOL * scale  # the images differ
-        assert np.abs(g - r).max() <= RTOL * scale, (name, runtime, np.abs(g - r).max() / scale)
+    runner = convert_and_load(deployed, runtime, (h, w), tmp_path)
+    g = torch.Generator().manual_seed(1)
+    for size in ((h, w), (h + 32, w + 64)):
+        x = torch.randn(2, 3, *size, generator=g)
+        want = outputs(model, x)
+        got = runner(x.numpy())
+        assert len(got) == len(want) == len(runner.output_names)
+        assert len(want) == (4 if name == 'det-backbone' else 1)
+        for out, ref in zip(got, want):
+            scale = float(np.abs(ref).max())
+            assert out.shape == ref.shape and 0.05 < scale < 1e4
+            assert np.abs(ref[0] - ref[1]).max() > 100 * RTOL * scale  # the images differ
+            err = np.abs(out - ref).max() / scale
+            assert err <= RTOL, (name, runtime, size, err)
 
 
 def test_ncnn_refuses_the_model_as_trained(tmp_path):

@@ -70,7 +70,7 @@ def trace(model, shape: Sequence[int], path: str, onnx: bool,
           output_names: Sequence[str] | None = None, opset: int = 17) -> list[str]:
     """Write ``model`` (``images -> tensor or tuple of tensors``, eval mode) traced at the input
     shape ``(N, C, H, W)`` to ``path``: TorchScript (``onnx=False``) or ONNX with a dynamic
-    batch. Returns the output names (``output_names`` or ``output0``, ``output1``, ...)."""
+    batch, height and width. Returns the output names (``output_names`` or ``output0``, ``output1``, ...)."""
     import torch
     x = torch.zeros(*shape)
     with torch.no_grad():
@@ -80,7 +80,8 @@ def trace(model, shape: Sequence[int], path: str, onnx: bool,
         if len(names) != count:
             raise ValueError(f'{len(names)} output names for {count} outputs')
         if onnx:
-            axes = {'input': {0: 'batch'}, **{n: {0: 'batch'} for n in names}}
+            axes = {'input': {0: 'batch', 2: 'height', 3: 'width'},
+                    **{n: {0: 'batch'} for n in names}}
             torch.onnx.export(model, (x,), path, input_names=['input'], output_names=names,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         else:

@@ -69,16 +69,18 @@ def name_outputs(param_text: str, names: Sequence[str]) -> str:
 
 
 def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
-            output_names: Sequence[str] | None = None, force: bool = False,
-            timeout: float = CONVERT_TIMEOUT) -> list[str]:
+            dynamic: bool = True, output_names: Sequence[str] | None = None,
+            force: bool = False, timeout: float = CONVERT_TIMEOUT) -> list[str]:
     """Write ``out`` (``.param``) and its ``.bin``.
 
     Args:
         model_or_file: a module (``images -> tensor or tuple``, eval mode; traced with
             TorchScript at ``shape``), or a TorchScript (``.pt``) or ONNX (``.onnx``) file.
         out: the ``.param`` file to write (its weights go to the same name with ``.bin``).
-        shape: the input shape ``(1, C, H, W)`` pnnx converts at (ncnn itself takes any size;
-            shape-dependent constants of the trace keep this one).
+        shape: the input shape ``(1, C, H, W)`` pnnx converts at.
+        dynamic: a module or TorchScript file: pnnx also traces ``(H + 32, W + 32)`` and keeps
+            the shapes that differ as expressions, so the model runs at any input size (an
+            ONNX file keeps the sizes it was exported with).
         output_names: names of the outputs, in order (default: an ONNX file's own, else
             ``output0``, ``output1``, ...).
         force: replace existing files.
@@ -111,8 +113,10 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
             src = osp.join(tmp, 'model.pt')
             output_names = trace(model_or_file, shape, src, onnx=False,
                                  output_names=output_names)
-        run_converter([pnnx.EXEC_PATH, src, 'inputshape=[' + ','.join(map(str, shape)) + ']',
-                       'fp16=0', 'device=cpu'], tmp, 'pnnx', timeout)
+        cmd = [pnnx.EXEC_PATH, src, 'inputshape=' + _shape_arg(shape), 'fp16=0', 'device=cpu']
+        if dynamic and src.endswith('.pt'):
+            cmd.append('inputshape2=' + _shape_arg([*shape[:2], shape[2] + 32, shape[3] + 32]))
+        run_converter(cmd, tmp, 'pnnx', timeout)
         param, weights = osp.join(tmp, 'model.ncnn.param'), osp.join(tmp, 'model.ncnn.bin')
         if not (osp.isfile(param) and osp.isfile(weights)):
             raise UserError('pnnx wrote no ncnn model')
@@ -132,6 +136,10 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
         copy_atomic(weights, bin_path(out))
         copy_atomic(param, out)
     return names
+
+
+def _shape_arg(shape: Sequence[int]) -> str:
+    return '[' + ','.join(str(int(v)) for v in shape) + ']'
 
 
 def _onnx_outputs(path: str) -> list[str]:

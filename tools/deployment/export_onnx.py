@@ -40,10 +40,11 @@ library that runs it is copied next to the IR (``libmicronet_openvino.so``; load
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
 is the portable standard-operator ONNX file.
 
-``--backend ncnn`` and ``--backend mnn`` write the standard-operator ONNX export converted for
-the edge runtimes (``micronet_mm.runtime.ncnn``: pnnx, ``FILE.param`` + ``FILE.bin``;
-``micronet_mm.runtime.mnn``: MNN's converter, ``FILE.mnn``) and check it there, float32, with
-the same thresholds. ncnn runs MicroNet in its deploy form only (``--deploy``:
+``--backend ncnn`` and ``--backend mnn`` write the model in standard operators for the edge
+runtimes (``micronet_mm.runtime.ncnn``: traced with TorchScript and converted by pnnx,
+``FILE.param`` + ``FILE.bin``; ``micronet_mm.runtime.mnn``: the ONNX export with dynamic height
+and width converted by MNN's converter, ``FILE.mnn``), both for any input size, and check it
+there, float32, with the same thresholds, at the input size and 32 pixels wider. ncnn runs MicroNet in its deploy form only (``--deploy``:
 ``switch_to_deploy(model, 'ncnn')``, 4-D tensors and operators ncnn has); MNN runs both (with
 ``--deploy`` the form ``switch_to_deploy(model, 'mnn')``).
 """
@@ -77,6 +78,8 @@ OUTPUT_NAMES = {'classifier': 'logits', 'detection': 'scores_and_deltas', 'pose'
 DEFAULT_RTOL = {'classifier': 0.0, 'detection': 1e-4, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
 BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO', 'ncnn': 'ncnn', 'mnn': 'MNN'}
+#: the edge runtimes: their files take any input size (module doc)
+EDGE = ('ncnn', 'mnn')
 #: the file each backend writes
 EXTENSIONS = {'onnxruntime': '.onnx', 'openvino': '.xml', 'ncnn': '.param', 'mnn': '.mnn'}
 END_TO_END_OUTPUTS = ('boxes', 'scores', 'labels')
@@ -420,14 +423,19 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
             return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
     import tempfile
-    if backend in ('ncnn', 'mnn'):  # the standard-operator ONNX file, converted
-        import importlib
-        edge = importlib.import_module(f'micronet_mm.runtime.{backend}')
+    if backend == 'ncnn':  # traced with TorchScript by pnnx at two sizes: any input size
+        from micronet_mm.runtime import ncnn
+        ncnn.convert(LogitsWrapper(model).eval(), out, shape=(1, 3, *shape),
+                     output_names=[output_name], force=force)
+        runner = ncnn.load(out)
+        return lambda x: runner(x)[0]
+    if backend == 'mnn':  # the standard-operator ONNX file with dynamic sizes, converted
+        from micronet_mm.runtime import mnn
         with tempfile.TemporaryDirectory() as tmp:
             onnx_file = osp.join(tmp, 'model.onnx')
-            export(model, onnx_file, shape, opset, output_name)
-            edge.convert(onnx_file, out, shape=(1, 3, *shape), force=force)
-        runner = edge.load(out)
+            export(model, onnx_file, shape, opset, output_name, dynamic_hw=True)
+            mnn.convert(onnx_file, out, force=force)
+        runner = mnn.load(out)
         return lambda x: runner(x)[0]
     from micronet_mm.runtime import openvino as ovrt
     with tempfile.TemporaryDirectory() as tmp:
@@ -448,10 +456,13 @@ def main(argv: list[str] | None = None) -> float:
                       ext=EXTENSIONS[args.backend])
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
-    if args.backend != 'onnxruntime' and (end_to_end or args.dynamic_shape):
+    if args.backend == 'openvino' and (end_to_end or args.dynamic_shape):
         raise InvalidInputError(f'--backend {args.backend} exports a fixed input size and no '
                                 'detector post-processing: drop --dynamic-shape, and for a '
                                 'detector add --head-outputs')
+    if args.backend in EDGE and end_to_end:
+        raise InvalidInputError(f'--backend {args.backend} exports no detector '
+                                'post-processing: add --head-outputs')
     shape = tuple(args.shape) if args.shape else default_shape
     reference = model
     if args.deploy:
@@ -464,7 +475,7 @@ def main(argv: list[str] | None = None) -> float:
         except ValueError as e:
             raise InvalidInputError(f'{args.config}: {e}; export the head outputs with '
                                     '--head-outputs') from None
-    dynamic = end_to_end or args.dynamic_shape
+    dynamic = end_to_end or args.dynamic_shape or args.backend in EDGE
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
                      output_name=OUTPUT_NAMES[task], force=args.force, dynamic_hw=dynamic)
     outputs = ', '.join(END_TO_END_OUTPUTS) if end_to_end else OUTPUT_NAMES[task]
