@@ -69,7 +69,7 @@ def name_outputs(param_text: str, names: Sequence[str]) -> str:
 
 
 def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
-            dynamic: bool = True, output_names: Sequence[str] | None = None,
+            dynamic: bool = False, output_names: Sequence[str] | None = None,
             force: bool = False, timeout: float = CONVERT_TIMEOUT) -> list[str]:
     """Write ``out`` (``.param``) and its ``.bin``.
 
@@ -79,8 +79,9 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
         out: the ``.param`` file to write (its weights go to the same name with ``.bin``).
         shape: the input shape ``(1, C, H, W)`` pnnx converts at.
         dynamic: a module or TorchScript file: pnnx also traces ``(H + 32, W + 32)`` and keeps
-            the shapes that differ as expressions, so the model runs at any input size (an
-            ONNX file keeps the sizes it was exported with).
+            the shapes that differ as expressions. Needed only where the trace holds a
+            reshape to a size (the deploy form for ncnn has none: it runs at any size without),
+            and slow: ncnn evaluates the expressions at every call (15x the time of M2).
         output_names: names of the outputs, in order (default: an ONNX file's own, else
             ``output0``, ``output1``, ...).
         force: replace existing files.

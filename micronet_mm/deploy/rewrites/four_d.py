@@ -5,11 +5,13 @@ above 4-D (without the batch: 3-D ``Mat``); pnnx leaves such operators unconvert
 MicroNet part that uses them gets an exact equivalent here:
 
 * a channel permutation (:class:`Permute4d`), recognised from its index table: a channel
-  shuffle of ``(G, M)`` is ``reshape (N, G, M, H·W) -> transpose(1, 2) -> reshape`` (ncnn
-  ``Reshape`` + ``Permute`` + ``Reshape``, pure copies); the shift of Dynamic Shift-Max, a
-  circular shift by ``r`` of the group and by ``s`` inside it, is the same reshape with one
-  circular roll along each of the two axes (a slice in two and a concat each); any other
-  permutation is one split into its contiguous runs and one concat;
+  shuffle of ``(G, M)`` is ``reshape (N, G, M, H·W) -> transpose(1, 2) -> reshape`` (pure
+  copies); the shift of Dynamic Shift-Max, a circular shift by ``r`` of the group and by ``s``
+  inside it, is the same reshape with one circular roll along each of the two axes (a slice
+  in two and a concat each); any other permutation is one split into its contiguous runs and
+  one concat. Traced with TorchScript (pnnx's input), the grid forms are channel shuffles
+  (``nn.ChannelShuffle``, which pnnx makes ncnn's ``ShuffleChannel``) and channel rolls
+  instead, with no constant of the input size (:meth:`Permute4d._shuffles_and_rolls`);
 * Dynamic Shift-Max (:class:`Shift4dMax`): the hyper-function as global average pooling and
   two 1x1 convolutions on ``(N, C, 1, 1)`` maps (no flatten, no reshape to a batch of -1), the
   coefficients cut by one channel split, the fusions as multiplies, adds and one ``maximum``;
@@ -77,6 +79,13 @@ class Permute4d(nn.Module):
         self.channels, self.groups, self.transpose, self.shift = (channels, groups, transpose,
                                                                   tuple(shift))
         self.runs = runs
+        # the TorchScript form (:meth:`_shuffles_and_rolls`): channel shuffles and channel rolls
+        if runs is None:
+            rows = groups if not transpose or channels is None else channels // groups
+            self.transposer = nn.ChannelShuffle(groups) if transpose else None
+            if shift[1]:  # a roll along the grid's axis 1: shuffle, roll, shuffle back
+                self.to_cols = nn.ChannelShuffle(rows)
+                self.from_cols = nn.ChannelShuffle(channels // rows)
 
     @classmethod
     def from_index(cls, index: torch.Tensor) -> nn.Module:
@@ -104,6 +113,9 @@ class Permute4d(nn.Module):
         return cls(c, runs=runs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.runs is None and torch.jit.is_tracing()
+                and not torch.onnx.is_in_onnx_export()):
+            return self._shuffles_and_rolls(x)
         n, c, h, w = x.shape
         if self.runs is not None:  # split at the run boundaries of the source, concat in order
             order = sorted(range(len(self.runs)), key=lambda i: self.runs[i][0])
@@ -116,6 +128,22 @@ class Permute4d(nn.Module):
             v = v.transpose(1, 2)  # (N, M, G, H·W)
         v = _roll(_roll(v, self.shift[0], 1), self.shift[1], 2)
         return v.reshape(n, c, h, w)
+
+    def _shuffles_and_rolls(self, x: torch.Tensor) -> torch.Tensor:
+        """The grid form in channel shuffles (``nn.ChannelShuffle``, which pnnx makes ONE ncnn
+        ``ShuffleChannel`` layer) and circular rolls of the channels: no reshape, so no constant
+        of the input size in a TorchScript trace (the ONNX exporter has no channel shuffle).
+        With the grid ``(R, K)`` after the transpose, a roll by ``a`` along axis 0 is a channel
+        roll by ``a·K``; a roll by ``b`` along axis 1 is shuffle(R), a channel roll by ``b·R``,
+        shuffle(K)."""
+        c = x.shape[1]
+        if self.transposer is not None:
+            x = self.transposer(x)
+        rows = c // self.groups if self.transpose else self.groups
+        x = _roll(x, self.shift[0] * (c // rows), 1)
+        if self.shift[1]:
+            x = self.from_cols(_roll(self.to_cols(x), self.shift[1] * rows, 1))
+        return x
 
     def extra_repr(self) -> str:
         if self.runs is not None:
