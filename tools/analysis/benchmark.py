@@ -29,9 +29,9 @@ minima (each call timed on its own; the fastest call of the whole run). Runtimes
   ``micronet_mm/csrc/openvino``);
 * ``mnn`` / ``mnn deploy``: MNN (CPU, high precision, one thread; ``micronet_mm.runtime.mnn``)
   on the plain export and on the ``backend='mnn'`` deploy export; ``ncnn deploy``: ncnn (float32,
-  one thread; ``micronet_mm.runtime.ncnn``, converted by pnnx from the ONNX file) on the
-  ``backend='ncnn'`` deploy export (ncnn runs no MicroNet as trained); the baselines' plain
-  exports converted the same way (``mnn``, ``ncnn``). The classifiers only.
+  one thread; ``micronet_mm.runtime.ncnn``: traced by pnnx, as ``export_onnx.py --backend ncnn``
+  converts it) on the ``backend='ncnn'`` deploy form (ncnn runs no MicroNet as trained); the
+  baselines as built, converted the same way (``mnn``, ``ncnn``). The classifiers only.
 
 Arithmetic bound: the model's multiply-adds (``micronet_mm.analysis.count_complexity``, the
 papers' convention) divided by the peak of one thread, measured in the same interleaved rounds
@@ -115,7 +115,7 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
         want = [r for r in runtimes if (is_micronet(name) or r in PLAIN)
                 and (name in TOP1 or r not in EDGE)
                 and not (is_micronet(name) and r == 'ncnn')]  # ncnn: deploy form only
-        files = {}  # ONNX file per form: plain, onnxruntime, openvino, mnn, ncnn
+        files = {}  # ONNX file per form: plain, onnxruntime, openvino
 
         def onnx(form):
             if form not in files:
@@ -130,8 +130,8 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
             elif r == 'eager deploy':
                 out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
             elif r.split()[0] in ('mnn', 'ncnn'):
-                out[(name, r)] = edge_runner(r.split()[0], onnx(
-                    'plain' if r in PLAIN else r.split()[0]), tmp, f'{name}-{r}')
+                m = model if r in PLAIN else deployed(model, r.split()[0])
+                out[(name, r)] = edge_runner(r.split()[0], m, shape, tmp, f'{name}-{r}')
             elif r.startswith('ort'):
                 from tools.deployment.export_onnx import ort_session
                 sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
@@ -143,20 +143,24 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
     return out
 
 
-def edge_runner(runtime: str, onnx_file: str, tmp: str, tag: str):
-    """``() -> outputs`` of ``onnx_file`` converted for ``runtime`` (``'mnn'`` or ``'ncnn'``),
-    one thread, on a fixed random image."""
+def edge_runner(runtime: str, model: torch.nn.Module, shape, tmp: str, tag: str):
+    """``() -> outputs`` of ``model`` converted for ``runtime`` (``'mnn'``: its batch-1 ONNX
+    export, the file ONNX Runtime reads; ``'ncnn'``: traced by pnnx, as ``export_onnx.py
+    --backend ncnn`` converts it), one thread, on a fixed random image."""
     import importlib
 
     import numpy as np
-    import onnx
+
+    from tools.deployment.export_onnx import LogitsWrapper
     module = importlib.import_module(f'micronet_mm.runtime.{runtime}')
-    path = osp.join(tmp, tag.replace(' ', '-') + ('.mnn' if runtime == 'mnn' else '.param'))
-    graph = onnx.load(onnx_file, load_external_data=False).graph
-    shape = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]  # fixed, batch 1
-    module.convert(onnx_file, path, shape=shape)
+    tag = tag.replace(' ', '-')
+    if runtime == 'mnn':
+        source, path = export_file(model, shape, tmp, tag), osp.join(tmp, tag + '.mnn')
+    else:
+        source, path = LogitsWrapper(model).eval(), osp.join(tmp, tag + '.param')
+    module.convert(source, path, shape=(1, 3, *shape))
     runner = module.load(path, threads=1)
-    xn = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    xn = np.random.default_rng(0).standard_normal((1, 3, *shape), dtype=np.float32)
     return lambda: runner(xn)
 
 
@@ -220,7 +224,8 @@ def plot(med: dict, names, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [(r, label) for r, label in (('eager', 'PyTorch eager'), ('ort', 'ONNX Runtime'),
-                                          ('ov', 'OpenVINO f32'))
+                                          ('ov', 'OpenVINO f32'), ('mnn', 'MNN'),
+                                          ('ncnn', 'ncnn'))
               if any((n, r) in med for n in names)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
     for ax, (runtime, label) in zip(axes[0], panels):
