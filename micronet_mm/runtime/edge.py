@@ -70,7 +70,8 @@ def trace(model, shape: Sequence[int], path: str, onnx: bool,
           output_names: Sequence[str] | None = None, opset: int = 17) -> list[str]:
     """Write ``model`` (``images -> tensor or tuple of tensors``, eval mode) traced at the input
     shape ``(N, C, H, W)`` to ``path``: TorchScript (``onnx=False``) or ONNX with a dynamic
-    batch, height and width. Returns the output names (``output_names`` or ``output0``, ``output1``, ...)."""
+    batch, height and width. Returns the output names (``output_names`` or ``output0``,
+    ``output1``, ...)."""
     import torch
     x = torch.zeros(*shape)
     with torch.no_grad():

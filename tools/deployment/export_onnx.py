@@ -44,9 +44,10 @@ is the portable standard-operator ONNX file.
 runtimes (``micronet_mm.runtime.ncnn``: traced with TorchScript and converted by pnnx,
 ``FILE.param`` + ``FILE.bin``; ``micronet_mm.runtime.mnn``: the ONNX export with dynamic height
 and width converted by MNN's converter, ``FILE.mnn``), both for any input size, and check it
-there, float32, with the same thresholds, at the input size and 32 pixels wider. ncnn runs MicroNet in its deploy form only (``--deploy``:
-``switch_to_deploy(model, 'ncnn')``, 4-D tensors and operators ncnn has); MNN runs both (with
-``--deploy`` the form ``switch_to_deploy(model, 'mnn')``).
+there, float32, with the same thresholds, at the input size and 32 pixels wider. ncnn runs
+MicroNet in its deploy form only (``--deploy``: ``switch_to_deploy(model, 'ncnn')``, 4-D
+tensors and operators ncnn has); MNN runs both (with ``--deploy`` the same form,
+``switch_to_deploy(model, 'mnn')``).
 """
 from __future__ import annotations
 
