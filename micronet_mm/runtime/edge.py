@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import subprocess
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -86,5 +87,7 @@ def trace(model, shape: Sequence[int], path: str, onnx: bool,
             torch.onnx.export(model, (x,), path, input_names=['input'], output_names=names,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         else:
-            torch.jit.trace(model, x, check_trace=False).save(path)
+            with warnings.catch_warnings():  # torch 2.14 marks TorchScript deprecated; pnnx reads it
+                warnings.filterwarnings('ignore', message='.*torch.jit.trace', category=FutureWarning)
+                torch.jit.trace(model, x, check_trace=False).save(path)
     return names

@@ -136,13 +136,14 @@ class Permute4d(nn.Module):
         With the grid ``(R, K)`` after the transpose, a roll by ``a`` along axis 0 is a channel
         roll by ``a·K``; a roll by ``b`` along axis 1 is shuffle(R), a channel roll by ``b·R``,
         shuffle(K)."""
-        c = x.shape[1]
         if self.transposer is not None:
             x = self.transposer(x)
-        rows = c // self.groups if self.transpose else self.groups
-        x = _roll(x, self.shift[0] * (c // rows), 1)
-        if self.shift[1]:
-            x = self.from_cols(_roll(self.to_cols(x), self.shift[1] * rows, 1))
+        if self.shift != (0, 0):  # then the width is known (the form came from an index)
+            c = self.channels
+            rows = c // self.groups if self.transpose else self.groups
+            x = _roll(x, self.shift[0] * (c // rows), 1)
+            if self.shift[1]:
+                x = self.from_cols(_roll(self.to_cols(x), self.shift[1] * rows, 1))
         return x
 
     def extra_repr(self) -> str:
