@@ -87,7 +87,8 @@ def trace(model, shape: Sequence[int], path: str, onnx: bool,
             torch.onnx.export(model, (x,), path, input_names=['input'], output_names=names,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         else:
-            with warnings.catch_warnings():  # torch 2.14 marks TorchScript deprecated; pnnx reads it
-                warnings.filterwarnings('ignore', message='.*torch.jit.trace', category=FutureWarning)
+            with warnings.catch_warnings():  # deprecated in torch 2.14; what pnnx reads
+                warnings.filterwarnings('ignore', message='.*torch.jit.trace',
+                                        category=FutureWarning)
                 torch.jit.trace(model, x, check_trace=False).save(path)
     return names
