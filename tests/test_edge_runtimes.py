@@ -58,7 +58,7 @@ _MODELS: dict[str, nn.Module] = {}
 
 
 def reference_model(name: str) -> nn.Module:
-    """The model ``name`` with trained-like weights (module doc), built once per session."""
+    """The model ``name`` with trained-like weights (module doc), built once per process."""
     if name in _MODELS:
         return _MODELS[name]
     h, w = SHAPES[name]
