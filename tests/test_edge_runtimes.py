@@ -130,7 +130,8 @@ def test_ncnn_refuses_the_model_as_trained(tmp_path):
 @pytest.mark.parametrize('channels, groups', [(24, 4), (48, 12), (36, 6)])
 def test_permute4d_equals_the_gather(kind, channels, groups):
     """:class:`Permute4d` reproduces ``x[:, index]``: channel shuffles and Shift-Max shifts in
-    their grid form (a reshape, a transpose or two rolls), any other permutation as runs."""
+    their grid form (a reshape, a transpose or two rolls; traced with TorchScript, channel
+    shuffles and channel rolls), any other permutation as runs."""
     g = torch.Generator().manual_seed(channels + groups)
     if kind == 'shuffle':
         index = ChannelShuffle(groups)(torch.arange(channels).view(1, -1, 1, 1)).view(-1)
@@ -142,6 +143,10 @@ def test_permute4d_equals_the_gather(kind, channels, groups):
     x = torch.randn(2, channels, 3, 5, generator=g)
     assert torch.equal(perm(x), x[:, index])
     assert (perm.runs is None) == (kind != 'random')
+    traced = torch.jit.trace(perm, x, check_trace=False)  # the form pnnx converts
+    assert torch.equal(traced(x), x[:, index])
+    if perm.runs is None:
+        assert torch.equal(perm._shuffles_and_rolls(x), x[:, index])
 
 
 def test_permute4d_of_a_shuffle_needs_no_width():
