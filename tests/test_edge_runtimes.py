@@ -93,27 +93,37 @@ def convert_and_load(model: nn.Module, runtime: str, shape, path) -> object:
 @pytest.mark.parametrize('runtime', list(RUNTIMES))
 @pytest.mark.parametrize('name', list(SHAPES))
 def test_deploy_form_runs_in_edge_runtime(tmp_path, name, runtime):
-    """The ``switch_to_deploy(model, runtime)`` form, converted, gives PyTorch's outputs on two
-    images (every output, in order) at the size it was converted at and at another, and the
-    outputs are not degenerate: O(1), and different for the two images by far more than the
-    tolerance."""
+    """The ``switch_to_deploy(model, runtime)`` form, converted, gives the model's outputs on two
+    images (every output, in order) at the size it was converted at and at another (ncnn's
+    segmentor refuses another size: its upsampling holds the size), and the outputs are not
+    degenerate: O(1), and different for the two images by far more than the
+    tolerance. The reference is the model in float64; the tolerance is RTOL or, where larger,
+    4x the float32 model's own distance from it (random pose weights amplify float32 rounding
+    to a few 1e-3: the max of Shift-Max and the attention's clamp switch branches)."""
     model = reference_model(name)
+    model64 = copy.deepcopy(model).double()
     h, w = SHAPES[name]
     deployed = switch_to_deploy(copy.deepcopy(model), runtime)
     runner = convert_and_load(deployed, runtime, (h, w), tmp_path)
     g = torch.Generator().manual_seed(1)
     for size in ((h, w), (h + 32, w + 64)):
         x = torch.randn(2, 3, *size, generator=g)
-        want = outputs(model, x)
+        if size != (h, w) and (name, runtime) == ('seg-v1-m0', 'ncnn'):
+            # MR-ASPP upsamples to the stride-8 map's size, which pnnx fixes: refused, not run
+            with pytest.raises(UserError, match='converted at that size'):
+                runner(x.numpy())
+            continue
+        want, want32 = outputs(model64, x.double()), outputs(model, x)
         got = runner(x.numpy())
         assert len(got) == len(want) == len(runner.output_names)
         assert len(want) == (3 if name == 'det-backbone' else 1)
-        for out, ref in zip(got, want):
+        for out, ref, ref32 in zip(got, want, want32):
             scale = float(np.abs(ref).max())
             assert out.shape == ref.shape and 0.05 < scale < 1e4
-            assert np.abs(ref[0] - ref[1]).max() > 100 * RTOL * scale  # the images differ
+            tol = max(RTOL, 4 * float(np.abs(ref32 - ref).max()) / scale)
+            assert tol < 0.02 and np.abs(ref[0] - ref[1]).max() > 10 * tol * scale
             err = np.abs(out - ref).max() / scale
-            assert err <= RTOL, (name, runtime, size, err)
+            assert err <= tol, (name, runtime, size, err, tol)
 
 
 def test_ncnn_refuses_the_model_as_trained(tmp_path):

@@ -6,9 +6,15 @@ time limit; pnnx writes its side files next to its input, so never next to the u
 stay float32 (``fp16=0``). Layers that ncnn does not have (pnnx leaves ``pnnx.Expression``,
 ``Tensor.*``, ``aten::*`` ... where it has no ncnn layer) are refused with one line naming them:
 deploy MicroNet with ``switch_to_deploy(model, 'ncnn')`` first (4-D standard operators,
-:mod:`micronet_mm.deploy.backends.ncnn`). The exported output names and their order are kept by
+:mod:`micronet_mm.deploy.backends.edge`). The exported output names and their order are kept by
 one ``Noop`` layer per output, in order, at the end of the ``.param`` file (ncnn lists a
 network's outputs, the blobs no layer reads, in the order they appear).
+
+A model that pnnx converts differently at another input size (a layer holding a size of the
+trace, such as an interpolation to a traced size: MR-ASPP's upsampling to the stride-8 map) has
+its input size written on its ``Input`` layer, and :func:`load`'s runner refuses other sizes
+(ncnn itself would run them and mix maps of different sizes); an ONNX source keeps its
+exported size the same way.
 
 :func:`load` opens the pair in float32 (no fp16 / bf16 storage or arithmetic) on ``threads``
 threads and returns a :class:`~.edge.Runner`: ncnn runs one image at a time (its tensors have no
@@ -16,6 +22,8 @@ batch axis), so a batch runs image by image and the outputs are stacked.
 """
 from __future__ import annotations
 
+import filecmp
+import os
 import os.path as osp
 import re
 import shutil
@@ -82,6 +90,9 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
             the shapes that differ as expressions. Needed only where the trace holds a
             reshape to a size (the deploy form for ncnn has none: it runs at any size without),
             and slow: ncnn evaluates the expressions at every call (15x the time of M2).
+            Without it, a module is traced and converted at a second size too, and the model
+            is marked with its input size where the two differ (module doc); a file is marked
+            always.
         output_names: names of the outputs, in order (default: an ONNX file's own, else
             ``output0``, ``output1``, ...).
         force: replace existing files.
@@ -94,7 +105,6 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
         UserError: an output exists (without ``force``), pnnx failed or left layers that ncnn
             does not have.
     """
-    import pnnx
     if not out.endswith('.param'):
         raise UserError(f'{out}: the ncnn model file must end in .param')
     for path in (out, bin_path(out)):
@@ -114,15 +124,18 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
             src = osp.join(tmp, 'model.pt')
             output_names = trace(model_or_file, shape, src, onnx=False,
                                  output_names=output_names)
-        cmd = [pnnx.EXEC_PATH, src, 'inputshape=' + _shape_arg(shape), 'fp16=0', 'device=cpu']
-        if dynamic and src.endswith('.pt'):
-            cmd.append('inputshape2=' + _shape_arg([*shape[:2], shape[2] + 32, shape[3] + 32]))
-        run_converter(cmd, tmp, 'pnnx', timeout)
-        param, weights = osp.join(tmp, 'model.ncnn.param'), osp.join(tmp, 'model.ncnn.bin')
-        if not (osp.isfile(param) and osp.isfile(weights)):
-            raise UserError('pnnx wrote no ncnn model')
-        with open(param) as f:
-            text = f.read()
+        text, weights = _pnnx(src, shape, dynamic, tmp, 'a', timeout)
+        if isinstance(model_or_file, str):  # traced or exported at one size
+            if not dynamic or src.endswith('.onnx'):
+                text = fix_input_shape(text, shape)
+        elif not dynamic:  # traced and converted again at another size: does it depend on it?
+            other = [*shape[:2], shape[2] + 32, shape[3] + 32]
+            os.makedirs(osp.join(tmp, 'other'))
+            src2 = osp.join(tmp, 'other', 'model.pt')
+            trace(model_or_file, other, src2, onnx=False, output_names=output_names)
+            text2, weights2 = _pnnx(src2, other, False, tmp, 'b', timeout)
+            if text2 != text or not filecmp.cmp(weights, weights2, shallow=False):
+                text = fix_input_shape(text, shape)
         bad = unsupported_layers(text)
         if bad:
             listed = ', '.join(f'{k} x{v}' for k, v in sorted(bad.items()))
@@ -132,11 +145,55 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
         names = list(output_names) if output_names else [f'output{i}' for i in range(count)]
         if len(names) != count:
             raise UserError(f'{len(names)} output names for the {count} outputs pnnx wrote')
+        param = osp.join(tmp, 'model.param')
         with open(param, 'w') as f:
             f.write(name_outputs(text, names))
         copy_atomic(weights, bin_path(out))
         copy_atomic(param, out)
     return names
+
+
+def _pnnx(src: str, shape: Sequence[int], dynamic: bool, tmp: str, sub: str,
+          timeout: float) -> tuple[str, str]:
+    """Run pnnx on a copy of ``src`` in ``tmp/sub`` (it writes its side files next to its
+    input) at the input ``shape``; returns the ``.param`` text and the ``.bin`` path."""
+    import pnnx
+    folder = osp.join(tmp, sub)
+    os.makedirs(folder)
+    local = osp.join(folder, osp.basename(src))
+    shutil.copyfile(src, local)
+    cmd = [pnnx.EXEC_PATH, local, 'inputshape=' + _shape_arg(shape), 'fp16=0', 'device=cpu']
+    if dynamic and src.endswith('.pt'):
+        cmd.append('inputshape2=' + _shape_arg([*shape[:2], shape[2] + 32, shape[3] + 32]))
+    run_converter(cmd, folder, 'pnnx', timeout)
+    stem = osp.splitext(local)[0]
+    param, weights = stem + '.ncnn.param', stem + '.ncnn.bin'
+    if not (osp.isfile(param) and osp.isfile(weights)):
+        raise UserError('pnnx wrote no ncnn model')
+    with open(param) as f:
+        return f.read(), weights
+
+
+def fix_input_shape(param_text: str, shape: Sequence[int]) -> str:
+    """``param_text`` with the input's ``(C, H, W)`` of ``shape`` written on its ``Input``
+    layer (ncnn's ``0=W 1=H 2=C``): :func:`load` then refuses inputs of another size."""
+    lines = param_text.splitlines()
+    for i, line in enumerate(lines):
+        if line.split()[:1] == ['Input']:
+            lines[i] = f'{line} 0={shape[3]} 1={shape[2]} 2={shape[1]}'
+            break
+    return '\n'.join(lines) + '\n'
+
+
+def input_shape(param_text: str) -> tuple[int, int, int] | None:
+    """The ``(C, H, W)`` a model's ``Input`` layer fixes (:func:`fix_input_shape`), or None."""
+    for fields in layers(param_text):
+        if fields[0] == 'Input':
+            values = dict(f.split('=', 1) for f in fields[4 + int(fields[2]) + int(fields[3]):]
+                          if '=' in f)
+            if '0' in values:
+                return int(values.get('2', 1)), int(values.get('1', 1)), int(values['0'])
+    return None
 
 
 def _shape_arg(shape: Sequence[int]) -> str:
@@ -169,8 +226,14 @@ def load(path: str, threads: int = 1) -> Runner:
     inputs, outputs = list(net.input_names()), list(net.output_names())
     if len(inputs) != 1:
         raise UserError(f'{path}: expected one input, the model has {len(inputs)}')
+    with open(path) as f:
+        fixed = input_shape(f.read())
 
     def run(x: np.ndarray) -> list[np.ndarray]:
+        if fixed is not None and tuple(x.shape[1:]) != fixed:
+            raise UserError(f'{path} takes images of {fixed[0]}x{fixed[1]}x{fixed[2]} (C x H x W):'
+                            ' it was converted at that size and holds size-dependent layers; '
+                            f'got {x.shape[1]}x{x.shape[2]}x{x.shape[3]}')
         per_image = []
         for image in x:
             image = np.ascontiguousarray(image)
