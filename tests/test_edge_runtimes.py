@@ -34,6 +34,7 @@ RUNTIMES = {'ncnn': (ncnn_runtime, '.param'), 'mnn': (mnn_runtime, '.mnn')}
 POSE = f'{ROOT}/configs/pose/td-hm_micronet-pose-m0_8xb64-250e_coco-256x192.py'
 SEG = f'{ROOT}/configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py'
 DET = f'{ROOT}/configs/det/retinanet_micronet_m3.py'
+M0 = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
 #: model -> input (H, W): small, but every stage's output at least 2x2
 SHAPES = {**{arch: (64, 64) for arch in ARCHS}, 'pose-m0': (64, 48), 'seg-v1-m0': (64, 128),
           'det-backbone': (64, 96)}
@@ -169,30 +170,32 @@ def test_permute4d_of_a_shuffle_needs_no_width():
         assert torch.equal(perm(x), ChannelShuffle(4)(x))
 
 
-@pytest.mark.parametrize('runtime', list(RUNTIMES))
-def test_export_tool_checks_parity(tmp_path, capsys, runtime):
+@pytest.mark.parametrize('task, runtime', [('classifier', 'ncnn'), ('classifier', 'mnn'),
+                                           ('segmentation', 'ncnn')])
+def test_export_tool_checks_parity(tmp_path, capsys, task, runtime):
     """``export_onnx.py --deploy --backend ncnn|mnn`` writes the runtime's files and passes its
-    parity check there."""
+    parity check there: at two sizes, except ncnn's segmentor (converted at a fixed size)."""
     from tools.deployment.export_onnx import main
-    model = reference_model('m0').model
-    ckpt = tmp_path / 'm0.pth'
+    if task == 'classifier':
+        model, config, shape = reference_model('m0').model, M0, ('64', '64')
+    else:
+        model, config, shape = reference_model('seg-v1-m0').model, SEG, ('64', '128')
+    ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
-    config = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
-    out = tmp_path / f'm0{RUNTIMES[runtime][1]}'
+    out = tmp_path / f'model{RUNTIMES[runtime][1]}'
     main([config, str(ckpt), '--out', str(out), '--backend', runtime, '--deploy', '--shape',
-          '64', '64'])
+          *shape])
     printed = capsys.readouterr().out
     assert ('MNN' if runtime == 'mnn' else 'ncnn') + ' vs PyTorch' in printed
-    assert '-> OK' in printed and out.is_file()
-    if runtime == 'ncnn':
-        assert out.with_suffix('.bin').is_file()
+    sizes = f'{shape[0]}x{shape[1]} and {shape[0]}x{int(shape[1]) + 32}'
+    assert (sizes in printed) == (task == 'classifier') and '-> OK' in printed
+    assert out.is_file() and (runtime == 'mnn' or out.with_suffix('.bin').is_file())
 
 
 def test_export_tool_ncnn_needs_deploy(tmp_path):
     """``--backend ncnn`` without ``--deploy``: a user error naming the fix (one line, exit
     status 2, by ``run_cli``), before any file is written."""
     from tools.deployment.export_onnx import main
-    config = f'{ROOT}/configs/pretrain/micronet-m0_8xb64_in1k.py'
     with pytest.raises(UserError, match='--backend ncnn needs --deploy'):
-        main([config, str(tmp_path / 'm0.pth'), '--backend', 'ncnn'])
+        main([M0, str(tmp_path / 'm0.pth'), '--backend', 'ncnn'])
     assert not list(tmp_path.iterdir())

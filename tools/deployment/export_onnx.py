@@ -43,8 +43,9 @@ is the portable standard-operator ONNX file.
 ``--backend ncnn`` and ``--backend mnn`` write the model in standard operators for the edge
 runtimes (``micronet_mm.runtime.ncnn``: traced with TorchScript and converted by pnnx,
 ``FILE.param`` + ``FILE.bin``; ``micronet_mm.runtime.mnn``: the ONNX export with dynamic height
-and width converted by MNN's converter, ``FILE.mnn``), both for any input size, and check it
-there, float32, with the same thresholds, at the input size and 32 pixels wider. ncnn runs
+and width converted by MNN's converter, ``FILE.mnn``), and check it there, float32, with the
+same thresholds, at the input size and 32 pixels wider (an ncnn model that pnnx converts at a
+fixed size, the segmentor's, at its size only: ``micronet_mm.runtime.ncnn``). ncnn runs
 MicroNet in its deploy form only (``--deploy``: ``switch_to_deploy(model, 'ncnn')``, 4-D
 tensors and operators ncnn has); MNN runs both (with ``--deploy`` the same form,
 ``switch_to_deploy(model, 'mnn')``).
@@ -479,6 +480,10 @@ def main(argv: list[str] | None = None) -> float:
     dynamic = end_to_end or args.dynamic_shape or args.backend in EDGE
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
                      output_name=OUTPUT_NAMES[task], force=args.force, dynamic_hw=dynamic)
+    if args.backend == 'ncnn':  # a model holding its input size runs at that size only
+        from micronet_mm.runtime.ncnn import input_shape
+        with open(out) as f:
+            dynamic = input_shape(f.read()) is None
     outputs = ', '.join(END_TO_END_OUTPUTS) if end_to_end else OUTPUT_NAMES[task]
     print(f'wrote {out} ({task}, input (batch, 3, {"height, width" if dynamic else shape[0]}'
           f'{"" if dynamic else f", {shape[1]}"}), output {outputs}, '
