@@ -87,9 +87,9 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
         out: the ``.param`` file to write (its weights go to the same name with ``.bin``).
         shape: the input shape ``(1, C, H, W)`` pnnx converts at.
         dynamic: a module or TorchScript file: pnnx also traces ``(H + 32, W + 32)`` and keeps
-            the shapes that differ as expressions. Needed only where the trace holds a
-            reshape to a size (the deploy form for ncnn has none: it runs at any size without),
-            and slow: ncnn evaluates the expressions at every call (15x the time of M2).
+            the shapes that differ as expressions. Slow: ncnn evaluates them at every call
+            (M2 with reshapes to traced sizes: 15x the time); the deploy form for ncnn has no
+            size-dependent reshape.
             Without it, a module is traced and converted at a second size too, and the model
             is marked with its input size where the two differ (module doc); a file is marked
             always.
@@ -125,6 +125,11 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
             output_names = trace(model_or_file, shape, src, onnx=False,
                                  output_names=output_names)
         text, weights = _pnnx(src, shape, dynamic, tmp, 'a', timeout)
+        bad = unsupported_layers(text)
+        if bad:
+            listed = ', '.join(f'{k} x{v}' for k, v in sorted(bad.items()))
+            raise UserError(f'pnnx left layers ncnn does not have ({listed}); deploy the model '
+                            "with switch_to_deploy(model, 'ncnn') before converting it")
         if isinstance(model_or_file, str):  # traced or exported at one size
             if not dynamic or src.endswith('.onnx'):
                 text = fix_input_shape(text, shape)
@@ -136,11 +141,6 @@ def convert(model_or_file, out: str, *, shape: Sequence[int] = (1, 3, 224, 224),
             text2, weights2 = _pnnx(src2, other, False, tmp, 'b', timeout)
             if text2 != text or not filecmp.cmp(weights, weights2, shallow=False):
                 text = fix_input_shape(text, shape)
-        bad = unsupported_layers(text)
-        if bad:
-            listed = ', '.join(f'{k} x{v}' for k, v in sorted(bad.items()))
-            raise UserError(f'pnnx left layers ncnn does not have ({listed}); deploy the model '
-                            "with switch_to_deploy(model, 'ncnn') before converting it")
         count = len({t for f in layers(text) for t in f if re.fullmatch(r'out\d+', t)})
         names = list(output_names) if output_names else [f'output{i}' for i in range(count)]
         if len(names) != count:
