@@ -165,7 +165,11 @@ def _pnnx(src: str, shape: Sequence[int], dynamic: bool, tmp: str, sub: str,
     cmd = [pnnx.EXEC_PATH, local, 'inputshape=' + _shape_arg(shape), 'fp16=0', 'device=cpu']
     if dynamic and src.endswith('.pt'):
         cmd.append('inputshape2=' + _shape_arg([*shape[:2], shape[2] + 32, shape[3] + 32]))
-    run_converter(cmd, folder, 'pnnx', timeout)
+    try:
+        run_converter(cmd, folder, 'pnnx', timeout)
+    except UserError as e:  # pnnx aborts on some operators (the 5-D reshapes of MicroNet)
+        raise UserError(f"{e}; convert a MicroNet in switch_to_deploy(model, 'ncnn') form") \
+            from None
     stem = osp.splitext(local)[0]
     param, weights = stem + '.ncnn.param', stem + '.ncnn.bin'
     if not (osp.isfile(param) and osp.isfile(weights)):
