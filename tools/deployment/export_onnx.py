@@ -94,7 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'configs/det/retinanet_micronet_m3.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, or .xml '
-                        'for openvino, plus "-deploy" with --deploy); never the checkpoint itself')
+                        'for openvino, .param for ncnn, .mnn for mnn, plus "-deploy" with '
+                        '--deploy); never the checkpoint itself')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
