@@ -127,6 +127,22 @@ def test_deploy_form_runs_in_edge_runtime(tmp_path, name, runtime):
             assert err <= tol, (name, runtime, size, err, tol)
 
 
+@pytest.mark.parametrize('name', list(SHAPES))
+def test_edge_form_is_exact_in_float64(name):
+    """The edge form (eager PyTorch) equals the model as built in float64: every rewrite of
+    :mod:`micronet_mm.deploy.rewrites.four_d` is exact, so the runtimes' differences above are
+    their own float32 rounding."""
+    from micronet_mm.ops import fused_shift_max
+    model = copy.deepcopy(reference_model(name)).double()
+    x = torch.randn(2, 3, *SHAPES[name], dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2))
+    with fused_shift_max.use_fused(False):  # the reference code of every Shift-Max
+        want = outputs(model, x)
+    got = outputs(switch_to_deploy(model, 'ncnn'), x)
+    for out, ref in zip(got, want):
+        assert np.abs(out - ref).max() <= 1e-9 * np.abs(ref).max()
+
+
 def test_ncnn_refuses_the_model_as_trained(tmp_path):
     """pnnx leaves the channel gathers of the model as trained (and of the ONNX Runtime deploy
     form) unconverted: one-line UserError naming them and the fix; nothing is written."""
