@@ -4,8 +4,8 @@ M0-M3, the pose model, the v1-m0 MR-ASPP segmentor and the detector's backbone (
 Each model has trained-like weights: the classifiers the official reference weights with
 calibrated BN statistics (tests/reference_state.py), the dense models random weights with BN
 statistics set from their inputs (``calibrate``), so that outputs are O(1) and differ from
-image to image. Each runtime's outputs are compared with PyTorch's (the model as built, eval
-mode), each output relative to its own largest magnitude. Small inputs keep the suite short.
+image to image. Each runtime's outputs are compared with the model as built (eval mode, run in
+float64), each output relative to its own largest magnitude. Small inputs keep the suite short.
 """
 from __future__ import annotations
 
