@@ -10,7 +10,7 @@ from micronet_mm.ops import fused_shift_max
 
 
 def test_benchmark_smoke(tmp_path):
-    from tools.analysis.benchmark import RUNTIMES, main
+    from tools.analysis.benchmark import EDGE, RUNTIMES, main
     res = main(['--models', 'm0', 'mnv3-s-050', '--rounds', '2', '--iters', '1', '--warmup', '1',
                 '--shape', '96', '96', '--dense', 'pose-m0', 'pose-mnv2', 'seg-v1-m0',
                 '--dense-scale', '0.25', '--dense-rounds', '1', '--dense-iters',
@@ -18,8 +18,12 @@ def test_benchmark_smoke(tmp_path):
                 '--out-dir', str(tmp_path)])
     # (LR-ASPP's fixed 49x49 pooling needs the full 512x1024 input: built in the next test)
     micronet, baselines = ('m0', 'pose-m0', 'seg-v1-m0'), ('mnv3-s-050', 'pose-mnv2')
-    assert set(res['median']) == ({(n, r) for n in micronet for r in RUNTIMES}
-                                  | {(n, r) for n in baselines for r in ('eager', 'ort', 'ov')})
+    # MNN and ncnn: the classifiers only; ncnn runs MicroNet in deploy form only
+    edge = {('m0', 'mnn'), ('m0', 'mnn deploy'), ('m0', 'ncnn deploy'), ('mnv3-s-050', 'mnn'),
+            ('mnv3-s-050', 'ncnn')}
+    assert set(res['median']) == ({(n, r) for n in micronet for r in RUNTIMES if r not in EDGE}
+                                  | {(n, r) for n in baselines for r in ('eager', 'ort', 'ov')}
+                                  | edge)
     assert all(v > 0 and math.isfinite(v) for v in res['median'].values())
     # the fastest single call of each: measured for every row, never above its median of means
     assert set(res['fastest']) == set(res['median'])
@@ -32,7 +36,8 @@ def test_benchmark_smoke(tmp_path):
     text = (tmp_path / 'benchmark.md').read_text()
     for row in ('| MicroNet-M0 / MobileNetV3-Small x0.5 |',
                 '| MicroNet pose-m0 (256x192) / mmpose MobileNetV2 (256x192) |',
-                'ov fused ms (IQR)', 'Latency / arithmetic bound', 'peak MiB',
+                'ov fused ms (IQR)', 'ncnn deploy ms (IQR)', 'Latency / arithmetic bound',
+                'peak MiB',
                 'ratios of per-call minima'):
         assert row in text
     # both ratio tables: the M0 row once per table

@@ -69,12 +69,20 @@ takes the ONNX Runtime forms with each Shift-Max one native ``micronet.ShiftMax`
 export then merges each chain of ``Program`` nodes into one (:mod:`.rewrites.program_chain`, a
 rewrite of the exported graph: a classifier is one node).
 
+``backend='ncnn'`` and ``backend='mnn'`` (``export_onnx.py --deploy --backend ncnn|mnn``)
+give one form of standard operators on 4-D tensors only, what pnnx converts to ncnn and MNN
+runs (:mod:`.backends.edge`, :mod:`.rewrites.four_d`): every shuffle and Shift-Max shift a
+reshape with a transpose or circular rolls (channel shuffles and rolls when traced with
+TorchScript), the hyper-functions on ``(N, C, 1, 1)`` maps, the stem's shuffle folded into a
+dense 1xk convolution, the depthwise pairs kept as two convolutions, the spatial attention's
+softmax as global pooling.
+
 Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrite under
 :mod:`.rewrites` (``pointwise``, ``depthwise``, ``stem``, ``shift_max``, ``shuffles``,
 ``prescale``, ``cls_head``, ``native_shift_max``, ``native_block``, ``output_permutation``,
-``program_chain``;
+``program_chain``, ``four_d``;
 ``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
-(``pytorch``, ``onnxruntime``, ``openvino``), each a ``convert(module)`` listed
+(``pytorch``, ``onnxruntime``, ``openvino``, ``edge``), each a ``convert(module)`` listed
 in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Imports go one way: this package
 imports :mod:`micronet_mm.models` and :mod:`micronet_mm.ops`, never the reverse
 (``tests/test_imports.py``), so a model has no ``switch_to_deploy`` method of its own; call

@@ -26,7 +26,12 @@ minima (each call timed on its own; the fastest call of the whole run). Runtimes
   ``micronet::Program`` node (``micronet_mm/csrc/program.h``; a classifier's whole backbone
   one node and its head two), any Dynamic Shift-Max outside
   them (the pose head's) one native ``micronet::ShiftMax`` node (the extension of
-  ``micronet_mm/csrc/openvino``).
+  ``micronet_mm/csrc/openvino``);
+* ``mnn`` / ``mnn deploy``: MNN (CPU, high precision, one thread; ``micronet_mm.runtime.mnn``)
+  on the plain export and on the ``backend='mnn'`` deploy export; ``ncnn deploy``: ncnn (float32,
+  one thread; ``micronet_mm.runtime.ncnn``: traced by pnnx, as ``export_onnx.py --backend ncnn``
+  converts it) on the ``backend='ncnn'`` deploy form (ncnn runs no MicroNet as trained); the
+  baselines as built, converted the same way (``mnn``, ``ncnn``). The classifiers only.
 
 Arithmetic bound: the model's multiply-adds (``micronet_mm.analysis.count_complexity``, the
 papers' convention) divided by the peak of one thread, measured in the same interleaved rounds
@@ -63,7 +68,11 @@ from tools.analysis.bench_models import (DENSE, MICRONET_MID, MNV3_ARCH, NAMES, 
 RATIOS = [('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'), ('m1', 'mnv3-s-050'),
           ('m0', 'mnv3-s-050'), ('pose-m0', 'pose-mnv2'), ('seg-v1-m0', 'seg-lraspp')]
 DEFAULT_MODELS = list(TOP1)
-RUNTIMES = ('eager', 'eager deploy', 'ort', 'ort deploy', 'ov', 'ov deploy', 'ov fused')
+RUNTIMES = ('eager', 'eager deploy', 'ort', 'ort deploy', 'ov', 'ov deploy', 'ov fused', 'mnn',
+            'mnn deploy', 'ncnn', 'ncnn deploy')
+#: the runtimes a baseline runs in (its plain export), and those measured for classifiers only
+PLAIN = ('eager', 'ort', 'ov', 'mnn', 'ncnn')
+EDGE = ('mnn', 'mnn deploy', 'ncnn', 'ncnn deploy')
 #: the runtime a MicroNet column is compared in (the baseline's column)
 BASE = {r: r.split()[0] for r in RUNTIMES}
 PEAK_N = 512  # the GEMM of the peak: (N x N) @ (N x N)
@@ -103,7 +112,9 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
         model, shape = build(name), shapes[name]
         x = torch.randn(1, 3, *shape)
         xn = x.numpy()
-        want = [r for r in runtimes if is_micronet(name) or r in ('eager', 'ort', 'ov')]
+        want = [r for r in runtimes if (is_micronet(name) or r in PLAIN)
+                and (name in TOP1 or r not in EDGE)
+                and not (is_micronet(name) and r == 'ncnn')]  # ncnn: deploy form only
         files = {}  # ONNX file per form: plain, onnxruntime, openvino
 
         def onnx(form):
@@ -118,6 +129,9 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
                 out[(name, r)] = lambda m=model, x=x: m(x, None, mode='tensor')
             elif r == 'eager deploy':
                 out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
+            elif r.split()[0] in ('mnn', 'ncnn'):
+                m = model if r in PLAIN else deployed(model, r.split()[0])
+                out[(name, r)] = edge_runner(r.split()[0], m, shape, tmp, f'{name}-{r}')
             elif r.startswith('ort'):
                 from tools.deployment.export_onnx import ort_session
                 sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
@@ -127,6 +141,27 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
                 req = openvino_request(onnx(form))
                 out[(name, r)] = lambda q=req, xn=xn: q.infer({0: xn})
     return out
+
+
+def edge_runner(runtime: str, model: torch.nn.Module, shape, tmp: str, tag: str):
+    """``() -> outputs`` of ``model`` converted for ``runtime`` (``'mnn'``: its batch-1 ONNX
+    export, the file ONNX Runtime reads; ``'ncnn'``: traced by pnnx, as ``export_onnx.py
+    --backend ncnn`` converts it), one thread, on a fixed random image."""
+    import importlib
+
+    import numpy as np
+
+    from tools.deployment.export_onnx import LogitsWrapper
+    module = importlib.import_module(f'micronet_mm.runtime.{runtime}')
+    tag = tag.replace(' ', '-')
+    if runtime == 'mnn':
+        source, path = export_file(model, shape, tmp, tag), osp.join(tmp, tag + '.mnn')
+    else:
+        source, path = LogitsWrapper(model).eval(), osp.join(tmp, tag + '.param')
+    module.convert(source, path, shape=(1, 3, *shape))
+    runner = module.load(path, threads=1)
+    xn = np.random.default_rng(0).standard_normal((1, 3, *shape), dtype=np.float32)
+    return lambda: runner(xn)
 
 
 def peak_runner() -> dict:
@@ -189,7 +224,8 @@ def plot(med: dict, names, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [(r, label) for r, label in (('eager', 'PyTorch eager'), ('ort', 'ONNX Runtime'),
-                                          ('ov', 'OpenVINO f32'))
+                                          ('ov', 'OpenVINO f32'), ('mnn', 'MNN'),
+                                          ('ncnn', 'ncnn'))
               if any((n, r) in med for n in names)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
     for ax, (runtime, label) in zip(axes[0], panels):
@@ -217,9 +253,10 @@ def plot(med: dict, names, path: str) -> None:
 
 def versions() -> str:
     out = f'torch {torch.__version__}'
-    for mod in ('onnxruntime', 'openvino'):
+    for mod in ('onnxruntime', 'openvino', 'MNN', 'ncnn'):
         with contextlib.suppress(ImportError):
-            out += f', {mod} {__import__(mod).__version__}'
+            m = __import__(mod)
+            out += f', {mod} {m.version() if mod == "MNN" else m.__version__}'
     return out
 
 

@@ -39,6 +39,16 @@ native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``
 library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
 is the portable standard-operator ONNX file.
+
+``--backend ncnn`` and ``--backend mnn`` write the model in standard operators for the edge
+runtimes (``micronet_mm.runtime.ncnn``: traced with TorchScript and converted by pnnx,
+``FILE.param`` + ``FILE.bin``; ``micronet_mm.runtime.mnn``: the ONNX export with dynamic height
+and width converted by MNN's converter, ``FILE.mnn``), and check it there, float32, with the
+same thresholds, at the input size and 32 pixels wider (an ncnn model that pnnx converts at a
+fixed size, the segmentor's, at its size only: ``micronet_mm.runtime.ncnn``). ncnn runs
+MicroNet in its deploy form only (``--deploy``: ``switch_to_deploy(model, 'ncnn')``, 4-D
+tensors and operators ncnn has); MNN runs both (with ``--deploy`` the same form,
+``switch_to_deploy(model, 'mnn')``).
 """
 from __future__ import annotations
 
@@ -69,7 +79,11 @@ OUTPUT_NAMES = {'classifier': 'logits', 'detection': 'scores_and_deltas', 'pose'
                 'segmentation': 'logits'}
 DEFAULT_RTOL = {'classifier': 0.0, 'detection': 1e-4, 'pose': 1e-4, 'segmentation': 1e-4}
 DEFAULT_SEG_SHAPE = (512, 1024)
-BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
+BACKENDS = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO', 'ncnn': 'ncnn', 'mnn': 'MNN'}
+#: the edge runtimes: their files take any input size (module doc)
+EDGE = ('ncnn', 'mnn')
+#: the file each backend writes
+EXTENSIONS = {'onnxruntime': '.onnx', 'openvino': '.xml', 'ncnn': '.param', 'mnn': '.mnn'}
 END_TO_END_OUTPUTS = ('boxes', 'scores', 'labels')
 
 
@@ -80,7 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'configs/det/retinanet_micronet_m3.py')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--out', help='output file (default: CHECKPOINT with .onnx, or .xml '
-                        'for openvino, plus "-deploy" with --deploy); never the checkpoint itself')
+                        'for openvino, .param for ncnn, .mnn for mnn, plus "-deploy" with '
+                        '--deploy); never the checkpoint itself')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
                         help='input height and width (fixed in the graph; batch is dynamic); '
@@ -91,7 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'with the native Shift-Max operation)')
     parser.add_argument('--backend', choices=list(BACKENDS), default='onnxruntime',
                         help='onnxruntime: standard-operator ONNX (default, portable); '
-                        'openvino: OpenVINO IR .xml/.bin, checked in OpenVINO')
+                        'openvino: OpenVINO IR .xml/.bin, checked in OpenVINO; ncnn: '
+                        '.param/.bin (with --deploy), checked in ncnn; mnn: .mnn, checked in MNN')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL,
                         help='largest allowed |ONNX Runtime - PyTorch| of the outputs')
@@ -409,8 +425,22 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
             sess = ort_session(out)
             return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
-    from micronet_mm.runtime import openvino as ovrt
     import tempfile
+    if backend == 'ncnn':  # traced with TorchScript by pnnx at two sizes: any input size
+        from micronet_mm.runtime import ncnn
+        ncnn.convert(LogitsWrapper(model).eval(), out, shape=(1, 3, *shape),
+                     output_names=[output_name], force=force)
+        runner = ncnn.load(out)
+        return lambda x: runner(x)[0]
+    if backend == 'mnn':  # the standard-operator ONNX file with dynamic sizes, converted
+        from micronet_mm.runtime import mnn
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_file = osp.join(tmp, 'model.onnx')
+            export(model, onnx_file, shape, opset, output_name, dynamic_hw=True)
+            mnn.convert(onnx_file, out, force=force)
+        runner = mnn.load(out)
+        return lambda x: runner(x)[0]
+    from micronet_mm.runtime import openvino as ovrt
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = osp.join(tmp, 'model.onnx')
         export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
@@ -422,14 +452,20 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
+    if args.backend == 'ncnn' and not args.deploy:
+        raise InvalidInputError('--backend ncnn needs --deploy: ncnn runs MicroNet in its '
+                                'deploy form (4-D standard operators) only')
     out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
-                      ext='.onnx' if args.backend == 'onnxruntime' else '.xml')
+                      ext=EXTENSIONS[args.backend])
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
-    if args.backend != 'onnxruntime' and (end_to_end or args.dynamic_shape):
+    if args.backend == 'openvino' and (end_to_end or args.dynamic_shape):
         raise InvalidInputError(f'--backend {args.backend} exports a fixed input size and no '
                                 'detector post-processing: drop --dynamic-shape, and for a '
                                 'detector add --head-outputs')
+    if args.backend in EDGE and end_to_end:
+        raise InvalidInputError(f'--backend {args.backend} exports no detector '
+                                'post-processing: add --head-outputs')
     shape = tuple(args.shape) if args.shape else default_shape
     reference = model
     if args.deploy:
@@ -442,9 +478,13 @@ def main(argv: list[str] | None = None) -> float:
         except ValueError as e:
             raise InvalidInputError(f'{args.config}: {e}; export the head outputs with '
                                     '--head-outputs') from None
-    dynamic = end_to_end or args.dynamic_shape
+    dynamic = end_to_end or args.dynamic_shape or args.backend in EDGE
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
                      output_name=OUTPUT_NAMES[task], force=args.force, dynamic_hw=dynamic)
+    if args.backend == 'ncnn':  # a model holding its input size runs at that size only
+        from micronet_mm.runtime.ncnn import input_shape
+        with open(out) as f:
+            dynamic = input_shape(f.read()) is None
     outputs = ', '.join(END_TO_END_OUTPUTS) if end_to_end else OUTPUT_NAMES[task]
     print(f'wrote {out} ({task}, input (batch, 3, {"height, width" if dynamic else shape[0]}'
           f'{"" if dynamic else f", {shape[1]}"}), output {outputs}, '

@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import onnxruntime, openvino, pytorch
+from . import edge, onnxruntime, openvino, pytorch
 
-_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino}
+_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino,
+            'ncnn': edge, 'mnn': edge}
 
 #: backend name -> its ``convert(module)``
 BACKENDS: dict[str, Callable[[nn.Module], None]] = {k: m.convert for k, m in _MODULES.items()}

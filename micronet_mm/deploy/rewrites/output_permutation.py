@@ -16,15 +16,20 @@ from torch import nn
 
 from micronet_mm.ops import MicroBlockA, MicroBlockC
 
-from ..common import ChannelPermute
+from ..common import ChannelPermute, compose
 
 #: the attributes holding a block's last two permutations (the second is Identity once composed)
 _LAST = {MicroBlockA: ('shuffle2', 'shuffle2b'), MicroBlockC: ('shuffle3', 'shuffle3b')}
 
 
-def fold_output_permutation(module: nn.Module) -> None:
+def fold_output_permutation(module: nn.Module, compose_pair: bool = False) -> None:
     """Fold the last permutation of every pose head (a module with ``layers`` ending in a
-    Micro-Block and a dense 1x1 ``final_layer``) into ``final_layer``, in place."""
+    Micro-Block and a dense 1x1 ``final_layer``) into ``final_layer``, in place.
+
+    Args:
+        module: the model, its shuffles already permutations.
+        compose_pair: first compose the block's last two shuffles into one permutation (they
+            are left apart by backends that run each shuffle as it is: ``ncnn``)."""
     for head in module.modules():
         layers, final = getattr(head, 'layers', None), getattr(head, 'final_layer', None)
         if not (isinstance(layers, nn.Sequential) and isinstance(final, nn.Conv2d)
@@ -32,8 +37,13 @@ def fold_output_permutation(module: nn.Module) -> None:
             continue
         block = layers[-1]
         names = next((v for k, v in _LAST.items() if isinstance(block, k)), None)
-        if (names is None or not isinstance(getattr(block, names[1]), nn.Identity)
-                or block.use_residual):  # the permutation comes before the residual add
+        if names is None or block.use_residual:  # the permutation comes before the residual add
+            continue
+        if compose_pair:
+            pair = compose(getattr(block, names[0]), getattr(block, names[1]), final.in_channels)
+            for name, m in zip(names, pair):
+                setattr(block, name, m)
+        if not isinstance(getattr(block, names[1]), nn.Identity):
             continue
         perm = getattr(block, names[0])
         if not isinstance(perm, ChannelPermute):
