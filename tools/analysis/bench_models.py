@@ -55,8 +55,7 @@ DENSE = {
 #: blocks at those strides, and the final 1x1 convolution, layer 12), as the M3 config's
 #: out_indices (1, 2, 3) give, and the FPN's input widths to match
 DET_BACKBONES = {'det-mnv3': (dict(type='mmpretrain.MobileNetV3', arch='small',
-                                   out_indices=(3, 8, 12), norm_cfg=dict(type='BN')),
-                              [24, 48, 576])}
+                                   out_indices=(3, 8, 12)), [24, 48, 576])}
 
 
 def build(name: str) -> torch.nn.Module:
