@@ -75,7 +75,7 @@ def export(tmp_path, capsys, model, name, *args):
     out = tmp_path / ('det.xml' if 'openvino' in args else 'det.onnx')
     main([config(name), str(ckpt), '--out', str(out), '--shape', *map(str, SHAPE), *args])
     printed = capsys.readouterr().out
-    assert 'output boxes, scores, labels' in printed and 'input (batch, 3, height, width)' in printed
+    assert 'input (batch, 3, height, width), output boxes, scores, labels' in printed
     assert f'vs mmdet predict (batch 2, {SHAPE[0]}x{SHAPE[1]} and {SHAPE[0]}x{SHAPE[1] + 32}): ' \
         'same detections (' in printed, printed
     count = int(printed.split('same detections (', 1)[1].split(')', 1)[0])
