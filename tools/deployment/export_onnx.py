@@ -422,11 +422,50 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
         # constant: the stages are programs, or the bias maps are computed from the input)
         export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
                constant_caches=not end_to_end_model)
+        if end_to_end_model:
+            fix_native_input_size(onnx_file, shape)
         ovrt.save_ir(onnx_file, out, force=force)
-    compiled = ovrt.compile_model(out)
     if end_to_end_model:
-        return lambda x: (lambda r: [r[0], r[1], r[2]])(compiled(x))
+        return openvino_detector(out)
+    compiled = ovrt.compile_model(out)
     return lambda x: compiled(x)[0]
+
+
+def fix_native_input_size(onnx_file: str, shape: tuple[int, int]) -> None:
+    """Where the graph has native ``micronet`` nodes (whose OpenVINO operation needs a static
+    input height and width), give its input the height and width ``shape`` (the batch stays
+    dynamic); the IR is reshaped to other sizes when it is read (:func:`openvino_detector`)."""
+    import onnx
+    graph = onnx.load(onnx_file)
+    if not any(n.domain == 'micronet' for n in graph.graph.node):
+        return
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    for d, size in zip(dims[2:], shape):
+        d.ClearField('dim_param')
+        d.dim_value = size
+    onnx.save(graph, onnx_file)
+
+
+def openvino_detector(path: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``images -> [boxes, scores, labels]`` of an end-to-end detector's IR in OpenVINO (CPU,
+    float32), at any input size: an IR whose height and width are fixed (the ``--deploy``
+    form's native nodes need them static) is reshaped to each new size (``Model.reshape``)
+    and compiled once per size."""
+    import openvino as ov
+
+    from micronet_mm.runtime import openvino as ovrt
+    compiled = {}
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        size = tuple(x.shape[2:])
+        if size not in compiled:
+            model = ovrt.read_model(path)
+            if model.inputs[0].get_partial_shape()[2].is_static:
+                model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, *size])})
+            compiled[size] = ovrt.compile_model(model)
+        r = compiled[size](x)
+        return [r[0], r[1], r[2]]
+    return run
 
 
 def main(argv: list[str] | None = None) -> float:
