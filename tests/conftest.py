@@ -162,7 +162,7 @@ def detector_with_detections(path: str, shape: tuple[int, int], seed: int = 0) -
       float32, which would tie; boxes of many sizes, overlapping for NMS);
     * Faster R-CNN: the RPN's logits within 6 of 0 (distinct proposal scores) and its deltas
       within 1.5, then, on the RoIs those proposals give, the box head's class logits within 6
-      of 0, the background's raised by 5 (softmax scores above the 0.05 threshold for some
+      of 0, the background's raised by 5.5 (softmax scores above the 0.05 threshold for some
       classes, fewer detections than slots) and its deltas within 1.5.
 
     The random model's largest outputs vary several-fold from image to image, hence the maximum
@@ -198,7 +198,7 @@ def detector_with_detections(path: str, shape: tuple[int, int], seed: int = 0) -
             rescale(model.roi_head.bbox_head.fc_cls, 0.0, 6.0)
             # the background logit raised: tens of detections per image instead of the 100 of
             # max_per_img, whose cut-off falls between nearly equal scores
-            model.roi_head.bbox_head.fc_cls.bias[-1] += 5.0
+            model.roi_head.bbox_head.fc_cls.bias[-1] += 5.5
             rescale(model.roi_head.bbox_head.fc_reg, 0.0, 1.5)
         else:
             rescale(model.bbox_head.retina_cls, -5.0, 6.0)
