@@ -118,13 +118,16 @@ def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool 
     with the custom domain ``micronet`` and constant bias maps, as ``export_onnx.py --backend
     openvino`` writes it; ``merge_programs=False``: its chained Program nodes left apart)."""
     from micronet_mm.deploy.detection import EndToEnd
-    from tools.deployment.export_onnx import export
+    from tools.deployment.export_onnx import export, fix_native_input_size
     path = osp.join(tmp, f'{tag}.onnx')
-    # an end-to-end detector keeps its dynamic input size (export_onnx.py writes it so)
+    # an end-to-end detector is written as export_onnx.py writes it: a dynamic input size, fixed
+    # where native nodes need it
+    detector = isinstance(model, EndToEnd)
     export(model, path, shape, dynamic_batch=False,
            custom_opsets={'micronet': 1} if native else None,
-           constant_caches=native and not isinstance(model, EndToEnd),
-           merge_programs=merge_programs)
+           constant_caches=native and not detector, merge_programs=merge_programs)
+    if detector:
+        fix_native_input_size(path, shape)
     return path
 
 
