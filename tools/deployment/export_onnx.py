@@ -40,9 +40,11 @@ trained, the IR has standard operators only. With ``--deploy`` every Dynamic Shi
 native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``), and the extension
 library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
-is the portable standard-operator ONNX file. The end-to-end detector is an IR with dynamic
-batch, height and width in both forms (as trained: standard operators; ``--deploy``: the
-backbone's stem and stages as native ``micronet::Program`` nodes), checked in OpenVINO as above.
+is the portable standard-operator ONNX file. The end-to-end detector as trained is an IR of
+standard operators with dynamic batch, height and width; with ``--deploy`` the backbone's stem
+and stages are native ``micronet::Program`` nodes, which need a static height and width: the IR
+has ``--shape``'s and a dynamic batch, and runs at other sizes after ``Model.reshape``
+(:func:`openvino_detector`, which the check uses at its two sizes).
 """
 from __future__ import annotations
 
