@@ -150,30 +150,64 @@ def dense_trained_like(path: str, shape: tuple[int, int], seed: int = 0) -> nn.M
     return calibrate(trained_like(build_from_config(path), seed), shape, seed)
 
 
-def detector_with_detections(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
-    """A RetinaNet config's detector with trained-like, calibrated weights (:func:`calibrate`)
-    whose predictions are not degenerate: the class logits rescaled to lie within 5 of -5 and
-    the box deltas within 1.5 on four random images (sigmoid scores up to about 0.5, some above
-    a 0.05 threshold, none rounded to 1.0 in float32, which would tie; boxes of many sizes,
-    overlapping for NMS). The random model's largest outputs vary several-fold from image to
-    image, hence the maximum over several."""
-    from micronet_mm.ops import fused_shift_max
-    model = calibrate(trained_like(build_from_config(path), seed), shape, seed)
-    head = model.bbox_head
-    g = torch.Generator().manual_seed(seed)
+def predict_samples(n: int, shape: tuple[int, int]) -> list:
+    """``n`` mmdet ``DetDataSample`` of images of ``shape`` as fed (no resize, no padding), for
+    ``detector.predict(x, samples, rescale=False)``."""
+    from mmdet.structures import DetDataSample
+    meta = dict(img_shape=shape, ori_shape=shape, scale_factor=(1.0, 1.0))
+    return [DetDataSample(metainfo=meta) for _ in range(n)]
 
-    def rescale(conv: nn.Conv2d, outputs, centre: float, spread: float) -> None:
-        values = torch.cat([o.flatten() for o in outputs]) - conv.bias.mean()
+
+def detector_with_detections(path: str, shape: tuple[int, int], seed: int = 0) -> nn.Module:
+    """A RetinaNet or Faster R-CNN config's detector with trained-like, calibrated weights
+    (:func:`calibrate`) whose predictions are not degenerate, on four random images:
+
+    * RetinaNet: the class logits rescaled to lie within 6 of -5 and the box deltas within 1.5
+      (sigmoid scores up to about 0.7, some above a 0.05 threshold, none rounded to 1.0 in
+      float32, which would tie; boxes of many sizes, overlapping for NMS);
+    * Faster R-CNN: the RPN's logits within 6 of 0 (distinct proposal scores) and its deltas
+      within 1.5, then, on the RoIs those proposals give, the box head's class logits within 6
+      of 0, the background's raised by 5.5 (softmax scores above the 0.05 threshold for some
+      classes, fewer detections than slots) and its deltas within 1.5.
+
+    The random model's largest outputs vary several-fold from image to image, hence the maximum
+    over several."""
+    from micronet_mm.ops import fused_shift_max
+    model = build_from_config(path)
+    two_stage = hasattr(model, 'roi_head')
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 3, *shape, generator=g)
+
+    def run(m, images):
+        if two_stage:
+            return m.predict(images, predict_samples(len(images), shape), rescale=False)
+        return m(images, None, mode='tensor')
+
+    model = calibrate(trained_like(model, seed), shape, seed, run=run)
+
+    def rescale(layer: nn.Module, centre: float, spread: float) -> None:
+        outputs = []
+        hook = layer.register_forward_hook(lambda m, a, out: outputs.append(out))
+        run(model, x)
+        hook.remove()
+        values = torch.cat([o.flatten() for o in outputs]) - layer.bias.mean()
         median = values.median()
         scale = spread / (values - median).abs().max()
-        conv.weight.mul_(scale)
-        conv.bias.fill_(0.0).add_(centre - median * scale)
+        layer.weight.mul_(scale)
+        layer.bias.fill_(0.0).add_(centre - median * scale)
 
     with torch.no_grad(), fused_shift_max.use_fused(False):
-        cls_scores, bbox_preds = model(torch.randn(4, 3, *shape, generator=g), None,
-                                       mode='tensor')
-        rescale(head.retina_cls, cls_scores, -5.0, 6.0)
-        rescale(head.retina_reg, bbox_preds, 0.0, 1.5)
+        if two_stage:
+            rescale(model.rpn_head.rpn_cls, 0.0, 6.0)
+            rescale(model.rpn_head.rpn_reg, 0.0, 1.5)
+            rescale(model.roi_head.bbox_head.fc_cls, 0.0, 6.0)
+            # the background logit raised: tens of detections per image instead of the 100 of
+            # max_per_img, whose cut-off falls between nearly equal scores
+            model.roi_head.bbox_head.fc_cls.bias[-1] += 5.5
+            rescale(model.roi_head.bbox_head.fc_reg, 0.0, 1.5)
+        else:
+            rescale(model.bbox_head.retina_cls, -5.0, 6.0)
+            rescale(model.bbox_head.retina_reg, 0.0, 1.5)
     return model
 
 

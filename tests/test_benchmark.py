@@ -78,3 +78,37 @@ def test_measure_times_every_call_with_the_collector_off():
     with pytest.raises(RuntimeError):
         measure({'b': boom}, rounds=1, iters=1, warmup=0)
     assert gc.isenabled()
+
+
+def test_benchmark_detectors_smoke(tmp_path):
+    """The whole detectors end to end (RetinaNet-MicroNet-M3 and the same RetinaNet with
+    MobileNetV3-Small x1.0) in every runtime, on a tiny input: every row and the ratio row."""
+    from tools.analysis.benchmark import RUNTIMES, main
+    res = main(['--models', 'm0', '--rounds', '1', '--iters', '1', '--warmup', '0',
+                '--shape', '64', '64', '--dense', 'det-m3', 'det-mnv3', '--dense-scale', '0.1',
+                '--dense-rounds', '1', '--dense-iters', '1', '--train-steps', '0',
+                '--out-dir', str(tmp_path)])
+    rows = {k for k in res['median'] if k[0].startswith('det-')}
+    assert rows == ({('det-m3', r) for r in RUNTIMES}
+                    | {('det-mnv3', r) for r in ('eager', 'ort', 'ov')})
+    assert all(res['median'][k] > 0 and math.isfinite(res['median'][k]) for k in rows)
+    assert res['madds']['det-mnv3'] > res['madds']['det-m3'] > 0  # the same FPN and head
+    text = (tmp_path / 'benchmark.md').read_text()
+    assert text.count('| RetinaNet MicroNet-M3 (800x1344, with NMS) / RetinaNet MobileNetV3-Small '
+                      'x1.0 (800x1344, with NMS) |') == 2
+
+
+def test_detector_baseline_has_the_same_strides():
+    """The baseline detector is the M3 RetinaNet with mmpretrain's MobileNetV3-Small x1.0
+    backbone: its three outputs have the M3 backbone's strides (8, 16, 32) and the FPN's
+    widths, and everything after the backbone is the same."""
+    from tools.analysis.bench_models import build
+    m3, mnv3 = build('det-m3').detector, build('det-mnv3').detector
+    assert type(mnv3.backbone).__name__ == 'MobileNetV3' and mnv3.backbone.arch == 'small'
+    x = torch.randn(1, 3, 128, 192)
+    with torch.no_grad():
+        for model in (m3, mnv3):
+            feats = model.backbone(x)
+            assert [f.shape[2:] for f in feats] == [(16, 24), (8, 12), (4, 6)]
+            assert [f.shape[1] for f in feats] == list(model.neck.in_channels)
+    assert repr(m3.bbox_head) == repr(mnv3.bbox_head)

@@ -183,17 +183,6 @@ def test_export_onnx_dynamic_shape_cli(tmp_path, capsys):
             None, {'input': x.numpy()})
 
 
-def test_export_onnx_detector_openvino_needs_head_outputs(tmp_path):
-    from micronet_mm.errors import InvalidInputError
-    from tools.deployment.export_onnx import load_model, main
-    config = f'{ROOT}/configs/det/retinanet_micronet_m3_demo-shapes.py'
-    ckpt = tmp_path / 'x.pth'
-    torch.save({'state_dict': load_model(config, None)[0].state_dict()}, ckpt)
-    with pytest.raises(InvalidInputError, match='for a detector add --head-outputs'):
-        main([config, str(ckpt), '--backend', 'openvino', '--out', str(tmp_path / 'x.xml')])
-    assert not (tmp_path / 'x.xml').exists()
-
-
 def test_export_onnx_fails_above_threshold(tmp_path):
     pytest.importorskip('onnxruntime')
     from tools.deployment.export_onnx import main
@@ -410,15 +399,6 @@ def test_export_onnx_dense(tmp_path, capsys, task, config, shape, out_shape, dep
     assert rel_err(got, ref) < (1e-4 if task == 'segmentation' else 3e-3)
 
 
-def test_export_onnx_refuses_a_two_stage_detector(tmp_path):
-    from micronet_mm.errors import InvalidInputError
-    from tools.deployment.export_onnx import main
-    ckpt = tmp_path / 'x.pth'
-    torch.save({'state_dict': {}}, ckpt)
-    with pytest.raises(InvalidInputError, match='two-stage detector.*retinanet_micronet_m3'):
-        main([f'{ROOT}/configs/det/faster-rcnn_micronet_m3_fpn.py', str(ckpt)])
-
-
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
 def test_export_onnx_detector(tmp_path, capsys, deploy):
     """RetinaNet's head outputs (``--head-outputs``) from a checkpoint: the input size from the
@@ -544,28 +524,6 @@ def test_export_onnx_detector_end_to_end(tmp_path, capsys, deploy):
             # boxes in input pixels, inside the image (the coder clips them)
             assert (boxes[i][valid][:, 0::2] <= w).all() and (boxes[i][valid][:, 1::2] <= h).all()
     assert found >= 20  # the comparison is not vacuous
-
-
-@pytest.mark.parametrize('config', ['retinanet_micronet_m2.py', 'retinanet_micronet_m3.py'])
-def test_export_onnx_coco_detectors(tmp_path, capsys, config):
-    """The COCO RetinaNet configs export end to end (deploy form, a small --shape for speed) and
-    the file runs in ONNX Runtime at two other sizes, with the config's 100 detection slots."""
-    ort = pytest.importorskip('onnxruntime')
-    from tools.deployment.export_onnx import load_model, main
-    path = f'{ROOT}/configs/det/{config}'
-    model, task, _ = load_model(path, None)
-    randomize_bn(model)
-    ckpt = tmp_path / 'det.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
-    out = tmp_path / 'det.onnx'
-    main([path, str(ckpt), '--out', str(out), '--deploy', '--shape', '96', '128'])
-    assert '-> OK' in capsys.readouterr().out
-    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
-    for n, hw in ((1, (64, 96)), (2, (128, 64))):
-        boxes, scores, labels = sess.run(None, {'input': np.random.randn(n, 3, *hw)
-                                                .astype(np.float32)})
-        assert boxes.shape == (n, 100, 4) and scores.shape == labels.shape == (n, 100)
-        assert labels.dtype == np.int64 and (labels < 80).all()
 
 
 def test_end_to_end_detector_reads_the_coder_and_test_cfg():

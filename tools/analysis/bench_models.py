@@ -1,7 +1,8 @@
 """The models and timing helpers that the benchmark tools share.
 
 :func:`build` makes every model the tools measure (MicroNet M0-M3, mmpretrain's
-MobileNetV3-Small x0.5 / x0.75 / x1.0, and the dense models of :data:`DENSE`), random weights;
+MobileNetV3-Small x0.5 / x0.75 / x1.0, and the dense models of :data:`DENSE`, the detectors
+end to end), random weights;
 :func:`measure` times callables in interleaved rounds; :func:`train_throughput` and
 :func:`train_step_stats` time training steps, the latter in a fresh process. Used by
 ``benchmark.py``, ``bench_shift_max.py``, ``bench_program.py`` and ``profile_ops.py``.
@@ -28,7 +29,9 @@ NAMES = {'m0': 'MicroNet-M0', 'm1': 'MicroNet-M1', 'm2': 'MicroNet-M2', 'm3': 'M
          'mnv3-s-100': 'MobileNetV3-Small x1.0',
          'pose-m0': 'MicroNet pose-m0 (256x192)', 'pose-mnv2': 'mmpose MobileNetV2 (256x192)',
          'seg-v1-m0': 'MicroNet v1-m0 MR-ASPP (512x1024)',
-         'seg-lraspp': 'mmseg LR-ASPP MobileNetV3-S (512x1024)'}
+         'seg-lraspp': 'mmseg LR-ASPP MobileNetV3-S (512x1024)',
+         'det-m3': 'RetinaNet MicroNet-M3 (800x1344, with NMS)',
+         'det-mnv3': 'RetinaNet MobileNetV3-Small x1.0 (800x1344, with NMS)'}
 MNV3_ARCH = {'mnv3-s-050': ('small_050', 288), 'mnv3-s-075': ('small_075', 432),
              'mnv3-s-100': ('small', 576)}
 MICRONET_MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
@@ -42,7 +45,17 @@ DENSE = {
     'seg-v1-m0': ('configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py',
                   None, (512, 1024)),
     'seg-lraspp': ('mobilenet_v3/mobilenet-v3-d8-scratch-s_lraspp_4xb4-320k_cityscapes-'
-                   '512x1024.py', 'mmseg', (512, 1024))}
+                   '512x1024.py', 'mmseg', (512, 1024)),
+    # whole detectors end to end (micronet_mm.deploy.detection: decoding and NMS included) at
+    # the COCO configs' test size; the baseline is the same config with DET_BACKBONES' backbone
+    'det-m3': ('configs/det/retinanet_micronet_m3.py', None, (800, 1344)),
+    'det-mnv3': ('configs/det/retinanet_micronet_m3.py', None, (800, 1344))}
+#: the detectors' backbones replaced (the MicroNet paper's Table 8 comparison): mmpretrain's
+#: MobileNetV3-Small x1.0 with the outputs of strides 8, 16 and 32 (layers 3 and 8, the last
+#: blocks at those strides, and the final 1x1 convolution, layer 12), as the M3 config's
+#: out_indices (1, 2, 3) give, and the FPN's input widths to match
+DET_BACKBONES = {'det-mnv3': (dict(type='mmpretrain.MobileNetV3', arch='small',
+                                   out_indices=(3, 8, 12)), [24, 48, 576])}
 
 
 def build(name: str) -> torch.nn.Module:
@@ -59,6 +72,17 @@ def build(name: str) -> torch.nn.Module:
             path = osp.join(osp.dirname(importlib.import_module(toolbox).__file__), '.mim',
                             'configs', path)
         cfg = Config.fromfile(osp.join(ROOT, path))
+        if cfg.get('default_scope') == 'mmdet':
+            import mmpretrain.models  # noqa: F401  (MobileNetV3)
+
+            from micronet_mm.deploy.detection import end_to_end
+            if name in DET_BACKBONES:
+                backbone, channels = DET_BACKBONES[name]
+                cfg.model.backbone = backbone
+                cfg.model.neck.in_channels = channels
+            else:
+                cfg.model.backbone.init_cfg = None  # random weights
+            return end_to_end(build_model(cfg))
         return build_model(cfg)
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
@@ -78,7 +102,14 @@ def build(name: str) -> torch.nn.Module:
 
 
 def is_micronet(name: str) -> bool:
-    return name in MICRONET_MID or name in ('pose-m0', 'seg-v1-m0')
+    return name in MICRONET_MID or name in ('pose-m0', 'seg-v1-m0', 'det-m3')
+
+
+def tensor_forward(model: torch.nn.Module, x: torch.Tensor):
+    """What the benchmark times in PyTorch: ``model(x, None, mode='tensor')``, or an
+    end-to-end detector's ``model(x)`` (boxes, scores, labels)."""
+    from micronet_mm.deploy.detection import EndToEnd
+    return model(x) if isinstance(model, EndToEnd) else model(x, None, mode='tensor')
 
 
 def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool = False,
@@ -86,11 +117,17 @@ def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool 
     """``model``'s batch-1 ONNX export ``tmp/TAG.onnx`` (``native``: the OpenVINO deploy model,
     with the custom domain ``micronet`` and constant bias maps, as ``export_onnx.py --backend
     openvino`` writes it; ``merge_programs=False``: its chained Program nodes left apart)."""
-    from tools.deployment.export_onnx import export
+    from micronet_mm.deploy.detection import EndToEnd
+    from tools.deployment.export_onnx import export, fix_native_input_size
     path = osp.join(tmp, f'{tag}.onnx')
+    # an end-to-end detector is written as export_onnx.py writes it: a dynamic input size, fixed
+    # where native nodes need it
+    detector = isinstance(model, EndToEnd)
     export(model, path, shape, dynamic_batch=False,
-           custom_opsets={'micronet': 1} if native else None, constant_caches=native,
-           merge_programs=merge_programs)
+           custom_opsets={'micronet': 1} if native else None,
+           constant_caches=native and not detector, merge_programs=merge_programs)
+    if detector:
+        fix_native_input_size(path, shape)
     return path
 
 
@@ -149,6 +186,7 @@ def madds(name: str, shape) -> int:
     """Multiply-adds of one image (the papers' convention)."""
     from micronet_mm.analysis import count_complexity
     model = build(name)
+    model = getattr(model, 'detector', model)  # a detector's: without the post-processing
     return count_complexity(model, (1, 3, *shape),
                             forward=lambda x: model(x, None, mode='tensor')).madds
 

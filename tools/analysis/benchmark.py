@@ -2,7 +2,11 @@
 Runtime and OpenVINO, in one run; each latency as a multiple of the model's arithmetic bound;
 training throughput and peak memory with and without the fused Shift-Max operator; and the
 dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against mmseg's
-LR-ASPP MobileNetV3-Small 512x1024). Random weights (latency does not depend on them).
+LR-ASPP MobileNetV3-Small 512x1024); and the whole detector end to end, NMS included
+(``micronet_mm.deploy.detection``, as ``export_onnx.py`` writes it): RetinaNet-MicroNet-M3
+against the same RetinaNet with mmpretrain's MobileNetV3-Small x1.0 backbone (the paper's
+Table 8 comparison), 800x1344. Random weights (latency does not depend on them; a detector's
+NMS time does, a little, through the number of candidates above its score threshold).
 
     python tools/analysis/benchmark.py [--rounds R] [--iters I] [--models m2 mnv3-s-050 ...]
         [--runtimes eager ort ov ...] [--dense pose-m0 pose-mnv2 ...] [--train-steps S]
@@ -63,10 +67,11 @@ from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from tools.analysis.bench_models import (DENSE, MICRONET_MID, MNV3_ARCH, NAMES, TOP1,  # noqa: E402
                                          build, deployed, export_file, is_micronet, madds,
                                          fused_variants, measure, openvino_request,
-                                         train_step_stats)
+                                         tensor_forward, train_step_stats)
 
 RATIOS = [('m2', 'mnv3-s-050'), ('m3', 'mnv3-s-075'), ('m1', 'mnv3-s-050'),
-          ('m0', 'mnv3-s-050'), ('pose-m0', 'pose-mnv2'), ('seg-v1-m0', 'seg-lraspp')]
+          ('m0', 'mnv3-s-050'), ('pose-m0', 'pose-mnv2'), ('seg-v1-m0', 'seg-lraspp'),
+          ('det-m3', 'det-mnv3')]
 DEFAULT_MODELS = list(TOP1)
 RUNTIMES = ('eager', 'eager deploy', 'ort', 'ort deploy', 'ov', 'ov deploy', 'ov fused', 'mnn',
             'mnn deploy', 'ncnn', 'ncnn deploy')
@@ -126,9 +131,9 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
 
         for r in want:
             if r == 'eager':
-                out[(name, r)] = lambda m=model, x=x: m(x, None, mode='tensor')
+                out[(name, r)] = lambda m=model, x=x: tensor_forward(m, x)
             elif r == 'eager deploy':
-                out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
+                out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: tensor_forward(m, x)
             elif r.split()[0] in ('mnn', 'ncnn'):
                 m = model if r in PLAIN else deployed(model, r.split()[0])
                 out[(name, r)] = edge_runner(r.split()[0], m, shape, tmp, f'{name}-{r}')

@@ -10,10 +10,11 @@ The task follows the config's ``default_scope``: ``mmpretrain`` (classifier: log
 ``(N, K, H/4, W/4)``, default input the codec's, 256x192 for the COCO configs) or ``mmseg``
 (segmentor: the decode head's logits ``(N, num_classes, H/8, W/8)`` before the resize to the
 image, default input the data preprocessor's crop size, 512x1024 for Cityscapes) or ``mmdet``
-(single-stage detector such as RetinaNet, end to end: ``boxes`` ``(N, max_per_img, 4)`` in
-input pixels, ``scores`` ``(N, max_per_img)``, ``labels`` ``(N, max_per_img)``, anchors, box
-decoding, score threshold and NMS inside the graph (``micronet_mm.deploy.detection``), batch,
-height and width dynamic; with ``--head-outputs`` instead ``scores_and_deltas``
+(RetinaNet or Faster R-CNN, end to end: ``boxes`` ``(N, max_per_img, 4)`` in input pixels,
+``scores`` ``(N, max_per_img)``, ``labels`` ``(N, max_per_img)``; anchors, box decoding,
+score thresholds, Faster R-CNN's RPN and RoI feature extraction and every NMS inside the
+graph (``micronet_mm.deploy.detection``), batch, height and width dynamic; for a
+single-stage detector with ``--head-outputs`` instead ``scores_and_deltas``
 ``(N, anchors, classes + 4)``, every FPN level's class logits and box deltas in mmdet's anchor
 order, before decoding and NMS; default input the test pipeline's ``Resize`` scale rounded up
 to a multiple of 32, 800x1344 for the COCO configs). The graph takes the normalised image
@@ -30,7 +31,8 @@ varies with the model and whose float32 rounding grows with it. With ``--dynamic
 check runs at a second size too (32 pixels wider). The end-to-end detector is checked against
 mmdet's own ``predict`` (``rescale=False``) on batches of 2 at the input size and 32 pixels
 wider: the same detections (count, labels), scores within ``--atol`` and boxes within
-``--rtol`` (default 1e-3) of the largest box coordinate.
+``--rtol`` (default 1e-3) of the largest box coordinate; it prints how many detections it
+compared.
 
 ``--backend openvino`` writes an OpenVINO IR (``FILE.xml`` + ``FILE.bin``) and checks it in
 OpenVINO on the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``), with the same thresholds. As
@@ -38,7 +40,11 @@ trained, the IR has standard operators only. With ``--deploy`` every Dynamic Shi
 native ``micronet::ShiftMax`` operation (``switch_to_deploy(model, 'openvino')``), and the extension
 library that runs it is copied next to the IR (``libmicronet_openvino.so``; load it with
 ``openvino.Core().add_extension(path)`` before reading the IR). The default, ``onnxruntime``,
-is the portable standard-operator ONNX file.
+is the portable standard-operator ONNX file. The end-to-end detector as trained is an IR of
+standard operators with dynamic batch, height and width; with ``--deploy`` the backbone's stem
+and stages are native ``micronet::Program`` nodes, which need a static height and width: the IR
+has ``--shape``'s and a dynamic batch, and runs at other sizes after ``Model.reshape``
+(:func:`openvino_detector`, which the check uses at its two sizes).
 
 ``--backend ncnn`` and ``--backend mnn`` write the model in standard operators for the edge
 runtimes (``micronet_mm.runtime.ncnn``: traced with TorchScript and converted by pnnx,
@@ -67,7 +73,8 @@ from mmengine.config import DictAction  # noqa: E402
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
 from micronet_mm.checkpoint import load_weights  # noqa: E402
 from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
-from micronet_mm.deploy.detection import EndToEndDetector  # noqa: E402
+from micronet_mm.deploy import detection  # noqa: E402
+from micronet_mm.deploy.detection import EndToEnd  # noqa: E402
 from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
@@ -170,9 +177,6 @@ def load_model(config: str, checkpoint: str | None, cfg_options: dict | None = N
         raise InvalidInputError(f'{config}: default_scope is {scope!r}; this tool exports '
                          f'{", ".join(TASKS)} models ({", ".join(TASKS.values())})')
     task = TASKS[scope]
-    if task == 'detection' and 'rpn_head' in cfg.model:
-        raise InvalidInputError(f'{config}: a two-stage detector; this tool exports single-stage '
-                                'detectors (RetinaNet: configs/det/retinanet_micronet_m3.py)')
     model = build_model(cfg)
     if checkpoint is not None:  # strict: every weight from the file, shapes equal
         load_weights(model, checkpoint)
@@ -228,16 +232,16 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
             deploy rewrite computes what depends on the size from the input). Without it the
             graph's input size is fixed and the merged depthwise bias maps are constants of it.
     """
-    if isinstance(model, EndToEndDetector):  # boxes, scores, labels; any input size
+    if isinstance(model, EndToEnd):  # boxes, scores, labels; any input size
         dynamic_hw, output_names = True, list(END_TO_END_OUTPUTS)
     else:
         output_names = [output_name]
     if dynamic_hw and constant_caches:
         raise ValueError('constant_caches fixes the input size; it excludes dynamic_hw')
-    wrapper = model if isinstance(model, EndToEndDetector) else LogitsWrapper(model).eval()
+    wrapper = model if isinstance(model, EndToEnd) else LogitsWrapper(model).eval()
     dummy = torch.randn(1, 3, *shape)
     axes = None
-    if isinstance(model, EndToEndDetector):
+    if isinstance(model, EndToEnd):
         axes = {'input': {0: 'batch', 2: 'height', 3: 'width'},
                 **{name: {0: 'batch'} for name in output_names}}
     elif dynamic_batch or dynamic_hw:
@@ -322,8 +326,8 @@ def match_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
 
 
 def check_detections(detector: torch.nn.Module, run: Callable[[np.ndarray], list[np.ndarray]],
-                     shapes: list[tuple[int, int]], batch: int = 2, seed: int = 0
-                     ) -> tuple[float, float, str | None]:
+                           shapes: list[tuple[int, int]], batch: int = 2, seed: int = 0
+                     ) -> tuple[float, float, int, str | None]:
     """The end-to-end detector in its runtime against mmdet's own ``predict`` (``rescale=False``)
     of ``detector`` on random batches of each input size.
 
@@ -335,12 +339,13 @@ def check_detections(detector: torch.nn.Module, run: Callable[[np.ndarray], list
     Returns:
         The largest |box difference| relative to the largest |box coordinate| of mmdet's
         detections, the largest |score difference| (detections paired by
-        :func:`match_detections`), and a line describing the first image whose detections do
-        not pair (None if none).
+        :func:`match_detections`), the number of detections compared, and a line describing
+        the first image whose detections do not pair (None if none).
     """
     from mmdet.structures import DetDataSample
     g = torch.Generator().manual_seed(seed)
     box_err = score_err = 0.0
+    count = 0
     for h, w in shapes:
         x = torch.randn(batch, 3, h, w, generator=g)
         meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0))
@@ -353,13 +358,14 @@ def check_detections(detector: torch.nn.Module, run: Callable[[np.ndarray], list
             errs = match_detections(boxes[i], scores[i], labels[i], want.bboxes.numpy(),
                                     want.scores.numpy(), want.labels.numpy())
             if errs is None:
-                return box_err, score_err, (
+                return box_err, score_err, count, (
                     f'input {h}x{w}, image {i}: {int((labels[i] >= 0).sum())} detections, '
                     f'PyTorch {len(want.scores)}, not the same labels and scores')
+            count += len(want.scores)
             if len(want.scores):
                 box_err = max(box_err, errs[0] / max(float(want.bboxes.abs().max()), 1.0))
                 score_err = max(score_err, errs[1])
-    return box_err, score_err, None
+    return box_err, score_err, count, None
 
 
 def check(model: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray],
@@ -421,7 +427,7 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
     """
     if backend == 'onnxruntime':
         export(model, out, shape, opset, output_name, dynamic_hw=dynamic_hw)
-        if isinstance(model, EndToEndDetector):
+        if isinstance(model, EndToEnd):
             sess = ort_session(out)
             return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
@@ -441,13 +447,57 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
         runner = mnn.load(out)
         return lambda x: runner(x)[0]
     from micronet_mm.runtime import openvino as ovrt
+    end_to_end_model = isinstance(model, EndToEnd)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = osp.join(tmp, 'model.onnx')
+        # the end-to-end detector keeps a dynamic input size (its backbone has no size-specific
+        # constant: the stages are programs, or the bias maps are computed from the input)
         export(model, onnx_file, shape, opset, output_name, custom_opsets={'micronet': 1},
-               constant_caches=True)
+               constant_caches=not end_to_end_model)
+        if end_to_end_model:
+            fix_native_input_size(onnx_file, shape)
         ovrt.save_ir(onnx_file, out, force=force)
+    if end_to_end_model:
+        return openvino_detector(out)
     compiled = ovrt.compile_model(out)
     return lambda x: compiled(x)[0]
+
+
+def fix_native_input_size(onnx_file: str, shape: tuple[int, int]) -> None:
+    """Where the graph has native ``micronet`` nodes (whose OpenVINO operation needs a static
+    input height and width), give its input the height and width ``shape`` (the batch stays
+    dynamic); the IR is reshaped to other sizes when it is read (:func:`openvino_detector`)."""
+    import onnx
+    graph = onnx.load(onnx_file)
+    if not any(n.domain == 'micronet' for n in graph.graph.node):
+        return
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    for d, size in zip(dims[2:], shape):
+        d.ClearField('dim_param')
+        d.dim_value = size
+    onnx.save(graph, onnx_file)
+
+
+def openvino_detector(path: str) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``images -> [boxes, scores, labels]`` of an end-to-end detector's IR in OpenVINO (CPU,
+    float32), at any input size: an IR whose height and width are fixed (the ``--deploy``
+    form's native nodes need them static) is reshaped to each new size (``Model.reshape``)
+    and compiled once per size."""
+    import openvino as ov
+
+    from micronet_mm.runtime import openvino as ovrt
+    compiled = {}
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        size = tuple(x.shape[2:])
+        if size not in compiled:
+            model = ovrt.read_model(path)
+            if model.inputs[0].get_partial_shape()[2].is_static:
+                model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, *size])})
+            compiled[size] = ovrt.compile_model(model)
+        r = compiled[size](x)
+        return [r[0], r[1], r[2]]
+    return run
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -466,6 +516,13 @@ def main(argv: list[str] | None = None) -> float:
     if args.backend in EDGE and end_to_end:
         raise InvalidInputError(f'--backend {args.backend} exports no detector '
                                 'post-processing: add --head-outputs')
+    if args.backend != 'onnxruntime' and args.dynamic_shape:
+        raise InvalidInputError(f'--backend {args.backend} exports a fixed input size (an '
+                                'end-to-end detector excepted): drop --dynamic-shape')
+    if task == 'detection' and args.head_outputs and hasattr(model, 'roi_head'):
+        raise InvalidInputError(f'{args.config}: a two-stage detector has no --head-outputs '
+                                'form (its RoI head needs the proposals); drop --head-outputs '
+                                'to export it end to end')
     shape = tuple(args.shape) if args.shape else default_shape
     reference = model
     if args.deploy:
@@ -474,10 +531,11 @@ def main(argv: list[str] | None = None) -> float:
         model = switch_to_deploy(copy.deepcopy(model), backend=args.backend)
     if end_to_end:
         try:
-            model = EndToEndDetector(model).eval()
+            model = detection.end_to_end(model)
         except ValueError as e:
-            raise InvalidInputError(f'{args.config}: {e}; export the head outputs with '
-                                    '--head-outputs') from None
+            hint = '' if hasattr(model, 'roi_head') else '; export the head outputs with ' \
+                '--head-outputs'
+            raise InvalidInputError(f'{args.config}: {e}{hint}') from None
     dynamic = end_to_end or args.dynamic_shape or args.backend in EDGE
     run = export_for(model, out, shape, backend=args.backend, opset=args.opset,
                      output_name=OUTPUT_NAMES[task], force=args.force, dynamic_hw=dynamic)
@@ -495,11 +553,11 @@ def main(argv: list[str] | None = None) -> float:
     sizes = ' and '.join(f'{h}x{w}' for h, w in shapes)
     if end_to_end:
         rtol = 1e-3 if args.rtol is None else args.rtol
-        box_err, score_err, mismatch = check_detections(reference, run, shapes)
+        box_err, score_err, count, mismatch = check_detections(reference, run, shapes)
         ok = mismatch is None and box_err <= rtol and score_err <= args.atol
         print(f'{BACKENDS[args.backend]} vs mmdet predict (batch 2, {sizes}): '
-              + (mismatch or f'same detections, boxes within {box_err:.3g} of the largest '
-                 f'coordinate (rtol {rtol:g}), scores within {score_err:.3g} (atol '
+              + (mismatch or f'same detections ({count}), boxes within {box_err:.3g} of the '
+                 f'largest coordinate (rtol {rtol:g}), scores within {score_err:.3g} (atol '
                  f'{args.atol:g})') + f' -> {"OK" if ok else "FAILED"}')
         if not ok:
             raise SystemExit(1)
