@@ -15,9 +15,10 @@ changes on a shared machine hit all alike; the tables give the median over round
 per-call mean and the interquartile range, and a second ratio table divides the per-call
 minima (each call timed on its own; the fastest call of the whole run). Runtimes:
 
-* ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
-  (the stem and every stage one native ``micronet::program`` call when the operators are built;
-  a classifier's whole backbone one call and its head two);
+* ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'native')``
+  (the native form, not the standard-operator default: the stem and every stage one native
+  ``micronet::program`` call when the operators are built; a classifier's whole backbone one
+  call and its head two);
 * ``ort`` / ``ort deploy``: ONNX Runtime (ORT_ENABLE_ALL, sequential, 1 + 1 threads, CPU
   provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
 * ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its
@@ -117,7 +118,7 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
             if r == 'eager':
                 out[(name, r)] = lambda m=model, x=x: m(x, None, mode='tensor')
             elif r == 'eager deploy':
-                out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: m(x, None, mode='tensor')
+                out[(name, r)] = lambda m=deployed(model, 'native'), x=x: m(x, None, mode='tensor')
             elif r.startswith('ort'):
                 from tools.deployment.export_onnx import ort_session
                 sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
