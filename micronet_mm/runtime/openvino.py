@@ -29,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
@@ -197,8 +199,7 @@ class Runner:
         self.compiled = compile_model(path, threads=threads)
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
-    def __call__(self, x):
-        import numpy as np
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         result = self.compiled(np.ascontiguousarray(x, np.float32))
         return [result[o] for o in self.compiled.outputs]
 
