@@ -179,7 +179,13 @@ def build_metadata(cfg, model: torch.nn.Module, task: str, shape: tuple[int, int
             shift_heatmap=bool(test_cfg.get('shift_heatmap', False)),
             flip_indices=[int(i) for i in dataset_meta.get('flip_indices', [])],
             classes=[str(dataset_meta['keypoint_id2name'][i]) for i in
-                     range(dataset_meta['num_keypoints'])] if dataset_meta else None)
+                     range(dataset_meta['num_keypoints'])] if dataset_meta else None,
+            skeleton_links=[[int(a), int(b)] for a, b in
+                            dataset_meta.get('skeleton_links', [])],
+            keypoint_colors=np.asarray(dataset_meta.get('keypoint_colors', []),
+                                       int).tolist(),
+            skeleton_link_colors=np.asarray(dataset_meta.get('skeleton_link_colors', []),
+                                            int).tolist())
     else:
         meta['classes'] = _dataset_classes(cfg, scope)
     if task == 'segmentation':
@@ -273,11 +279,26 @@ def _check_pose(where: str, meta: dict) -> None:
     if meta.get('flip_mode') != 'heatmap':
         _fail(where, 'flip_mode', f"expected 'heatmap', got {meta.get('flip_mode')!r:.80}")
     flip = meta.get('flip_indices')
-    if not isinstance(flip, list) or sorted(flip) != list(range(len(flip))) or (
-            meta['flip_test'] and not flip):
+    if not isinstance(flip, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in flip) or sorted(
+            flip) != list(range(len(flip))) or (meta['flip_test'] and not flip):
         _fail(where, 'flip_indices', 'expected a permutation of the keypoint indices')
-    if meta.get('classes') is not None and flip and len(meta['classes']) != len(flip):
+    k = len(flip) or len(meta.get('classes') or ())
+    if meta.get('classes') is not None and len(meta['classes']) != k:
         _fail(where, 'classes', 'one keypoint name per flip index expected')
+    links = meta.get('skeleton_links')
+    if not isinstance(links, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < k for i in p)
+            for p in links):
+        _fail(where, 'skeleton_links', f'expected [i, j] pairs of keypoint indices below {k}')
+    for key, n in (('keypoint_colors', k), ('skeleton_link_colors', len(links))):
+        colors = meta.get(key)
+        if not isinstance(colors, list) or len(colors) not in (0, n) or not all(
+                isinstance(c, list) and len(c) == 3 and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                    for v in c) for c in colors):
+            _fail(where, key, f'expected {n} [r, g, b] colours (0..255) or none')
 
 
 def check_metadata(meta, where: str) -> dict:
@@ -368,6 +389,18 @@ class ExportedModel:
         self.runtime = loaders.runtime_for(path, runtime)
         self.runner = loaders.load(path, self.runtime, threads)
         self.dataset_meta = {'classes': tuple(self.meta['classes'] or ())}
+        if self.task == 'pose':  # what mmpose's visualizer reads (micronet_mm.apis.draw_poses)
+            names = self.meta['classes'] or [str(i) for i in range(len(
+                self.meta['flip_indices']))]
+            self.dataset_meta = {
+                'num_keypoints': len(names), 'keypoint_id2name': dict(enumerate(names)),
+                'flip_indices': self.meta['flip_indices'],
+                'skeleton_links': [tuple(p) for p in self.meta['skeleton_links']],
+                'keypoint_colors': np.asarray(self.meta['keypoint_colors'] or
+                                              [[255, 128, 0]] * len(names), np.uint8),
+                'skeleton_link_colors': np.asarray(
+                    self.meta['skeleton_link_colors'] or
+                    [[0, 255, 0]] * len(self.meta['skeleton_links']), np.uint8)}
 
     # ------------------------------------------------------------------ preprocessing
     def _normalise(self, rgb: np.ndarray) -> np.ndarray:
