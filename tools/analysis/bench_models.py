@@ -28,7 +28,7 @@ NAMES = {'m0': 'MicroNet-M0', 'm1': 'MicroNet-M1', 'm2': 'MicroNet-M2', 'm3': 'M
          'mnv3-s-100': 'MobileNetV3-Small x1.0',
          'pose-m0': 'MicroNet pose-m0 (256x192)', 'pose-mnv2': 'mmpose MobileNetV2 (256x192)',
          'seg-v1-m0': 'MicroNet v1-m0 MR-ASPP (512x1024)',
-         'seg-lraspp': 'mmseg LR-ASPP MobileNetV3-S (512x1024)'}
+         'seg-lraspp': 'LR-ASPP MobileNetV3-S, paper setting (512x1024)'}
 MNV3_ARCH = {'mnv3-s-050': ('small_050', 288), 'mnv3-s-075': ('small_075', 432),
              'mnv3-s-100': ('small', 576)}
 MICRONET_MID = {'m0': 640, 'm1': 960, 'm2': 1024, 'm3': 1024}
@@ -41,8 +41,8 @@ DENSE = {
                   '256x192.py', 'mmpose', (256, 192)),
     'seg-v1-m0': ('configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py',
                   None, (512, 1024)),
-    'seg-lraspp': ('mobilenet_v3/mobilenet-v3-d8-scratch-s_lraspp_4xb4-320k_cityscapes-'
-                   '512x1024.py', 'mmseg', (512, 1024))}
+    'seg-lraspp': ('tools/analysis/baselines/lraspp_mobilenet-v3-small-paper_cityscapes-'
+                   '512x1024.py', None, (512, 1024))}
 
 
 def build(name: str) -> torch.nn.Module:
