@@ -1,7 +1,7 @@
 """ONNX Runtime behind the runtime-module interface of :mod:`micronet_mm.runtime.loaders`:
 ``load(path, threads=1) -> runner``, ``runner(x) -> list[np.ndarray]``, ``runner.output_names``.
 
-:func:`session` holds the options every tool of this project uses (CPU provider, full graph
+:func:`open_session` holds the options every tool of this project uses (CPU provider, full graph
 optimisation, sequential execution, one intra-op and one inter-op thread by default), so that
 measurements and parity checks compare alike.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def session(path: str, threads: int = 1, profile_prefix: str | None = None):
+def open_session(path: str, threads: int = 1, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session of ``path``.
 
     Args:
@@ -32,12 +32,12 @@ class Runner:
     """``images (N, 3, H, W) float32 -> [outputs]`` of one ONNX file in ONNX Runtime."""
 
     def __init__(self, path: str, threads: int = 1) -> None:
-        self.session = session(path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.sess = open_session(path, threads)
+        self.input_name = self.sess.get_inputs()[0].name
+        self.output_names = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
+        return self.sess.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
 
 
 def load(path: str, threads: int = 1) -> Runner:

@@ -1,8 +1,9 @@
 """CPU latency of MicroNet M0-M3 (as trained, deploy mode, and as native fused blocks) against mmpretrain's MobileNetV3-Small x0.5 / x0.75 / x1.0 in PyTorch eager, ONNX
 Runtime and OpenVINO, in one run; each latency as a multiple of the model's arithmetic bound;
 training throughput and peak memory with and without the fused Shift-Max operator; and the
-dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against mmseg's
-LR-ASPP MobileNetV3-Small 512x1024). Random weights (latency does not depend on them).
+dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against LR-ASPP
+on MobileNetV3-Small at the MobileNetV3 paper's setting, 512x1024: output stride 16, reduced
+last stage, the paper's head; tools/analysis/baselines/). Random weights (latency does not depend on them).
 
     python tools/analysis/benchmark.py [--rounds R] [--iters I] [--models m2 mnv3-s-050 ...]
         [--runtimes eager ort ov ...] [--dense pose-m0 pose-mnv2 ...] [--train-steps S]

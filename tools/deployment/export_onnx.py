@@ -68,7 +68,7 @@ from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
 from micronet_mm.deploy.detection import EndToEndDetector  # noqa: E402
 from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
-from micronet_mm.runtime.onnxruntime import session as _session  # noqa: E402
+from micronet_mm.runtime.onnxruntime import open_session  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
@@ -268,7 +268,7 @@ def ort_session(onnx_file: str, profile_prefix: str | None = None):
         onnx_file: the exported model.
         profile_prefix: turn on ONNX Runtime's profiler, writing ``PREFIX_*.json``.
     """
-    return _session(onnx_file, 1, profile_prefix)
+    return open_session(onnx_file, 1, profile_prefix)
 
 
 def ort_runner(onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
