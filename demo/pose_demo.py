@@ -21,7 +21,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from micronet_mm.apis import draw_poses, estimate_poses, init_pose_model, load_exported  # noqa: E402,E501
+from micronet_mm.apis import (draw_poses, estimate_poses, init_pose_model,  # noqa: E402
+                              load_exported)
 from micronet_mm.errors import InvalidInputError, run_cli  # noqa: E402
 from micronet_mm.fileio import refuse_overwrite  # noqa: E402
 

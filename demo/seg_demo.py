@@ -20,7 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from micronet_mm.apis import init_segmentor, load_exported, load_rgb_image, segment  # noqa: E402,E501
+from micronet_mm.apis import (init_segmentor, load_exported, load_rgb_image,  # noqa: E402
+                              segment)
 from micronet_mm.errors import InvalidInputError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
 

@@ -62,7 +62,8 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
-from micronet_mm.apis.exported import build_metadata, metadata_path, write_metadata  # noqa: E402,E501
+from micronet_mm.apis.exported import (build_metadata, metadata_path,  # noqa: E402
+                                       write_metadata)
 from micronet_mm.checkpoint import load_weights  # noqa: E402
 from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
 from micronet_mm.deploy.detection import EndToEndDetector  # noqa: E402
