@@ -125,19 +125,24 @@ def _dataset_classes(cfg, scope: str) -> list[str] | None:
     return [str(n) for n in names] if names else None
 
 
-def _preprocessor(model: torch.nn.Module) -> dict:
-    """Mean, std, channel order and padding of the model's data preprocessor."""
-    dp = model.data_preprocessor
-    mean = getattr(dp, 'mean', None)
-    std = getattr(dp, 'std', None)
-    to_rgb = any(bool(getattr(dp, a, False)) for a in
-                 ('_channel_conversion', 'channel_conversion', 'to_rgb'))
-    divisor = int(getattr(dp, 'pad_size_divisor', None) or getattr(dp, 'size_divisor', None)
-                  or 1)
-    pad = getattr(dp, 'pad_value', getattr(dp, 'pad_val', 0))
-    return {'mean': [0.0] * 3 if mean is None else [float(v) for v in mean.flatten()],
-            'std': [1.0] * 3 if std is None else [float(v) for v in std.flatten()],
-            'to_rgb': to_rgb, 'size_divisor': divisor, 'pad_value': float(pad)}
+def _preprocessor(cfg, model: torch.nn.Module) -> dict:
+    """Mean, std, channel order and test-time padding of the model's data preprocessor: its
+    config (the model's, else the top-level one that mmpretrain's ``init_model`` merges in),
+    else the built model's."""
+    dp = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
+    built = getattr(model, 'data_preprocessor', None)
+    mean, std = dp.get('mean'), dp.get('std')
+    if mean is None and getattr(built, 'mean', None) is not None:
+        mean, std = built.mean.flatten().tolist(), built.std.flatten().tolist()
+    to_rgb = bool(dp.get('to_rgb', dp.get('bgr_to_rgb', False)))
+    if 'test_cfg' in dp or dp.get('type') == 'SegDataPreProcessor':  # mmseg: test-time padding
+        divisor = (dp.get('test_cfg') or {}).get('size_divisor') or 1
+    else:
+        divisor = dp.get('pad_size_divisor') or 1
+    pad = dp.get('pad_value', dp.get('pad_val', 0))
+    return {'mean': [0.0] * 3 if mean is None else [float(v) for v in mean],
+            'std': [1.0] * 3 if std is None else [float(v) for v in std],
+            'to_rgb': to_rgb, 'size_divisor': int(divisor), 'pad_value': float(pad)}
 
 
 def build_metadata(cfg, model: torch.nn.Module, task: str, shape: tuple[int, int],
@@ -160,7 +165,7 @@ def build_metadata(cfg, model: torch.nn.Module, task: str, shape: tuple[int, int
     scope = cfg.get('default_scope', 'mmpretrain')
     meta = {'format': FORMAT, 'version': VERSION, 'task': task,
             'input_size': [int(shape[0]), int(shape[1])], 'dynamic_hw': bool(dynamic_hw),
-            'output_names': list(output_names), **_preprocessor(model),
+            'output_names': list(output_names), **_preprocessor(cfg, model),
             'resize': _resize_policy(_test_pipeline(cfg), task, where),
             'classes': None}
     if task == 'pose':
