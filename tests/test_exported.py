@@ -206,7 +206,7 @@ BAD_METADATA = [
     ('flip types', lambda m: {**m, 'flip_indices': ['a', 1]}, 'flip_indices'),
     ('links', lambda m: {**m, 'skeleton_links': [[0, 99]]}, 'skeleton_links'),
     ('classes', lambda m: {**m, 'classes': [1, 2]}, "'classes'"),
-    ('deep', lambda m: '[' * 100000 + ']' * 100000, 'JSON'),
+    ('deep', lambda m: '[' * 100000 + ']' * 100000, 'nested too deeply'),
     ('huge', lambda m: ' ' * (2 << 20) + '{}', 'larger than'),
 ]
 
