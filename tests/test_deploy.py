@@ -5,8 +5,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import (M0_CONFIG, POSE_DEMO, ROOT, SEG_DEMO, calibrate, dense_trained_like,
-                      mmpretrain_scope, randomize_bn, rel_err, trained_like)
+from conftest import (ARCHS, DET_DEMO, M0_CONFIG, POSE_DEMO, ROOT, SEG_DEMO, calibrate,
+                      dense_trained_like, mmpretrain_scope, randomize_bn, rel_err, trained_like)
 from torch import nn
 
 from micronet_mm.deploy import (ChannelPermute, FactorizedDepthwise, FastShiftMax, FusedPointwise,
@@ -16,25 +16,27 @@ from micronet_mm.models import MicroNet
 from micronet_mm.ops import (ChannelShuffle, DynamicShiftMax, MicroFactorizedDepthwise,
                              fused_shift_max)
 
-#: the deploy form of Dynamic Shift-Max per backend: PyTorch's per-layer form runs the fused C++
-#: operator (it must be built: tools/setup_env.sh), ONNX Runtime standard operators. The PyTorch
-#: backend itself runs the stem and the stages as native programs (NativeProgram).
-SHIFT_MAX_FORM = {'pytorch': FusedShiftMax, 'pytorch-layers': FusedShiftMax,
-                  'onnxruntime': FastShiftMax}
+#: the deploy form of Dynamic Shift-Max per backend: the default ``'pytorch'`` and ONNX Runtime
+#: standard operators; the native backend's per-layer form runs the fused C++ operator (it must
+#: be built: tools/setup_env.sh). The native backend itself runs the stem and the stages as
+#: native programs (NativeProgram).
+SHIFT_MAX_FORM = {'pytorch': FastShiftMax, 'native': FusedShiftMax,
+                  'native-layers': FusedShiftMax, 'onnxruntime': FastShiftMax}
+BACKBONE_BACKENDS = ['pytorch', 'native', 'native-layers', 'onnxruntime']
 
 
 def deploy_as(model: nn.Module, backend: str) -> nn.Module:
-    """``switch_to_deploy(model, backend)``; ``'pytorch-layers'``: the PyTorch backend's
+    """``switch_to_deploy(model, backend)``; ``'native-layers'``: the native backend's
     per-layer form (what it takes where the operators are not built, and for the parts that
     have no program layer), with the stem and stages not made programs."""
-    if backend != 'pytorch-layers':
+    if backend != 'native-layers':
         return switch_to_deploy(model, backend)
-    from micronet_mm.deploy.backends.pytorch import per_layer
+    from micronet_mm.deploy.backends.native import per_layer
     with per_layer():
-        return switch_to_deploy(model, 'pytorch')
+        return switch_to_deploy(model, 'native')
 
 @pytest.mark.parametrize('arch', ['m0', 'm1', 'm2', 'm3', 'v1-m2', 'v1-m3'])
-@pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
+@pytest.mark.parametrize('backend', BACKBONE_BACKENDS)
 def test_deploy_backbone_matches(arch, backend):
     model = calibrate(trained_like(MicroNet(arch, out_indices=(0, 1, 2, 3))), (96, 128),
                       run=lambda m, x: m(x))
@@ -63,14 +65,14 @@ def test_deploy_backbone_matches(arch, backend):
     assert len(mods) < len(list(model.modules()))
     assert not any(isinstance(m, (nn.BatchNorm2d, DynamicShiftMax, MicroFactorizedDepthwise,
                                   ChannelShuffle)) for m in mods)
-    if backend == 'pytorch':  # the stem and every stage one native program, nothing else
+    if backend == 'native':  # the stem and every stage one native program, nothing else
         leaves = [m for m in mods[1:] if not isinstance(m, nn.ModuleList)]
         assert [type(m) for m in leaves] == [NativeProgram] * (1 + len(model.stages))
         assert all(p.program[1] > 1 for p in leaves)
         return
     n_dsm = sum(isinstance(m, DynamicShiftMax) for m in model.modules())
     assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm > 0
-    assert all(m.use_matmul == (backend == 'pytorch-layers')
+    assert all(m.use_matmul == (backend != 'onnxruntime')
                for m in mods if isinstance(m, FusedPointwise))
     # one kxk convolution per factorized pair (plus the stem's); for ONNX Runtime the pairs
     # without channel multipliers stay two convolutions with folded BN
@@ -83,7 +85,7 @@ def test_deploy_backbone_matches(arch, backend):
     assert 0 < sum(isinstance(m, ChannelPermute) for m in mods) < n_shuffles
 
 
-@pytest.mark.parametrize('backend', ['pytorch', 'pytorch-layers', 'onnxruntime'])
+@pytest.mark.parametrize('backend', BACKBONE_BACKENDS)
 def test_deploy_dilated_and_static(backend):
     """Output stride 16 (dilated depthwise) and static Shift-Max convert exactly too."""
     for kwargs in (dict(output_stride=16), dict(act_cfg=dict(dynamic=False))):
@@ -286,7 +288,7 @@ def test_deploy_onnx_graph(tmp_path, arch):
     assert rel_err(got, ref) < 1e-4
 
 
-@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+@pytest.mark.parametrize('backend', ['pytorch', 'native', 'onnxruntime'])
 def test_deploy_twice_is_a_no_op(backend):
     model = trained_like(MicroNet('m1'))
     x = torch.randn(1, 3, 64, 64)
@@ -306,7 +308,7 @@ SEG_CONFIGS = [f'{ROOT}/configs/seg/micronet-v1-m{i}-d16_mr-aspp_4xb4-320k_citys
                for i in range(4)]
 
 
-@pytest.mark.parametrize('backend', ['pytorch', 'onnxruntime'])
+@pytest.mark.parametrize('backend', ['pytorch', 'native', 'onnxruntime'])
 @pytest.mark.parametrize('path, shape', [(p, (128, 96)) for p in POSE_CONFIGS]
                          + [(p, (128, 256)) for p in SEG_CONFIGS],
                          ids=[f'pose-m{i}' for i in range(4)] + [f'v1-m{i}' for i in range(4)])
@@ -334,12 +336,12 @@ def test_deploy_dense_outputs_match(path, shape, backend):
     assert out64.dtype == torch.float64 and rel_err(out64, ref64) < 1e-9
     own = rel_err(ref.double(), ref64)  # the original's float32 rounding
     factor = 4
-    if backend == 'pytorch':
+    if backend == 'native':
         # the programs' float32 kernels round 2-3x more than the reference and the per-layer
         # form (docs/deploy.md), which the pose heads
         # amplify: within 8x of the larger of the two others' rounding
         with torch.no_grad():
-            layers = deploy_as(copy.deepcopy(model), 'pytorch-layers')(x, None, mode='tensor')
+            layers = deploy_as(copy.deepcopy(model), 'native-layers')(x, None, mode='tensor')
         own, factor = max(own, rel_err(layers.double(), ref64)), 8
     assert rel_err(out.double(), ref64) < max(1e-4, factor * own)
     if '/seg/' in path:
@@ -350,13 +352,13 @@ def test_deploy_dense_outputs_match(path, shape, backend):
                    for m in mods)
     head = deploy.head if '/pose/' in path else deploy.decode_head
     n_dsm = sum(isinstance(m, DynamicShiftMax) for m in orig)
-    if backend == 'pytorch':  # the backbone's stem and stages as programs, the head per layer
+    if backend == 'native':  # the backbone's stem and stages as programs, the head per layer
         programs = [m for m in deploy.backbone.modules() if isinstance(m, NativeProgram)]
         assert len(programs) == 1 + sum(len(s) > 0 for s in model.backbone.stages)
         n_dsm = sum(isinstance(m, DynamicShiftMax)  # MR-ASPP has none
                     for m in (model.head if '/pose/' in path else model.decode_head).modules())
     assert sum(isinstance(m, SHIFT_MAX_FORM[backend]) for m in mods) == n_dsm
-    assert n_dsm > 0 or backend == 'pytorch' and '/seg/' in path
+    assert n_dsm > 0 or backend == 'native' and '/seg/' in path
     assert any(isinstance(m, FusedPointwise) for m in head.modules())
     # the spatial attentions are kept (pose head: one per activation slot; MR-ASPP: one)
     n_sa = sum(isinstance(m, SpatialAttention) for m in orig)
@@ -471,6 +473,45 @@ def test_export_onnx_dynamic_hw(tmp_path, task, shape, other, deploy):
         # own float32 output measured up to 2.4e-3 from float64; see test_export_onnx_dense);
         # a size-specific constant left in the graph gives errors of 2e-2 to 1
         assert rel_err(got, ref) < (3e-3 if task == 'pose' else 1e-4), hw
+
+
+#: every kind of model the default deploy form must export: the four classifiers and the
+#: demo pose model, segmentor and detector (name, input size, a second size)
+DEFAULT_EXPORT_CASES = [*[(f'classifier-{a}', (64, 80), (96, 64)) for a in ARCHS],
+                        ('pose', (64, 48), (96, 64)), ('segmentation', (128, 256), (96, 160)),
+                        ('detection', (64, 96), (96, 128))]
+
+
+@pytest.mark.parametrize('name, shape, other', DEFAULT_EXPORT_CASES,
+                         ids=[c[0] for c in DEFAULT_EXPORT_CASES])
+def test_default_deploy_exports_standard_onnx(tmp_path, name, shape, other):
+    """``switch_to_deploy(model)`` without a backend gives standard operators only: the model
+    exports with ``torch.onnx.export`` (dynamic batch, height and width), every node of the graph
+    is in the standard ONNX domain, and ONNX Runtime matches the model as trained at two sizes."""
+    pytest.importorskip('onnxruntime')
+    onnx = pytest.importorskip('onnx')
+    from conftest import build_classifier
+    from tools.deployment.export_onnx import LogitsWrapper, export, ort_session
+    if name.startswith('classifier'):
+        model = trained_like(build_classifier(name.split('-')[1]))
+    else:
+        model = dense_trained_like({'pose': POSE_DEMO, 'segmentation': SEG_DEMO,
+                                    'detection': DET_DEMO}[name], shape)
+    deploy = switch_to_deploy(copy.deepcopy(model))
+    assert not any(isinstance(m, (NativeProgram, FusedShiftMax)) for m in deploy.modules())
+    path = str(tmp_path / 'model.onnx')
+    export(deploy, path, shape, dynamic_hw=True)
+    graph = onnx.load(path).graph
+    assert {n.domain for n in graph.node} <= {'', 'ai.onnx'}
+    sess = ort_session(path)
+    g = torch.Generator().manual_seed(0)
+    for n, hw in ((1, shape), (2, other)):
+        x = torch.randn(n, 3, *hw, generator=g)
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = LogitsWrapper(model)(x)
+        got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+        assert got.shape == ref.shape
+        assert rel_err(got, ref) < (3e-3 if name == 'pose' else 1e-4), hw
 
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])

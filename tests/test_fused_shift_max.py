@@ -233,7 +233,7 @@ def test_torch_compile():
     from micronet_mm.deploy import switch_to_deploy
     model = small_model()
     x = torch.randn(2, 3, 9, 11)
-    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    deploy = switch_to_deploy(copy.deepcopy(model), 'native')
     with torch.no_grad():
         assert rel_err(torch.compile(deploy)(x), reference(model.eval(), x)) < 1e-6
     model.train()
@@ -252,11 +252,11 @@ def test_torch_compile():
 
 
 def test_export_and_aot_inductor_deploy(tmp_path):
-    """The PyTorch deploy form through ``torch.export`` and AOTInductor: one fused node per
+    """The native PyTorch deploy form through ``torch.export`` and AOTInductor: one fused node per
     Shift-Max in the exported graph, and the compiled package matches eager."""
     from micronet_mm.deploy import switch_to_deploy
     model = small_model().eval()
-    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    deploy = switch_to_deploy(copy.deepcopy(model), 'native')
     x = torch.randn(2, 3, 9, 11)
     with torch.no_grad():
         ref = reference(model, x)

@@ -120,7 +120,7 @@ def test_graph_is_read_from_the_source():
     graph = import_graph()
     assert 'micronet_mm.ops.blocks' in graph['micronet_mm.ops']  # from .blocks import ...
     assert 'micronet_mm.ops' in graph['micronet_mm.models.backbones.micronet']
-    assert 'micronet_mm.ops.fused_shift_max' in graph['micronet_mm.deploy.backends.pytorch']
+    assert 'micronet_mm.ops.fused_shift_max' in graph['micronet_mm.deploy.backends.native']
     assert 'micronet_mm.models' in graph['micronet_mm.tools_common']  # inside a function
     assert 'tools.analysis.bench_models' in graph['tools.analysis.benchmark']
 

@@ -309,17 +309,17 @@ def test_whole_backbone_is_one_program(arch):
         assert max(rel_err(o, r) for o, r in zip(out, ref)) < 1e-9
 
 
-def test_pytorch_deploy_programs_compile_export_aoti(tmp_path):
-    """``switch_to_deploy(model, 'pytorch')`` runs the stem and every stage as one
+def test_native_deploy_programs_compile_export_aoti(tmp_path):
+    """``switch_to_deploy(model, 'native')`` runs the stem and every stage as one
     ``micronet::program`` call; that form matches the trained backbone in eager, under
     ``torch.compile`` (the op's fake kernel gives the output shapes), through ``torch.export``
     (one program node per stage) and as an AOTInductor package."""
     from micronet_mm.deploy import switch_to_deploy
     model = trained_like(MicroNet('m0', out_indices=(0, 1, 2, 3)))
-    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    deploy = switch_to_deploy(copy.deepcopy(model), 'native')
     assert sum(isinstance(m, NativeProgram) for m in deploy.modules()) == 5
     with fused_shift_max.use_fused(False):  # the operators off (or not built): per layer
-        layers = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        layers = switch_to_deploy(copy.deepcopy(model), 'native')
     assert not any(isinstance(m, NativeProgram) for m in layers.modules())
     x = torch.randn(2, 3, 41, 53)
     with torch.no_grad():

@@ -85,7 +85,7 @@ def test_syncbn_reverted_runs_and_deploys_on_cpu(arch):
         got = reverted(x)
         for a, b in zip(got, want):
             assert torch.allclose(a, b, atol=1e-6)
-        for backend in ('pytorch', 'onnxruntime'):
+        for backend in ('pytorch', 'native', 'onnxruntime'):
             deploy = switch_to_deploy(copy.deepcopy(reverted), backend)
             for a, b in zip(deploy(x), want):
                 assert (a - b).abs().max() <= 1e-4 * b.abs().max(), backend
@@ -104,7 +104,7 @@ def test_syncbn_heads_reverted_run_and_deploy():
         with torch.no_grad():
             want = default[name].eval()(feats[name])
             assert torch.allclose(reverted(feats[name]), want, atol=1e-6), name
-            out = switch_to_deploy(reverted, 'pytorch')(feats[name])
+            out = switch_to_deploy(reverted, 'native')(feats[name])
             assert (out - want).abs().max() <= 1e-4 * want.abs().max(), name
 
 
@@ -194,7 +194,7 @@ def test_syncbn_config_builds_reverts_runs_and_deploys(name):
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         want = model._forward(x)
-        got = switch_to_deploy(copy.deepcopy(model), 'pytorch')._forward(x)
+        got = switch_to_deploy(copy.deepcopy(model), 'native')._forward(x)
     want = want if isinstance(want, (tuple, list)) else [want]
     got = got if isinstance(got, (tuple, list)) else [got]
     for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):

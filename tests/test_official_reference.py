@@ -18,14 +18,14 @@ import torch
 from conftest import ARCHS, build_classifier
 from micronet_mm.converters import convert_checkpoint
 from micronet_mm.deploy import switch_to_deploy
-from micronet_mm.deploy.backends import pytorch as pytorch_backend
+from micronet_mm.deploy.backends import native as native_backend
 from micronet_mm.models import MicroNet
 from micronet_mm.ops import fused_shift_max
 from reference_state import compare, load_official, make_input, official_state, recorded
 
 RECORD, ARRAYS = load_official()
 RTOL = {torch.float64: 1e-9, torch.float32: 1e-5}
-BACKENDS = ['pytorch', 'pytorch-layers', 'onnxruntime', 'openvino']
+BACKENDS = ['pytorch', 'native', 'native-layers', 'onnxruntime', 'openvino']
 
 
 def converted_classifier(arch: str) -> torch.nn.Module:
@@ -113,9 +113,9 @@ def test_comparison_fails_without_the_m3_residual():
 
 def _deploy(model: torch.nn.Module, backend: str) -> torch.nn.Module:
     model = copy.deepcopy(model)
-    if backend == 'pytorch-layers':
-        with pytorch_backend.per_layer():
-            return switch_to_deploy(model, 'pytorch')
+    if backend == 'native-layers':
+        with native_backend.per_layer():
+            return switch_to_deploy(model, 'native')
     return switch_to_deploy(model, backend)
 
 
@@ -126,7 +126,7 @@ def test_deploy_matches_official(arch, backend, dtype):
     """Deploy mode, every backend as PyTorch runs it (the native programs through the
     ``micronet::program`` op where it is built): the logits of the classifier, and every stage
     of a backbone that returns all four."""
-    if backend in ('pytorch', 'openvino') and not fused_shift_max.available():
+    if backend in ('native', 'openvino') and not fused_shift_max.available():
         pytest.skip('the native operators are not built')
     model = converted_classifier(arch).to(dtype)
     x = make_input().to(dtype)

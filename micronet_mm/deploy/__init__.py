@@ -20,16 +20,17 @@ a 2-core x86 CPU, one thread, batch 1 (docs/deploy.md):
 * Dynamic Shift-Max computes its fusions with explicit multiply-adds and one ``maximum``
   (``K`` fusions of ``J`` shifts), the shifted copy by ``index_select``: no stacked
   ``(K, J, N, C, H, W)`` intermediate, no advanced indexing (:class:`FastShiftMax`).
-* ``backend='pytorch'`` with the C++ operators built (:mod:`micronet_mm.ops.fused_shift_max`,
+* ``backend='pytorch'``, the default, has standard operators only (any exporter takes it).
+  ``backend='native'`` with the C++ operators built (:mod:`micronet_mm.ops.fused_shift_max`,
   ``tools/setup_env.sh``): the stem and every stage of Micro-Blocks (a classifier's whole
   backbone) are ONE
   ``micronet::program`` call each (:class:`~.rewrites.native_block.NativeProgram`, the fused
   blocks of the OpenVINO backend, docs/deploy.md); every
   other Dynamic Shift-Max (the pose head's) is ONE ``micronet::shift_max_dynamic`` call,
   hyper-function included (:class:`FusedShiftMax`), 0.3x the time of :class:`FastShiftMax` over
-  M2's layers. ``backends.pytorch.per_layer()`` keeps the per-layer form everywhere.
+  M2's layers. ``backends.native.per_layer()`` keeps the per-layer form everywhere.
 * The classifier head folds its two BatchNorm1d into the FC layers and drops the dropout.
-  With ``backend='openvino'``, and ``'pytorch'`` where the operators are built, it then runs as
+  With ``backend='openvino'``, and ``'native'`` where the operators are built, it then runs as
   two native programs (pool + fc1, fc2), whose matrix-vector products read their weights
   faster than OpenVINO's MLAS FC or ``addmm`` (:mod:`.rewrites.cls_head` says what it
   measured).
@@ -82,7 +83,7 @@ Layout: :mod:`.common` (BN folding, channel permutations); one module per rewrit
 ``prescale``, ``cls_head``, ``native_shift_max``, ``native_block``, ``output_permutation``,
 ``program_chain``, ``four_d``;
 ``leaves`` says which form each part takes); one module per backend under :mod:`.backends`
-(``pytorch``, ``onnxruntime``, ``openvino``, ``edge``), each a ``convert(module)`` listed
+(``pytorch``, ``native``, ``onnxruntime``, ``openvino``, ``edge``), each a ``convert(module)`` listed
 in :data:`BACKENDS`; :mod:`.convert` holds the entry points. Imports go one way: this package
 imports :mod:`micronet_mm.models` and :mod:`micronet_mm.ops`, never the reverse
 (``tests/test_imports.py``), so a model has no ``switch_to_deploy`` method of its own; call

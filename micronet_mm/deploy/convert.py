@@ -7,21 +7,23 @@ from torch import nn
 
 from micronet_mm.models.heads.cls_head import MicroNetClsHead
 
-from .backends import BACKENDS, HEAD_PROGRAMS, check_backend
+from .backends import BACKENDS, DEFAULT, HEAD_PROGRAMS, check_backend
 from .common import check_foldable_norms
 from .rewrites.cls_head import convert_cls_head
 
 
-def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module:
+def convert_backbone(backbone: nn.Module, backend: str = DEFAULT) -> nn.Module:
     """Rewrite a MicroNet backbone (or any module holding MicroNet parts) in place.
 
     Args:
         backbone: the trained module; put in eval mode.
-        backend: a key of :data:`BACKENDS`: ``'pytorch'`` (the stem and stages as native
-            ``micronet::program`` calls where the operators are built, else per layer with
-            grouped 1x1 convolutions as batched matmuls), ``'onnxruntime'`` (per layer, grouped
-            ``Conv``; what ``tools/deployment/export_onnx.py --deploy`` exports) or
-            ``'openvino'`` (``--backend openvino``: the stages as native OpenVINO nodes).
+        backend: a key of :data:`BACKENDS`: ``'pytorch'`` (the default: standard operators
+            only, per layer, grouped 1x1 convolutions as batched matmuls; any exporter takes
+            it), ``'native'`` (the stem and stages as native ``micronet::program`` calls where
+            the operators are built: fastest in eager PyTorch, exports custom nodes),
+            ``'onnxruntime'`` (standard operators, per layer, grouped ``Conv``; what
+            ``tools/deployment/export_onnx.py --deploy`` exports) or ``'openvino'``
+            (``--backend openvino``: the stages as native OpenVINO nodes).
 
     Returns:
         ``backbone``, converted, with no parameter requiring gradients.
@@ -36,7 +38,7 @@ def convert_backbone(backbone: nn.Module, backend: str = 'pytorch') -> nn.Module
     return backbone
 
 
-def switch_to_deploy(model: nn.Module, backend: str = 'pytorch') -> nn.Module:
+def switch_to_deploy(model: nn.Module, backend: str = DEFAULT) -> nn.Module:
     """Rewrite every MicroNet part of ``model`` (backbone, classifier head, or a whole
     classifier / detector / segmentor / pose model) into its deploy form, in place.
 

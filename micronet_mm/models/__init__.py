@@ -11,6 +11,7 @@ from .classifiers import MicroNetImageClassifier, MutualLearningClassifier
 from .detectors import MicroNetFasterRCNN, MicroNetRetinaNet
 from .heads import MicroNetClsHead, MRASPPHead
 from .heads.pose_head import MicroPoseHead
+from .lraspp import PaperLRASPPHead, PaperMobileNetV3
 from .pose import MicroNetTopdownPoseEstimator
 from .segmentors import MicroNetEncoderDecoder
 
@@ -23,6 +24,8 @@ register_in(('mmdet',), MicroNetFasterRCNN)
 register_in(('mmseg',), MRASPPHead)
 register_in(('mmseg',), MicroNetEncoderDecoder)
 register_in(('mmpose',), MicroPoseHead)
+register_in(('mmseg',), PaperMobileNetV3)  # the benchmark's LR-ASPP baseline
+register_in(('mmseg',), PaperLRASPPHead)
 register_in(('mmpose',), MicroNetTopdownPoseEstimator)
 for _toolbox in TOOLBOXES:
     refuse_unfilled_auto(importlib.import_module(f'{_toolbox}.registry').MODELS)

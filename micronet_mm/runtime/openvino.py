@@ -29,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
@@ -185,6 +187,26 @@ def compile_model(path_or_model, threads: int = 1, profile: bool = False):
     config = {'INFERENCE_PRECISION_HINT': 'f32', 'NUM_STREAMS': '1',
               'INFERENCE_NUM_THREADS': str(threads), 'PERF_COUNT': 'YES' if profile else 'NO'}
     return core().compile_model(model, 'CPU', config)
+
+
+class Runner:
+    """``images (N, 3, H, W) float32 -> [outputs]`` of one IR or ONNX file in OpenVINO
+    (:func:`compile_model`: CPU, float32, one stream, with the extension where it is built, so
+    that the plain export and the ``--backend openvino`` one both run); the runtime-module
+    interface of :mod:`micronet_mm.runtime.loaders`."""
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        self.compiled = compile_model(path, threads=threads)
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        result = self.compiled(np.ascontiguousarray(x, np.float32))
+        return [result[o] for o in self.compiled.outputs]
+
+
+def load(path: str, threads: int = 1) -> Runner:
+    """The runner of an ``.xml`` / ``.onnx`` file in OpenVINO."""
+    return Runner(path, threads)
 
 
 def profile_by_type(request) -> dict[str, tuple[float, int]]:

@@ -29,7 +29,7 @@ NAMES = {'m0': 'MicroNet-M0', 'm1': 'MicroNet-M1', 'm2': 'MicroNet-M2', 'm3': 'M
          'mnv3-s-100': 'MobileNetV3-Small x1.0',
          'pose-m0': 'MicroNet pose-m0 (256x192)', 'pose-mnv2': 'mmpose MobileNetV2 (256x192)',
          'seg-v1-m0': 'MicroNet v1-m0 MR-ASPP (512x1024)',
-         'seg-lraspp': 'mmseg LR-ASPP MobileNetV3-S (512x1024)',
+         'seg-lraspp': 'LR-ASPP MobileNetV3-S, paper setting (512x1024)',
          'det-m3': 'RetinaNet MicroNet-M3 (800x1344, with NMS)',
          'det-mnv3': 'RetinaNet MobileNetV3-Small x1.0 (800x1344, with NMS)'}
 MNV3_ARCH = {'mnv3-s-050': ('small_050', 288), 'mnv3-s-075': ('small_075', 432),
@@ -44,8 +44,8 @@ DENSE = {
                   '256x192.py', 'mmpose', (256, 192)),
     'seg-v1-m0': ('configs/seg/micronet-v1-m0-d16_mr-aspp_4xb4-320k_cityscapes-512x1024.py',
                   None, (512, 1024)),
-    'seg-lraspp': ('mobilenet_v3/mobilenet-v3-d8-scratch-s_lraspp_4xb4-320k_cityscapes-'
-                   '512x1024.py', 'mmseg', (512, 1024)),
+    'seg-lraspp': ('tools/analysis/baselines/lraspp_mobilenet-v3-small-paper_cityscapes-'
+                   '512x1024.py', None, (512, 1024)),
     # whole detectors end to end (micronet_mm.deploy.detection: decoding and NMS included) at
     # the COCO configs' test size; the baseline is the same config with DET_BACKBONES' backbone
     'det-m3': ('configs/det/retinanet_micronet_m3.py', None, (800, 1344)),

@@ -101,20 +101,18 @@ def latency_runners(shape: Sequence[int]) -> dict[tuple[str, str], Callable[[], 
     import copy
 
     from micronet_mm.deploy import switch_to_deploy
-    from micronet_mm.deploy.backends.pytorch import per_layer
-    from micronet_mm.ops import fused_shift_max
+    from micronet_mm.deploy.backends.native import per_layer
     x = torch.randn(1, 3, *shape)
     fns = {}
     for name, base in LATENCY_PAIRS:
         model = build(name)
         fns[(name, 'eager')] = lambda m=model: m(x, mode='tensor')
-        programs = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        programs = switch_to_deploy(copy.deepcopy(model), 'native')
         fns[(name, 'deploy programs')] = lambda m=programs: m(x, mode='tensor')
         with per_layer():
-            fused = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+            fused = switch_to_deploy(copy.deepcopy(model), 'native')
         fns[(name, 'deploy FusedShiftMax')] = lambda m=fused: m(x, mode='tensor')
-        with fused_shift_max.use_fused(False):
-            fast = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+        fast = switch_to_deploy(copy.deepcopy(model))  # the default: standard operators
         fns[(name, 'deploy FastShiftMax')] = lambda m=fast: m(x, mode='tensor')
         baseline = build(base)
         fns[(base, 'eager')] = lambda m=baseline: m(x, mode='tensor')

@@ -1,12 +1,14 @@
 """CPU latency of MicroNet M0-M3 (as trained, deploy mode, and as native fused blocks) against mmpretrain's MobileNetV3-Small x0.5 / x0.75 / x1.0 in PyTorch eager, ONNX
 Runtime and OpenVINO, in one run; each latency as a multiple of the model's arithmetic bound;
 training throughput and peak memory with and without the fused Shift-Max operator; and the
-dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against mmseg's
-LR-ASPP MobileNetV3-Small 512x1024); and the whole detector end to end, NMS included
-(``micronet_mm.deploy.detection``, as ``export_onnx.py`` writes it): RetinaNet-MicroNet-M3
-against the same RetinaNet with mmpretrain's MobileNetV3-Small x1.0 backbone (the paper's
-Table 8 comparison), 800x1344. Random weights (latency does not depend on them; a detector's
-NMS time does, a little, through the number of candidates above its score threshold).
+dense models (pose-m0 against mmpose's MobileNetV2 256x192, v1-m0 MR-ASPP against LR-ASPP
+on MobileNetV3-Small at the MobileNetV3 paper's setting, 512x1024: output stride 16, reduced
+last stage, the paper's head; tools/analysis/baselines/); and the whole detector end to end,
+NMS included (``micronet_mm.deploy.detection``, as ``export_onnx.py`` writes it):
+RetinaNet-MicroNet-M3 against the same RetinaNet with mmpretrain's MobileNetV3-Small x1.0
+backbone (the paper's Table 8 comparison), 800x1344. Random weights (latency does not depend on
+them; a detector's NMS time does, a little, through the number of candidates above its score
+threshold).
 
     python tools/analysis/benchmark.py [--rounds R] [--iters I] [--models m2 mnv3-s-050 ...]
         [--runtimes eager ort ov ...] [--dense pose-m0 pose-mnv2 ...] [--train-steps S]
@@ -19,9 +21,10 @@ changes on a shared machine hit all alike; the tables give the median over round
 per-call mean and the interquartile range, and a second ratio table divides the per-call
 minima (each call timed on its own; the fastest call of the whole run). Runtimes:
 
-* ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'pytorch')``
-  (the stem and every stage one native ``micronet::program`` call when the operators are built;
-  a classifier's whole backbone one call and its head two);
+* ``eager``: the model as trained; ``eager deploy``: ``switch_to_deploy(model, 'native')``
+  (the native form, not the standard-operator default: the stem and every stage one native
+  ``micronet::program`` call when the operators are built; a classifier's whole backbone one
+  call and its head two);
 * ``ort`` / ``ort deploy``: ONNX Runtime (ORT_ENABLE_ALL, sequential, 1 + 1 threads, CPU
   provider) on the plain export and on the ``backend='onnxruntime'`` deploy export;
 * ``ov`` / ``ov deploy``: OpenVINO 2026 (CPU, float32: ``INFERENCE_PRECISION_HINT=f32``; its
@@ -133,7 +136,7 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
             if r == 'eager':
                 out[(name, r)] = lambda m=model, x=x: tensor_forward(m, x)
             elif r == 'eager deploy':
-                out[(name, r)] = lambda m=deployed(model, 'pytorch'), x=x: tensor_forward(m, x)
+                out[(name, r)] = lambda m=deployed(model, 'native'), x=x: tensor_forward(m, x)
             elif r.split()[0] in ('mnn', 'ncnn'):
                 m = model if r in PLAIN else deployed(model, r.split()[0])
                 out[(name, r)] = edge_runner(r.split()[0], m, shape, tmp, f'{name}-{r}')

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         profile_openvino('mnv3-s-050', export_file(build('mnv3-s-050'), SHAPE, tmp, 'mnv3'),
                          args.runs)
     from torch.profiler import ProfilerActivity, profile
-    deploy = switch_to_deploy(copy.deepcopy(model), 'pytorch')
+    deploy = switch_to_deploy(copy.deepcopy(model), 'native')
     x = torch.randn(1, 3, *SHAPE)
     with torch.no_grad():
         for _ in range(20):

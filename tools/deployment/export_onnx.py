@@ -34,6 +34,13 @@ wider: the same detections (count, labels), scores within ``--atol`` and boxes w
 ``--rtol`` (default 1e-3) of the largest box coordinate; it prints how many detections it
 compared.
 
+Next to the exported ``FILE`` it writes ``FILE.json`` (refused if it exists, unless ``--force``):
+the task, input size, mean / std / channel order, padding, the test pipeline's resize, class
+names, a pose model's codec and flip test, and the output names
+(:func:`micronet_mm.apis.exported.build_metadata`), so that
+``micronet_mm.apis.load_exported(FILE)`` runs the model on images without the config (not with
+``--head-outputs``, whose outputs need mmdet's decoding).
+
 ``--backend openvino`` writes an OpenVINO IR (``FILE.xml`` + ``FILE.bin``) and checks it in
 OpenVINO on the CPU in float32 (``INFERENCE_PRECISION_HINT=f32``), with the same thresholds. As
 trained, the IR has standard operators only. With ``--deploy`` every Dynamic Shift-Max is ONE
@@ -71,12 +78,15 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 import micronet_mm  # noqa: E402,F401  (safe checkpoint loading)
+from micronet_mm.apis.exported import (build_metadata, metadata_path,  # noqa: E402
+                                       write_metadata)
 from micronet_mm.checkpoint import load_weights  # noqa: E402
 from micronet_mm.deploy.common import fixed_input_size  # noqa: E402
 from micronet_mm.deploy import detection  # noqa: E402
 from micronet_mm.deploy.detection import EndToEnd  # noqa: E402
 from micronet_mm.errors import InvalidInputError, UserError, run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
+from micronet_mm.runtime.onnxruntime import open_session  # noqa: E402
 from micronet_mm.tools_common import MissingInputError, build_model, load_config  # noqa: E402,E501
 
 DEFAULT_ATOL = 1e-4
@@ -279,14 +289,7 @@ def ort_session(onnx_file: str, profile_prefix: str | None = None):
         onnx_file: the exported model.
         profile_prefix: turn on ONNX Runtime's profiler, writing ``PREFIX_*.json``.
     """
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if profile_prefix:
-        opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
-    return ort.InferenceSession(onnx_file, opts, providers=['CPUExecutionProvider'])
+    return open_session(onnx_file, 1, profile_prefix)
 
 
 def ort_runner(onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -507,6 +510,7 @@ def main(argv: list[str] | None = None) -> float:
                                 'deploy form (4-D standard operators) only')
     out = output_path(args.checkpoint, args.out, deploy=args.deploy, force=args.force,
                       ext=EXTENSIONS[args.backend])
+    refuse_overwrite(metadata_path(out), args.force)
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
     if args.backend == 'openvino' and (end_to_end or args.dynamic_shape):
@@ -544,6 +548,10 @@ def main(argv: list[str] | None = None) -> float:
         with open(out) as f:
             dynamic = input_shape(f.read()) is None
     outputs = ', '.join(END_TO_END_OUTPUTS) if end_to_end else OUTPUT_NAMES[task]
+    if not args.head_outputs:  # what micronet_mm.apis.load_exported needs besides the file
+        write_metadata(out, build_metadata(
+            load_config(args.config, args.cfg_options), reference, task, shape,
+            END_TO_END_OUTPUTS if end_to_end else [OUTPUT_NAMES[task]], dynamic, args.config))
     print(f'wrote {out} ({task}, input (batch, 3, {"height, width" if dynamic else shape[0]}'
           f'{"" if dynamic else f", {shape[1]}"}), output {outputs}, '
           f'{"deploy" if args.deploy else "as trained"}, {args.backend})')

@@ -4,6 +4,9 @@ module in place (eval mode, inside ``torch.no_grad``) into what its runtime runs
 (:func:`~..rewrites.cls_head.convert_cls_head`).
 
 A new runtime (e.g. ``openvino``) is one module here plus one entry in ``_MODULES``.
+:data:`DEFAULT` is ``'pytorch'``, standard operators only: a model converted without naming a
+backend exports through any exporter; the forms with this project's native operators
+(``'native'``, ``'openvino'``) are asked for by name.
 """
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import edge, onnxruntime, openvino, pytorch
+from . import edge, native, onnxruntime, openvino, pytorch
 
-_MODULES = {'pytorch': pytorch, 'onnxruntime': onnxruntime, 'openvino': openvino,
-            'ncnn': edge, 'mnn': edge}
+_MODULES = {'pytorch': pytorch, 'native': native, 'onnxruntime': onnxruntime,
+            'openvino': openvino, 'ncnn': edge, 'mnn': edge}
+
+#: the backend of ``switch_to_deploy(model)``: standard operators, fast in eager PyTorch
+DEFAULT = 'pytorch'
 
 #: backend name -> its ``convert(module)``
 BACKENDS: dict[str, Callable[[nn.Module], None]] = {k: m.convert for k, m in _MODULES.items()}

@@ -1,61 +1,34 @@
-"""``backend='pytorch'``: eager PyTorch (and what ``torch.compile`` / ``torch.export`` trace).
+"""``backend='pytorch'``, the default of ``switch_to_deploy``: eager PyTorch with standard
+operators only, so that any exporter (``torch.onnx.export``, ``torch.export``, mmdeploy's)
+meets no custom node, and the export runs at every input size.
 
-Where the C++ operators are built (``tools/setup_env.sh``; :func:`fused_shift_max.active`), the
-stem and every stage of Micro-Blocks become ONE ``micronet::program`` call each (a
-backbone that returns its last stage only, a classifier's: one call for all of them)
-(:class:`NativeProgram`, :mod:`..rewrites.native_block`: the kernels of the OpenVINO backend,
-3-4x faster than the per-layer form below in eager PyTorch), and the classifier head two
-(pool + fc1, fc2). What has no program layer (the pose head's blocks with spatial attention,
-MR-ASPP), and everything when the operators are not built, takes the per-layer form:
-grouped 1x1 convolutions run as one ``baddbmm`` over their groups (2-5x faster than ``conv2d``
-with groups, which splits the call per group); every Micro-Factorized depthwise pair is one kxk
-convolution with a one-row bias map (oneDNN spends ~100 µs per depthwise call whatever its size);
-every Dynamic Shift-Max is one call of the fused C++ operator when it is built
-(:class:`FusedShiftMax`), else :class:`FastShiftMax`.
+Of the standard-operator forms it is the one measured fastest in eager PyTorch
+(docs/deploy.md): grouped 1x1 convolutions run as one ``baddbmm`` over their groups (2-5x
+faster than ``conv2d`` with groups, which splits the call per group); every Micro-Factorized
+depthwise pair is one kxk convolution with a one-row bias map (oneDNN spends ~100 µs per
+depthwise call whatever its size); every Dynamic Shift-Max is :class:`FastShiftMax`
+(``index_select``, ``addcmul``, ``maximum``). ``backend='native'`` (:mod:`.native`) runs the
+same model through this project's C++ operators instead, 3-4x faster in eager PyTorch, and
+exports ``micronet.Program`` nodes.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from torch import nn
 
-from micronet_mm.ops import fused_shift_max
-
 from ..rewrites.leaves import LeafRules, convert_leaves
-from ..rewrites.native_block import convert_programs
-from ..rewrites.shift_max import pytorch_shift_max
+from ..rewrites.shift_max import FastShiftMax
 from ..rewrites.shuffles import merge_block_permutations
 
 RULES = LeafRules(use_matmul=True, keep_factorized=False, full_map=False,
-                  shift_max=pytorch_shift_max)
-
-
-#: False: the per-layer form even where the operators are built (see :func:`per_layer`)
-PROGRAMS = True
-
-
-@contextlib.contextmanager
-def per_layer() -> Iterator[None]:
-    """Inside the ``with`` block, :func:`convert` makes the per-layer form even where the
-    operators are built (tests, benchmarks, inspecting the layers)."""
-    global PROGRAMS
-    saved, PROGRAMS = PROGRAMS, False
-    try:
-        yield
-    finally:
-        PROGRAMS = saved
+                  shift_max=FastShiftMax)
 
 
 def convert(module: nn.Module) -> None:
-    """Rewrite the MicroNet parts of ``module`` in place for PyTorch."""
-    if PROGRAMS and fused_shift_max.active():
-        convert_programs(module)
+    """Rewrite the MicroNet parts of ``module`` in place into standard PyTorch operators."""
     convert_leaves(module, RULES)
     merge_block_permutations(module)
 
 
 def head_programs() -> bool:
-    """The classifier head as two programs where the operators are built (and not
-    :func:`per_layer`): faster than the per-layer ``addmm`` form (:mod:`..rewrites.cls_head`)."""
-    return PROGRAMS and fused_shift_max.active()
+    """No: the classifier head stays two ``addmm`` (standard operators)."""
+    return False

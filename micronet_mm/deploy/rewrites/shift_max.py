@@ -164,9 +164,9 @@ class FusedShiftMax(DeployShiftMax):
 
 
 def pytorch_shift_max(dsm: DynamicShiftMax) -> nn.Module:
-    """The PyTorch deploy form: :class:`FusedShiftMax` when the fused operator is built, switched
-    on, and takes the module's device and dtype; else :class:`FastShiftMax` (warns once when the
-    operator is not built)."""
+    """The native PyTorch deploy form (``backend='native'``): :class:`FusedShiftMax` when the
+    fused operator is built, switched on, and takes the module's device and dtype; else
+    :class:`FastShiftMax` (warns once when the operator is not built)."""
     if fused_shift_max.supports(dsm.init) and fused_shift_max.active():
         return FusedShiftMax(dsm)
     return FastShiftMax(dsm)
