@@ -36,7 +36,10 @@
 // Vectorised loops are compiled for the baseline ISA and for AVX2+FMA and AVX-512
 // (x86-64-v3, -v4), and the CPU picks at load time (GCC function multi-versioning on
 // Linux/x86-64): a library built on one machine runs, fast, on another. Elsewhere: baseline.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// A build for one ISA only defines it empty and passes -march (-DMICRONET_SIMD_CLONES=
+// -march=x86-64-v3: the AVX2 code alone, e.g. to time it on an AVX-512 host).
+#if defined(MICRONET_SIMD_CLONES)
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MICRONET_SIMD_CLONES \
   __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
