@@ -33,6 +33,7 @@
 //   thread pool (nothing here starts a thread).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -64,28 +65,31 @@ inline const int64_t* shift_table(const ShiftMaxShape& s, const int64_t* index,
   return table.data();
 }
 
-// The C plane pointers of sample n of a (N, C, P) tensor.
+// The planes of one sample of a dense (N, C, P) tensor, as the kernels read them: [c] is
+// plane c's pointer.
 template <typename T>
-void sample_planes(std::vector<T*>& out, T* base, int64_t n, int64_t C, int64_t P) {
-  out.resize(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) out[c] = base + (n * C + c) * P;
-}
+struct PlaneStride {
+  T* base;
+  int64_t P;
+  T* operator[](int64_t c) const { return base + c * P; }
+};
 
 // The kernels of one vector width (shift_max_kernels.h, instantiated by program.h).
 template <typename T, int VB>
 struct ShiftMaxKernels;
-template <typename T>
-struct ShiftMaxKernels<T, 32> {
-  static constexpr auto planes = &program::detail::v32::shift_max_planes<T>;
-  static constexpr auto backward = &program::detail::v32::shift_max_backward<T>;
-  static constexpr auto hyper = &program::detail::v32::hyper<T>;
-};
-template <typename T>
-struct ShiftMaxKernels<T, 64> {
-  static constexpr auto planes = &program::detail::v64::shift_max_planes<T>;
-  static constexpr auto backward = &program::detail::v64::shift_max_backward<T>;
-  static constexpr auto hyper = &program::detail::v64::hyper<T>;
-};
+#define MICRONET_SHIFT_MAX_KERNELS(VB)                                                  \
+  template <typename T>                                                                 \
+  struct ShiftMaxKernels<T, VB> {                                                       \
+    typedef PlaneStride<const T> In;                                                    \
+    typedef PlaneStride<T> Out;                                                         \
+    static constexpr auto planes = &program::detail::v##VB::shift_max_planes<T, In, Out>; \
+    static constexpr auto backward =                                                    \
+        &program::detail::v##VB::shift_max_backward<T, In, Out>;                        \
+    static constexpr auto hyper = &program::detail::v##VB::hyper<T, In>;                \
+  };
+MICRONET_SHIFT_MAX_KERNELS(32)
+MICRONET_SHIFT_MAX_KERNELS(64)
+#undef MICRONET_SHIFT_MAX_KERNELS
 
 // f(ShiftMaxKernels) at the vector width program.h picks for T (float64: 64 bytes only).
 template <typename T, typename F>
@@ -105,16 +109,12 @@ void shift_max_fuse_forward_range(const T* x, const T* coef, T* y, const ShiftMa
   std::vector<int64_t> table;
   index = detail::shift_table(s, index, table);
   const int64_t C = s.C, P = s.H * s.W;
-  std::vector<const T*> xp;
-  std::vector<T*> yp;
   detail::at_vector_width<T>([&](auto kernels) {
-    const auto kernel = decltype(kernels)::planes;
     for (int64_t n = begin / C; n * C < end; ++n) {
-      detail::sample_planes(xp, x, n, C, P);
-      detail::sample_planes(yp, y, n, C, P);
       const int64_t i0 = std::max(begin - n * C, int64_t(0));
       const int64_t i1 = std::min(end - n * C, C);
-      kernel(xp.data(), index, coef + n * s.K * s.J * C, yp.data(), C, P, s.J, s.K, i0, i1);
+      decltype(kernels)::planes({x + n * C * P, P}, index, coef + n * s.K * s.J * C,
+                                {y + n * C * P, P}, C, P, s.J, s.K, i0, i1);
     }
   });
 }
@@ -134,17 +134,11 @@ void shift_max_fuse_backward_range(const T* x, const T* coef, const T* gy, T* gx
   std::vector<int64_t> table;
   index = detail::shift_table(s, index, table);
   const int64_t C = s.C, P = s.H * s.W, R = s.K * s.J * C;
-  std::vector<const T*> xp, gyp;
-  std::vector<T*> gxp;
+  std::fill(gx + n_begin * C * P, gx + n_end * C * P, T(0));  // (the kernel adds into gx)
   detail::at_vector_width<T>([&](auto kernels) {
-    const auto kernel = decltype(kernels)::backward;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      detail::sample_planes(xp, x, n, C, P);
-      detail::sample_planes(gyp, gy, n, C, P);
-      detail::sample_planes(gxp, gx, n, C, P);
-      kernel(xp.data(), index, coef + n * R, gyp.data(), gxp.data(), gcoef + n * R, C, P, s.J,
-             s.K);
-    }
+    for (int64_t n = n_begin; n < n_end; ++n)
+      decltype(kernels)::backward({x + n * C * P, P}, index, coef + n * R, {gy + n * C * P, P},
+                                  {gx + n * C * P, P}, gcoef + n * R, C, P, s.J, s.K);
   });
 }
 
@@ -162,13 +156,10 @@ void shift_max_coefficients_range(const T* x, const T* w1, const T* b1, const T*
   const int64_t C = s.C, P = s.H * s.W, R = s.K * s.J * C;
   const ShiftMaxHyper<T> h{act_max, init, w1, b1, w2, b2, S, false};
   std::vector<T> scratch(static_cast<size_t>(C + S));
-  std::vector<const T*> xp;
   detail::at_vector_width<T>([&](auto kernels) {
-    const auto kernel = decltype(kernels)::hyper;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      detail::sample_planes(xp, x, n, C, P);
-      kernel(xp.data(), h, C, s.J, s.K, P, coef + n * R, scratch.data());
-    }
+    for (int64_t n = n_begin; n < n_end; ++n)
+      decltype(kernels)::hyper({x + n * C * P, P}, h, C, s.J, s.K, P, coef + n * R,
+                               scratch.data());
   });
 }
 

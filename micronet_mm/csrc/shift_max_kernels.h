@@ -7,11 +7,12 @@
 //
 //   y[i, p] = max_k  sum_j  coef[(k * J + j) * C + i] * x[index[j * C + i], p]
 //
-// for the C planes of one sample (x, y: plane pointers, so that a program reads and writes its
-// buffers through channel tables; index: the (J, C) shift table, every entry < C, checked by
-// the callers). The coefficients come from the hyper-function (hyper(): mean over the plane ->
-// fc1 -> ReLU -> fc2 -> hard sigmoid -> rescale to init +- act_max), or are constant (static
-// Shift-Max).
+// for the C planes of one sample (x, y: anything whose [c] is plane c's pointer: the plane
+// pointers through which a program reads and writes its buffers (channel tables), or a
+// PlaneStride of a dense NCHW sample (shift_max.h); index: the (J, C) shift table, every entry
+// < C, checked by the callers). The coefficients come from the hyper-function (hyper(): mean
+// over the plane -> fc1 -> ReLU -> fc2 -> hard sigmoid -> rescale to init +- act_max), or are
+// constant (static Shift-Max).
 //
 // The arithmetic of one pixel is written once (fusion(), fuse()): the plane loops apply it to
 // one pixel at a time in loops that the compiler vectorises for each target clone, the
@@ -43,8 +44,8 @@ __attribute__((always_inline)) inline U fuse(U x0, U x1, const A& a) {
 }
 
 // The source planes xs[j] and coefficients a[k][j] of output plane i.
-template <typename T, typename A>
-__attribute__((always_inline)) inline void shift_max_sources(const T* const* x,
+template <typename T, typename X, typename A>
+__attribute__((always_inline)) inline void shift_max_sources(X x,
                                                              const int64_t* index,
                                                              const T* coef, int64_t C,
                                                              int64_t J, int64_t K, int64_t i,
@@ -57,9 +58,9 @@ __attribute__((always_inline)) inline void shift_max_sources(const T* const* x,
 // Output planes [i0, i1), J <= 2 and K <= 2 known at compile time (every MicroNet layer). One
 // call for all planes: on 7x7 and 14x14 planes a (not inlined) call per plane cost as much as
 // its pixels.
-template <typename T, int J, int K>
-MICRONET_SIMD_CLONES void shift_max_planes_small(const T* const* x, const int64_t* index,
-                                                 const T* coef, T* const* y, int64_t C,
+template <typename T, int J, int K, typename X, typename Y>
+MICRONET_SIMD_CLONES void shift_max_planes_small(X x, const int64_t* index, const T* coef, Y y,
+                                                 int64_t C,
                                                  int64_t P, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
     const T* xs[kMaxShifts];
@@ -98,9 +99,9 @@ __attribute__((always_inline)) inline void shift_max_fusions(const T* const* xs,
 }
 
 // Output planes [i0, i1), any J, K: chunks of pixels through shift_max_fusions().
-template <typename T>
-MICRONET_SIMD_CLONES void shift_max_planes_generic(const T* const* x, const int64_t* index,
-                                                   const T* coef, T* const* y, int64_t C,
+template <typename T, typename X, typename Y>
+MICRONET_SIMD_CLONES void shift_max_planes_generic(X x, const int64_t* index, const T* coef,
+                                                   Y y, int64_t C,
                                                    int64_t P, int64_t J, int64_t K, int64_t i0,
                                                    int64_t i1) {
   T f[kMaxFusions][kShiftMaxChunk];
@@ -119,8 +120,8 @@ MICRONET_SIMD_CLONES void shift_max_planes_generic(const T* const* x, const int6
 }
 
 // Eq. 4 for output planes [i0, i1) of one sample (see the top of the file).
-template <typename T>
-void shift_max_planes(const T* const* x, const int64_t* index, const T* coef, T* const* y,
+template <typename T, typename X, typename Y>
+void shift_max_planes(X x, const int64_t* index, const T* coef, Y y,
                       int64_t C, int64_t P, int64_t J, int64_t K, int64_t i0, int64_t i1) {
   if (J == 2 && K == 2) return shift_max_planes_small<T, 2, 2>(x, index, coef, y, C, P, i0, i1);
   if (J == 2 && K == 1) return shift_max_planes_small<T, 2, 1>(x, index, coef, y, C, P, i0, i1);
@@ -215,13 +216,12 @@ MICRONET_SIMD_CLONES void shift_max_backward_small(const T* const* xs, T* const*
   }
 }
 
-// The backward pass of one sample: gx (its C planes, zeroed here first) and gcoef
-// ((K, J, C), overwritten) from gy, for x, index and coef as the forward's.
-template <typename T>
-void shift_max_backward(const T* const* x, const int64_t* index, const T* coef,
-                        const T* const* gy, T* const* gx, T* gcoef, int64_t C, int64_t P,
-                        int64_t J, int64_t K) {
-  for (int64_t i = 0; i < C; ++i) std::fill(gx[i], gx[i] + P, T(0));
+// The backward pass of one sample: the input gradient added into gx (its C planes; the caller
+// zeroes them) and gcoef ((K, J, C), overwritten) from gy, for x, index and coef as the
+// forward's.
+template <typename T, typename X, typename GX>
+void shift_max_backward(X x, const int64_t* index, const T* coef, X gy, GX gx, T* gcoef,
+                        int64_t C, int64_t P, int64_t J, int64_t K) {
   for (int64_t i = 0; i < C; ++i) {  // J scattered adds into gx per channel
     const T* xs[kMaxShifts];
     T* gxs[kMaxShifts];
@@ -243,8 +243,8 @@ void shift_max_backward(const T* const* x, const int64_t* index, const T* coef,
 // coef must hold padded_outputs(K * J * C) values when h.blocked, else K * J * C; scratch
 // C + S. hard sigmoid and rescale: (clamp(z + 3, 0, 6) / 6 - 0.5) * 2 act_max + init
 // = clamp(z + 3, 0, 6) * (2 act_max / 6) + (init - act_max).
-template <typename T>
-MICRONET_SIMD_CLONES void hyper(const T* const* x, const ShiftMaxHyper<T>& h, int64_t C,
+template <typename T, typename X>
+MICRONET_SIMD_CLONES void hyper(X x, const ShiftMaxHyper<T>& h, int64_t C,
                                 int64_t J, int64_t K, int64_t P, T* coef, T* scratch) {
   const int64_t S = h.S, R = K * J * C;
   T* mean = scratch;
