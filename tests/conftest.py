@@ -376,3 +376,21 @@ def native_tool(name: str) -> str:
             pytest.fail(f'{why}; MICRONET_REQUIRE_NATIVE_TOOLS=1 requires it')
         pytest.skip(why)
     return path
+
+# the native kernels' vector widths (program.h, vector_bytes()): float64 always runs 8 lanes,
+# float32 16 (AVX-512 hosts) or 8 (the others); every float32 kernel test runs both, whatever
+# the host
+WIDTHS = [(torch.float64, None), (torch.float32, '64'), (torch.float32, '32')]
+WIDTH_IDS = ['f64', 'f32x16', 'f32x8']
+
+
+@pytest.fixture
+def width(monkeypatch):
+    """Call with a vector width ('32', '64' or None: the host's) to pick the float32 kernels
+    (read on every call of the torch ops)."""
+    def pick(vector_bytes: str | None) -> None:
+        if vector_bytes is None:
+            monkeypatch.delenv('MICRONET_PROGRAM_VECTOR_BYTES', raising=False)
+        else:
+            monkeypatch.setenv('MICRONET_PROGRAM_VECTOR_BYTES', vector_bytes)
+    return pick

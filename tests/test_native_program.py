@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import calibrate, rel_err, trained_like
+from conftest import WIDTH_IDS, WIDTHS, calibrate, rel_err, trained_like
 from torch import nn
 
 from micronet_mm.csrc.program_format import program_of, records
@@ -25,23 +25,6 @@ def _library():
     """The tests call ``torch.ops.micronet.program`` directly: the library must be built
     (tools/setup_env.sh) and loaded, also when a test runs alone."""
     assert fused_shift_max.available(), 'not built: python -m micronet_mm.csrc.build'
-
-
-# the kernels' vector widths (program.h, vector_bytes()): float64 always runs 8 lanes, float32
-# 16 (AVX-512 hosts) or 8 (the others); every float32 test runs both, whatever the host
-WIDTHS = [(torch.float64, None), (torch.float32, '64'), (torch.float32, '32')]
-WIDTH_IDS = ['f64', 'f32x16', 'f32x8']
-
-
-@pytest.fixture
-def width(monkeypatch):
-    """Call with a vector width ('32', '64' or None: the host's) to pick the float32 kernels."""
-    def pick(vector_bytes: str | None) -> None:
-        if vector_bytes is None:
-            monkeypatch.delenv('MICRONET_PROGRAM_VECTOR_BYTES', raising=False)
-        else:
-            monkeypatch.setenv('MICRONET_PROGRAM_VECTOR_BYTES', vector_bytes)
-    return pick
 
 
 def test_vector_width(width):

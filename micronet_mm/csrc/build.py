@@ -10,7 +10,7 @@ Flags: ``-O3`` with the compiler's baseline x86-64 ISA (the library may run on a
 than the one that built it, as on CI), and ``-fopenmp-simd``, which honours the kernel's
 ``#pragma omp simd`` (vectorised loops and reductions) without linking an OpenMP runtime. The
 kernels themselves are compiled three times (``target_clones``: baseline, x86-64-v3, x86-64-v4;
-``MICRONET_SIMD_CLONES`` in ``shift_max.h``) and the CPU picks one at load time, so building with
+``MICRONET_SIMD_CLONES`` in ``program.h``) and the CPU picks one at load time, so building with
 ``-march`` for the host gains nothing.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ('shift_max.h', 'shift_max_torch.cpp', 'program.h', 'program_format.h',
-           'program_kernels.h', 'program_torch.cpp')
+SOURCES = ('shift_max.h', 'shift_max_kernels.h', 'shift_max_torch.cpp', 'program.h',
+           'program_format.h', 'program_kernels.h', 'program_torch.cpp')
 FLAGS = ('-O3', '-fopenmp-simd')
 NAME = 'micronet_ops'
 

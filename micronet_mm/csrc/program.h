@@ -32,7 +32,19 @@
 #include <vector>
 
 #include "program_format.h"
-#include "shift_max.h"
+
+// Vectorised loops are compiled for the baseline ISA and for AVX2+FMA and AVX-512
+// (x86-64-v3, -v4), and the CPU picks at load time (GCC function multi-versioning on
+// Linux/x86-64): a library built on one machine runs, fast, on another. Elsewhere: baseline.
+// A build for one ISA only defines it empty and passes -march (-DMICRONET_SIMD_CLONES=
+// -march=x86-64-v3: the AVX2 code alone, e.g. to time it on an AVX-512 host).
+#if defined(MICRONET_SIMD_CLONES)
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MICRONET_SIMD_CLONES \
+  __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define MICRONET_SIMD_CLONES
+#endif
 
 #ifdef MICRONET_PROGRAM_PROFILE  // a benchmark harness defines it and the hook below
 #include <chrono>
@@ -40,6 +52,24 @@ void micronet_program_profile(const int64_t* record, int64_t layer, double secon
 #endif
 
 namespace micronet {
+
+// Dynamic Shift-Max's most shifts J and fusions K: a SHIFT_MAX record, the torch ops and the
+// OpenVINO node check them (shift_max_kernels.h keeps K x J coefficients on the stack).
+constexpr int64_t kMaxShifts = 8, kMaxFusions = 8;
+
+// The parameters of Dynamic Shift-Max's hyper-function (shift_max_kernels.h, hyper()):
+// act_max, init (K, J), fc1 w1 (S, C) and b1 (S), fc2 w2 and b2 with K * J * C outputs in rows
+// [k][j][c] (the reference checkpoints' layout), either as they are (w2 (K*J*C, S), row-major:
+// the torch op's and the OpenVINO node's inputs) or `blocked` as matvec_blocked reads them (a
+// program's layout, program_format.py; b2 padded to whole blocks).
+template <typename T>
+struct ShiftMaxHyper {
+  T act_max;
+  const T *init, *w1, *b1, *w2, *b2;
+  int64_t S;
+  bool blocked;
+};
+
 namespace program {
 
 struct Dims {
@@ -137,8 +167,7 @@ inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
       detail::bounded(mul(r[kConvKw], o.W + 64, l), "row masks", l);
     } else if (r[kOp] == kShiftMax) {
       const int64_t J = r[kShiftMaxShifts], K = r[kShiftMaxFusions];
-      if (r[kShiftMaxChannels] != s.C || J < 1 || J > ::micronet::detail::kMaxJ || K < 1 ||
-          K > ::micronet::detail::kMaxK)
+      if (r[kShiftMaxChannels] != s.C || J < 1 || J > kMaxShifts || K < 1 || K > kMaxFusions)
         fail("shift-max " + std::to_string(l) + ": C must be the input's, 1 <= J, K <= 8", l);
       if (r[kShiftMaxSqueeze] < 0) fail("shift-max squeeze width must be >= 0", l);
     } else if (r[kOp] == kAdd) {
@@ -168,7 +197,7 @@ inline std::vector<Dims> infer(const int64_t* prog, int64_t len, Dims in) {
 
 namespace detail {
 
-// The kernels (MICRONET_SIMD_CLONES, shift_max.h) are compiled once per ISA level and picked at
+// The kernels (MICRONET_SIMD_CLONES) are compiled once per ISA level and picked at
 // load time. target_clones clones the function, not a lambda that GCC emits out of line: such a
 // lambda runs baseline code (64-byte vectors emulated with SSE2) under every clone. In the
 // -fPIC libraries GCC did so for the inner blocks of conv_row, horizontal_flat and the
@@ -234,7 +263,7 @@ struct Plan {
 // AVX-512, else 32 (8 floats: on AVX2 the 64-byte kernels' register blocks spill out of the
 // 16 ymm registers and M2's chain in tools/analysis/bench_program.py runs about 10x slower
 // than with 32 bytes); float64 always 64 (8 lanes). AVX-512 code exists only in GCC's x86-64
-// Linux builds (the x86-64-v4 clones, MICRONET_SIMD_CLONES in shift_max.h) or in a build for
+// Linux builds (the x86-64-v4 clones, MICRONET_SIMD_CLONES above) or in a build for
 // AVX-512 (-march); any other build (clang without -march, aarch64, other targets) runs its
 // kernels at the baseline ISA, where float32 takes 32 bytes. For tests,
 // MICRONET_PROGRAM_VECTOR_BYTES=32 or 64 picks the float32 width (read by each plan()).

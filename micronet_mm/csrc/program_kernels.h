@@ -525,48 +525,11 @@ struct ShiftMaxIn {
   int64_t C, J, K;
 };
 
-// interleave() of N Shift-Max output planes computed on the fly from their sources xs[i][j]
-// and coefficients a[i][k][j] (the fusion pass of shift_max: its output never goes to memory).
-template <typename T, int J, int K>
-MICRONET_SIMD_CLONES void interleave_shift_max(const T* const (*xs)[2], const T (*a)[2][2],
-                                               int64_t P, const int64_t* at,
-                                               T* __restrict out) {
-  // shift_max.h's plane_small, on a vector or one pixel (max_of: a < b ? b : a)
-  interleave_with<T>(P, at, out, [&](int64_t i, int64_t p, auto zero)
-                                     __attribute__((always_inline)) {
-    typedef decltype(zero) U;
-    const U x0 = load<U>(xs[i][0] + p);
-    U f0 = a[i][0][0] * x0;
-    if constexpr (J > 1) f0 += a[i][0][1] * load<U>(xs[i][1] + p);
-    if constexpr (K > 1) {
-      U f1 = a[i][1][0] * x0;
-      if constexpr (J > 1) f1 += a[i][1][1] * load<U>(xs[i][1] + p);
-      f0 = f0 < f1 ? f1 : f0;
-    }
-    return f0;
-  });
-}
-
 // Output channels [o0, o0 + N) of a depthwise convolution whose input is Shift-Max sm's output:
-// their input planes, computed and interleaved into out.
+// their input planes, computed and interleaved into out (shift_max_kernels.h).
 template <typename T>
 void interleave_shift_max(const ShiftMaxIn<T>& sm, int64_t o0, int64_t Og, int64_t P,
-                          const int64_t* at, T* out) {
-  constexpr int64_t N = kVectorBytes / sizeof(T);
-  const T* xs[N][2];
-  T a[N][2][2] = {};
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t c = (o0 + i) / Og, q = sm.plane ? sm.plane[c] : c;
-    for (int64_t j = 0; j < sm.J; ++j) xs[i][j] = sm.x[sm.index[j * sm.C + q]];
-    if (sm.J == 1) xs[i][1] = xs[i][0];
-    for (int64_t k = 0; k < sm.K; ++k)
-      for (int64_t j = 0; j < sm.J; ++j) a[i][k][j] = sm.coef[(k * sm.J + j) * sm.C + q];
-  }
-  if (sm.J == 2 && sm.K == 2) interleave_shift_max<T, 2, 2>(xs, a, P, at, out);
-  else if (sm.J == 2) interleave_shift_max<T, 2, 1>(xs, a, P, at, out);
-  else if (sm.K == 2) interleave_shift_max<T, 1, 2>(xs, a, P, at, out);
-  else interleave_shift_max<T, 1, 1>(xs, a, P, at, out);
-}
+                          const int64_t* at, T* out);
 
 // Depthwise convolution (any kernel, stride, dilation) of small planes, N output channels at a
 // time: their input planes interleaved (pixel-major, one vector of N channels per pixel) into
@@ -1028,71 +991,9 @@ __attribute__((always_inline)) inline void matvec_blocked(const T* blocked, cons
   }
 }
 
-// The hyper-function: mean over the plane -> fc1 -> ReLU -> fc2 -> hard sigmoid ->
-// coefficients. fc1 (S short outputs) is S dot products; fc2 (K*J*C outputs, padded) is
-// stored blocked (matvec_blocked). coef must hold padded_outputs(K*J*C) values.
-template <typename T>
-MICRONET_SIMD_CLONES void hyper(const T* const* x, const T* params, int64_t C, int64_t J,
-                                int64_t K, int64_t S, int64_t P, T* coef, T* scratch) {
-  const T act_max = params[0];
-  const T* init = params + 1;
-  const T* w1 = init + K * J;
-  const T* b1 = w1 + S * C;
-  const T* w2 = b1 + S;
-  const int64_t R = K * J * C, R_pad = padded_outputs(R);
-  const T* b2 = w2 + S * R_pad;
-  T* mean = scratch;
-  T* hidden = scratch + C;
-  for (int64_t c = 0; c < C; ++c) mean[c] = dot<T>(x[c], nullptr, P) / T(P);
-  for (int64_t h = 0; h < S; ++h) {
-    const T z = dot(w1 + h * C, mean, C) + b1[h];
-    hidden[h] = z > T(0) ? z : T(0);
-  }
-  matvec_blocked(w2, hidden, b2, T(3), S, R_pad, coef);
-  const T scale = T(2) * act_max / T(6);
-  for (int64_t kj = 0; kj < K * J; ++kj) {
-    const T off = init[kj] - act_max;
-    T* __restrict zr = coef + kj * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      const T v = zr[c];
-      zr[c] = (v < T(0) ? T(0) : (v > T(6) ? T(6) : v)) * scale + off;
-    }
-  }
-}
-
-// The (K, J, C) coefficients of Shift-Max layer r on input planes x: its parameters (static),
-// or the hyper-function's output in scratch.
-template <typename T>
-const T* shift_max_coefficients(const T* const* x, const T* params, const int64_t* r, Dims d,
-                                std::vector<T>& scratch) {
-  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
-                S = r[kShiftMaxSqueeze];
-  if (S == 0) return params;
-  const int64_t R_pad = padded_outputs(K * J * C);
-  scratch.resize(R_pad + C + S);
-  hyper(x, params, C, J, K, S, d.planes(), scratch.data(), scratch.data() + R_pad);
-  return scratch.data();
-}
-
-template <typename T>
-void shift_max(const T* const* x, T* const* y, const T* params, const int64_t* index,
-               const int64_t* r, Dims d, std::vector<T>& scratch) {
-  const int64_t C = r[kShiftMaxChannels], J = r[kShiftMaxShifts], K = r[kShiftMaxFusions],
-                P = d.planes();
-  const T* coef = shift_max_coefficients(x, params, r, d, scratch);
-  using ::micronet::detail::forward_planes_small;
-  if (J == 2 && K == 2) return forward_planes_small<T, 2, 2>(x, index, coef, y, C, P);
-  if (J == 2 && K == 1) return forward_planes_small<T, 2, 1>(x, index, coef, y, C, P);
-  if (J == 1 && K == 2) return forward_planes_small<T, 1, 2>(x, index, coef, y, C, P);
-  if (J == 1 && K == 1) return forward_planes_small<T, 1, 1>(x, index, coef, y, C, P);
-  for (int64_t i = 0; i < C; ++i) {
-    const T* xs[::micronet::detail::kMaxJ];
-    T a[::micronet::detail::kMaxK][::micronet::detail::kMaxJ];
-    ::micronet::detail::plane_sources(x, index, coef, C, J, K, i, xs, a);
-    ::micronet::detail::forward_plane_generic(xs, a, J, K, y[i], P);
-  }
-}
+// Dynamic Shift-Max: the SHIFT_MAX layer, its hyper-function and interleave_shift_max, the
+// kernels that the torch ops and the OpenVINO node run too (shift_max.h).
+#include "shift_max_kernels.h"
 
 template <typename T>
 MICRONET_SIMD_CLONES void add(const T* const* a, const T* const* b, T* const* y, int64_t C,

@@ -1,4 +1,5 @@
-// torch.library binding of the fused Dynamic Shift-Max (shift_max.h): CPU kernels of
+// torch.library binding of the fused Dynamic Shift-Max (shift_max.h, which runs the kernels of
+// shift_max_kernels.h that the programs run): CPU kernels of
 //
 //   micronet::shift_max(Tensor x, Tensor coef, Tensor index) -> Tensor
 //   micronet::shift_max_backward(Tensor grad, Tensor x, Tensor coef, Tensor index)
@@ -30,8 +31,8 @@ micronet::ShiftMaxShape shape_of(const at::Tensor& x, const at::Tensor& coef,
   TORCH_CHECK(index.dim() == 2 && index.size(0) == coef.size(2) && index.size(1) == x.size(1) &&
                   index.scalar_type() == at::kLong,
               "micronet::shift_max: index must be int64 (J, C), got ", index.sizes());
-  TORCH_CHECK(coef.size(1) >= 1 && coef.size(1) <= micronet::detail::kMaxK &&
-                  coef.size(2) >= 1 && coef.size(2) <= micronet::detail::kMaxJ,
+  TORCH_CHECK(coef.size(1) >= 1 && coef.size(1) <= micronet::kMaxFusions &&
+                  coef.size(2) >= 1 && coef.size(2) <= micronet::kMaxShifts,
               "micronet::shift_max: 1 to 8 fusions and 1 to 8 shifts, got coef ", coef.sizes());
   TORCH_CHECK(x.scalar_type() == coef.scalar_type(), "micronet::shift_max: x and coef dtypes");
   TORCH_CHECK(x.device().is_cpu() && coef.device().is_cpu() && index.device().is_cpu(),
@@ -93,8 +94,8 @@ at::Tensor shift_max_dynamic(const at::Tensor& x_in, const at::Tensor& w1_in,
   const at::Tensor init = init_in.contiguous(), index = index_in.contiguous();
   TORCH_CHECK(x.dim() == 4, "micronet::shift_max_dynamic: x must be (N, C, H, W), got ",
               x.sizes());
-  TORCH_CHECK(init.dim() == 2 && init.size(0) >= 1 && init.size(0) <= micronet::detail::kMaxK &&
-                  init.size(1) >= 1 && init.size(1) <= micronet::detail::kMaxJ,
+  TORCH_CHECK(init.dim() == 2 && init.size(0) >= 1 && init.size(0) <= micronet::kMaxFusions &&
+                  init.size(1) >= 1 && init.size(1) <= micronet::kMaxShifts,
               "micronet::shift_max_dynamic: init must be (K, J), 1 <= K, J <= 8, got ",
               init.sizes());
   TORCH_CHECK(w1.dim() == 2 && w2.dim() == 2,

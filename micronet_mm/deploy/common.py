@@ -58,11 +58,13 @@ def check_foldable_norms(model: nn.Module) -> None:
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
             bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``bn(layer(x))`` as one layer; the output channel is dim 0."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    """Weight and bias of ``bn(layer(x))`` as one layer; the output channel is dim 0. Computed
+    in weight's dtype (float64 for the native programs' parameters), BN's statistics cast."""
+    dtype = weight.dtype
+    scale = bn.weight.to(dtype) / torch.sqrt(bn.running_var.to(dtype) + bn.eps)
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    return weight * scale.view(shape), bn.bias + (b - bn.running_mean) * scale
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean, dtype=dtype)
+    return weight * scale.view(shape), bn.bias.to(dtype) + (b - bn.running_mean.to(dtype)) * scale
 
 
 def fold_conv_bn(seq: nn.Sequential) -> nn.Conv2d:

@@ -1,7 +1,8 @@
 """The fused Dynamic Shift-Max operator: loading, autograd, fake kernels, and the switch.
 
 ``micronet::shift_max(x, coef, index)`` computes Eq. 4 from final coefficients ``coef``
-``(N, K, J, C)`` in one C++ pass (``micronet_mm/csrc/shift_max.h``): it reads x once, writes y
+``(N, K, J, C)`` in one C++ pass (the native kernels of ``micronet_mm/csrc/shift_max_kernels.h``,
+which the layer programs and the OpenVINO node run too): it reads x once, writes y
 once, and takes the shift as index arithmetic, where :class:`DynamicShiftMax`'s reference path
 stacks the J shifted copies and the ``K·J`` products. Its backward is one C++ pass too, so
 training keeps no ``(K, J, N, C, H, W)`` intermediate. The hyper-function stays in autograd-able

@@ -29,7 +29,8 @@ act_max`` rescaling enlarges the error. The fusion of Eq. 4 then runs in the act
 (|a| <= |init| + act_max bounds it: no overflow beyond that of the convolution before it), so the
 output keeps x's dtype and no float32 ``(K, J, N, C, H, W)`` intermediate is made.
 
-Which implementation runs is chosen per call from the input (:func:`fused_shift_max.choose`):
+Which implementation runs is chosen per call from the input (:func:`fused_shift_max.choose`;
+every path, deploy forms included: docs/deploy.md, "Dynamic Shift-Max: which path runs where"):
 the fused C++ operator for CPU float32 / float64 tensors, otherwise this module's reference code
 (on CUDA, under AMP, in an ONNX export); under ``torch.compile`` the reference code is what
 Inductor fuses into generated kernels (Triton on GPU, C++ on CPU).
@@ -71,6 +72,39 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+def rescale(s: torch.Tensor, act_max: float, init: torch.Tensor) -> torch.Tensor:
+    """The final coefficients from the hyper-function's output ``s`` in [0, 1] (or a static
+    Shift-Max's learned ``static_coef``): ``(s - 0.5) · 2·act_max + init``.
+
+    Args:
+        s: ``(..., K·J·C)``, rows laid out ``[k][j][c]``.
+        act_max: the coefficients vary in ``init ± act_max``.
+        init: ``K·J`` offsets, ``(K, J)`` or any shape with ``K·J`` elements.
+
+    Returns:
+        ``(..., K, J, C)``, in s's dtype.
+    """
+    k, j = init.shape[0], init.numel() // init.shape[0]
+    a = ((s - 0.5) * (2 * act_max)).unflatten(-1, (k, j, -1))
+    return a + init.reshape(k, j, 1).to(a.dtype)
+
+
+def hyper_function(pooled: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, act_max: float,
+                   init: torch.Tensor) -> torch.Tensor:
+    """The hyper-function of Eq. 4 after pooling: ``fc1 -> ReLU -> fc2 -> hard sigmoid``, then
+    :func:`rescale`.
+
+    Args:
+        pooled: ``(N, C)``, the global average of x.
+        fc1: ``C -> S``; fc2: ``S -> K·J·C`` (rows ``[k][j][c]``).
+        act_max, init: as :func:`rescale`.
+
+    Returns:
+        ``(N, K, J, C)``.
+    """
+    return rescale(HSigmoid()(fc2(F.relu(fc1(pooled)))), act_max, init)
 
 
 def shift_max_reference(x: torch.Tensor, a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -154,12 +188,15 @@ class DynamicShiftMax(nn.Module):
         n = x.shape[0]
         with _autocast_off(x.device.type):
             if self.fc is None:
-                s = self.static_coef.expand(n, -1)
+                a = self.static_coefficients().expand(n, -1, -1, -1)
             else:
-                s = self.fc(self._pooled(x))  # (N, K·J·C) in [0, 1]
-            a = (s - 0.5) * (2 * self.act_max)
-            a = a.view(n, self.num_fusions, self.num_shifts, self.channels, 1, 1)
-            return a.permute(1, 2, 0, 3, 4, 5) + self.init.unsqueeze(2).to(a.dtype)
+                a = hyper_function(self._pooled(x), self.fc[0], self.fc[2], self.act_max,
+                                   self.init)
+            return a.permute(1, 2, 0, 3)[..., None, None]  # (K, J, N, C, 1, 1)
+
+    def static_coefficients(self) -> torch.Tensor:
+        """A static Shift-Max's coefficients, ``(K, J, C)`` (learned; not clamped)."""
+        return rescale(self.static_coef, self.act_max, self.init)
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Global average of x, ``(N, C)``, in the dtype of fc's weights: as the reference code

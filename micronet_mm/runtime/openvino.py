@@ -1,7 +1,7 @@
 """OpenVINO with Dynamic Shift-Max as one native operation.
 
 The extension library (``micronet_mm/csrc/openvino``: the operations ``micronet::ShiftMax``,
-whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max.h``, and
+whose ``evaluate()`` runs the kernels of ``micronet_mm/csrc/shift_max_kernels.h``, and
 ``micronet::Program``, a fused block's layer program run by ``micronet_mm/csrc/program.h``, with
 the conversions of the ONNX nodes ``micronet.ShiftMax`` and ``micronet.Program`` to them) is
 compiled with cmake against the openvino wheel's own headers and CMake config.
@@ -35,8 +35,8 @@ from micronet_mm.errors import UserError
 
 LIBRARY_NAME = 'libmicronet_openvino.so'
 CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
-SOURCES = ('shift_max.h', 'program.h', 'program_format.h', 'program_kernels.h',
-           'openvino/CMakeLists.txt',
+SOURCES = ('shift_max.h', 'shift_max_kernels.h', 'program.h', 'program_format.h',
+           'program_kernels.h', 'openvino/CMakeLists.txt',
            'openvino/extension.cpp', 'openvino/shift_max_op.cpp', 'openvino/shift_max_op.hpp',
            'openvino/program_op.cpp', 'openvino/program_op.hpp')
 #: the extension's operation types (a model holding one needs the library)

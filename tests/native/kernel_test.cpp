@@ -40,9 +40,7 @@ void hit(int vector_bytes, int value_bytes, const char* name, int64_t a, int64_t
 #define MICRONET_KERNEL_PATH(name, a, b) \
   ::kernel_test::hit(kVectorBytes, static_cast<int>(sizeof(T)), name, a, b)
 
-#include "shift_max.h"
 #if defined(KERNEL_TEST_SINGLE_ISA)  // the kernels once, for the compiler's -march: no clones
-#undef MICRONET_SIMD_CLONES
 #define MICRONET_SIMD_CLONES
 #endif
 #include "program.h"

@@ -23,7 +23,7 @@ namespace {
 std::string shift_max_error(const std::vector<ov::Shape>& in, int64_t groups, int64_t J,
                             int64_t K) {
     if (groups < 1) return "groups must be >= 1, got " + std::to_string(groups);
-    if (J < 1 || J > detail::kMaxJ || K < 1 || K > detail::kMaxK)
+    if (J < 1 || J > kMaxShifts || K < 1 || K > kMaxFusions)
         return "num_shifts and num_fusions must lie in [1, 8], got " + std::to_string(J) +
                " and " + std::to_string(K);
     if (in[0].size() != 4) return "x must be (N, C, H, W)";
@@ -62,8 +62,8 @@ void ShiftMaxOp::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, m_groups >= 1, "micronet::ShiftMax: groups must be >= 1, got ",
                           m_groups);
     NODE_VALIDATION_CHECK(this,
-                          m_num_shifts >= 1 && m_num_shifts <= detail::kMaxJ &&
-                              m_num_fusions >= 1 && m_num_fusions <= detail::kMaxK,
+                          m_num_shifts >= 1 && m_num_shifts <= kMaxShifts &&
+                              m_num_fusions >= 1 && m_num_fusions <= kMaxFusions,
                           "micronet::ShiftMax: num_shifts and num_fusions must lie in [1, 8]");
     // every input but x's N, H and W must be known here: OpenVINO's CPU plugin turns an
     // exception of evaluate() (a batch fed at run time) into an empty output, so that the

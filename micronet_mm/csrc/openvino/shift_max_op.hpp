@@ -5,7 +5,8 @@
 //            -- the hyper-function of the trained module, coefficients computed per sample;
 //   static:  x (N, C, H, W), coef (K, J, C) -- the final coefficients, the same for every sample.
 // Attributes: groups, num_shifts (J), num_fusions (K), inner_shift, act_max.
-// Output: y (N, C, H, W). evaluate() runs the kernels of micronet_mm/csrc/shift_max.h.
+// Output: y (N, C, H, W). evaluate() runs the Shift-Max kernels that the programs run
+// (micronet_mm/csrc/shift_max_kernels.h, through shift_max.h).
 #pragma once
 
 #include <openvino/op/op.hpp>

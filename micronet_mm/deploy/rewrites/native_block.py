@@ -27,8 +27,10 @@ from micronet_mm.ops.blocks import ExpansionBlock, MicroBlockA, MicroBlockC
 from micronet_mm.ops.depthwise import MicroFactorizedDepthwise
 from micronet_mm.ops.lite import LiteCombination
 from micronet_mm.ops.pointwise import ChannelShuffle
-from micronet_mm.ops.shift_max import HSwish
+from micronet_mm.ops.shift_max import HSwish, rescale
 from micronet_mm.ops.stem import MicroStem
+
+from ..common import fold_bn
 
 
 class Unsupported(TypeError):
@@ -147,13 +149,14 @@ def _act_code(m: nn.Module) -> int:
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The convolution's weight and bias in float64 with ``bn`` folded (:func:`fold_bn`)."""
     w = conv.weight.detach().to(torch.float64)
     b = (conv.bias.detach().to(torch.float64) if conv.bias is not None
          else torch.zeros(w.shape[0], dtype=torch.float64))
     if bn is None:
         return w, b
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    return w * scale.view(-1, 1, 1, 1), (b - bn.running_mean.double()) * scale + bn.bias.double()
+    with torch.no_grad():
+        return fold_bn(w, b, bn)
 
 
 class _Compiler:
@@ -186,8 +189,7 @@ class _Compiler:
         k, j, c = m.num_fusions, m.num_shifts, m.channels
         init = m.init.detach().reshape(k, j)
         if m.fc is None:
-            coef = (m.static_coef.detach().double() - 0.5) * (2 * m.act_max)
-            params = [coef.view(k, j, c) + init.double().view(k, j, 1)]
+            params = [rescale(m.static_coef.detach().double(), m.act_max, init)]  # (K, J, C)
             squeeze = 0
         else:
             fc1, fc2 = m.fc[0], m.fc[2]

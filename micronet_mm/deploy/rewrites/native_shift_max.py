@@ -3,7 +3,8 @@
 (``micronet_mm/csrc/openvino``, loaded by :mod:`micronet_mm.runtime.openvino`) converts to its
 ``micronet::ShiftMax`` operation. One node replaces the ~10 standard nodes of the ONNX Runtime
 form (pooling, two ``Gemm``, hard sigmoid, ``Split``, shift ``Gather``, ``Mul``/``Add``/``Max``
-over the feature map).
+over the feature map). Its ``evaluate()`` runs the native Shift-Max kernels that the layer
+programs run too (``micronet_mm/csrc/shift_max_kernels.h``).
 """
 from __future__ import annotations
 
@@ -54,14 +55,12 @@ class NativeShiftMax(nn.Module):
         if not self.inner_shift and not torch.equal(
                 dsm.index[1], shift_index(dsm.channels, dsm.groups, 1, inner_shift=False)):
             raise ValueError('NativeShiftMax: the shift index is neither of the two variants')
-        init = dsm.init.view(dsm.num_fusions, dsm.num_shifts)
         if dsm.fc is None:
-            coef = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)
-            params = [coef.view(dsm.num_fusions, dsm.num_shifts, dsm.channels)
-                      + init.view(dsm.num_fusions, dsm.num_shifts, 1)]
+            params = [dsm.static_coefficients()]  # (K, J, C)
         else:
             fc1, fc2 = dsm.fc[0], dsm.fc[2]
-            params = [fc1.weight, fc1.bias, fc2.weight, fc2.bias, init]
+            params = [fc1.weight, fc1.bias, fc2.weight, fc2.bias,
+                      dsm.init.view(dsm.num_fusions, dsm.num_shifts)]
         self.num_params = len(params)
         for i, p in enumerate(params):
             self.register_buffer(f'p{i}', p.detach().clone().contiguous(), persistent=False)

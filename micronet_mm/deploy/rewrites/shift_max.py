@@ -1,6 +1,7 @@
 """Dynamic Shift-Max in deploy form: the fused C++ operator (:class:`FusedShiftMax`, PyTorch
-when built) or standard operators (:class:`FastShiftMax`, ONNX and the fallback), and their
-covariance under channel permutations (used to move a block's shuffle past them)."""
+when built) or the standard-operator graph (:class:`FastShiftMax`, the ONNX Runtime export and
+the fallback), and their covariance under channel permutations (used to move a block's shuffle
+past them). Which form runs where: docs/deploy.md, "Dynamic Shift-Max: which path runs where"."""
 from __future__ import annotations
 
 import copy
@@ -10,16 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronet_mm.ops import DynamicShiftMax, fused_shift_max
-from micronet_mm.ops.shift_max import shift_max_reference
+from micronet_mm.ops.shift_max import hyper_function, shift_max_reference
 
 from ..common import size_generic
 
 
 def static_coefficients(dsm: DynamicShiftMax) -> torch.Tensor:
     """A static Shift-Max's coefficients ``a`` as a ``(1, K·J·C, 1, 1)`` tensor, rows
-    ``[k][j][c]`` (not clamped: static coefficients are free parameters)."""
-    static = (dsm.static_coef.detach() - 0.5) * (2 * dsm.act_max)
-    return (static.view(1, -1, dsm.channels) + dsm.init.view(1, -1, 1)).reshape(1, -1, 1, 1)
+    ``[k][j][c]`` (:meth:`DynamicShiftMax.static_coefficients`)."""
+    return dsm.static_coefficients().detach().reshape(1, -1, 1, 1)
 
 
 class DeployShiftMax(nn.Module):
@@ -37,7 +37,11 @@ class DeployShiftMax(nn.Module):
 
 
 class FastShiftMax(DeployShiftMax):
-    """:class:`DynamicShiftMax` with the fewest operators (same arithmetic as Eq. 4).
+    """:class:`DynamicShiftMax` with the fewest standard operators (same arithmetic as Eq. 4):
+    an export form, not a kernel. It is the one standard-operator graph of Dynamic Shift-Max in
+    deploy mode: what the ONNX Runtime export holds, and what PyTorch deploy runs where the
+    fused operator is not built. The hyper-function's constants are folded for that graph
+    (below); the arithmetic is the reference's.
 
     ``y = max_k (a_k0 · x + a_k1 · x̂ + ...)``: one ``index_select`` per shift, one multiply and
     J-1 ``addcmul`` per fusion, K-1 ``maximum``. The hyper-function's pooling is a sum whose
@@ -146,18 +150,15 @@ class FusedShiftMax(DeployShiftMax):
             self.act_max, self.index)  # (N, C, H, W)
 
     def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """The final coefficients ``(K, J, N, C, 1, 1)`` in standard ops, in x's dtype."""
+        """The final coefficients ``(K, J, N, C, 1, 1)`` from the reference hyper-function, in
+        x's dtype."""
         k, j, c = self.num_fusions, self.num_shifts, self.channels
         if self.fc1 is None:
-            a = self.static_a.view(k, j, 1, c, 1, 1)
+            a = self.static_a.view(1, k, j, c)
         else:
-            w = self.fc1.weight
-            pooled = x.mean((2, 3), dtype=w.dtype)  # (N, C)
-            s = F.relu6(self.fc2(F.relu(self.fc1(pooled))) + 3.0) / 6.0  # hard sigmoid
-            a = (s - 0.5) * (2 * self.act_max)  # (N, K·J·C)
-            a = a.view(-1, k, j, c).permute(1, 2, 0, 3)[..., None, None] + self.init.view(
-                k, j, 1, 1, 1, 1)
-        return a.to(x.dtype)
+            pooled = x.mean((2, 3), dtype=self.fc1.weight.dtype)  # (N, C)
+            a = hyper_function(pooled, self.fc1, self.fc2, self.act_max, self.init)
+        return a.permute(1, 2, 0, 3)[..., None, None].to(x.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', dynamic={self.fc1 is not None}'
