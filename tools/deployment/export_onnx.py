@@ -513,10 +513,6 @@ def main(argv: list[str] | None = None) -> float:
     refuse_overwrite(metadata_path(out), args.force)
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
-    if args.backend == 'openvino' and (end_to_end or args.dynamic_shape):
-        raise InvalidInputError(f'--backend {args.backend} exports a fixed input size and no '
-                                'detector post-processing: drop --dynamic-shape, and for a '
-                                'detector add --head-outputs')
     if args.backend in EDGE and end_to_end:
         raise InvalidInputError(f'--backend {args.backend} exports no detector '
                                 'post-processing: add --head-outputs')
