@@ -192,3 +192,33 @@ def test_export_refuses_head_outputs_of_a_two_stage_detector(tmp_path):
     with pytest.raises(InvalidInputError, match='two-stage detector has no --head-outputs'):
         main([path, str(ckpt), '--head-outputs', '--out', str(tmp_path / 'x.onnx')])
     assert not (tmp_path / 'x.onnx').exists()
+
+
+@pytest.mark.parametrize('form', [[], ['--deploy']], ids=['plain', 'deploy'])
+@pytest.mark.parametrize('name', ['faster-rcnn_micronet_m3_fpn', 'retinanet_micronet_m3'])
+def test_export_mnn_end_to_end(tmp_path, capsys, detectors, name, form):
+    """``--backend mnn``: the end-to-end graph (NMS included), as trained and in the 4-D deploy
+    form, converted by MNN's converter, gives mmdet's detections in MNN at two sizes."""
+    pytest.importorskip('MNN')
+    from tools.deployment.export_onnx import main
+    model = detectors(name)
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'det.mnn'
+    main([config(name), str(ckpt), '--out', str(out), '--shape', *map(str, SHAPE),
+          '--backend', 'mnn', *form])
+    printed = capsys.readouterr().out
+    assert 'output boxes, scores, labels' in printed and '-> OK' in printed, printed
+    from micronet_mm.runtime import mnn
+    compare(mnn.load(str(out)), model, OTHER)
+
+
+def test_export_ncnn_refuses_the_end_to_end_detector(tmp_path, detectors):
+    """ncnn has no NonMaxSuppression: the tool says to export the head outputs."""
+    from micronet_mm.errors import InvalidInputError
+    from tools.deployment.export_onnx import main
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': detectors('retinanet_micronet_m3').state_dict(), 'meta': {}}, ckpt)
+    with pytest.raises(InvalidInputError, match='ncnn has no NonMaxSuppression.*--head-outputs'):
+        main([config('retinanet_micronet_m3'), str(ckpt), '--out', str(tmp_path / 'det.param'),
+              '--backend', 'ncnn', '--deploy'])

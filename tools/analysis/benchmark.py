@@ -80,7 +80,10 @@ RUNTIMES = ('eager', 'eager deploy', 'ort', 'ort deploy', 'ov', 'ov deploy', 'ov
             'mnn deploy', 'ncnn', 'ncnn deploy')
 #: the runtimes a baseline runs in (its plain export), and those measured for classifiers only
 PLAIN = ('eager', 'ort', 'ov', 'mnn', 'ncnn')
-EDGE = ('mnn', 'mnn deploy', 'ncnn', 'ncnn deploy')
+MNN_RUNTIMES, NCNN_RUNTIMES = ('mnn', 'mnn deploy'), ('ncnn', 'ncnn deploy')
+EDGE = MNN_RUNTIMES + NCNN_RUNTIMES
+#: the whole detectors (NMS in the graph) run in MNN too; ncnn has no NonMaxSuppression
+DETECTORS = ('det-m3', 'det-mnv3')
 #: the runtime a MicroNet column is compared in (the baseline's column)
 BASE = {r: r.split()[0] for r in RUNTIMES}
 PEAK_N = 512  # the GEMM of the peak: (N x N) @ (N x N)
@@ -121,7 +124,7 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
         x = torch.randn(1, 3, *shape)
         xn = x.numpy()
         want = [r for r in runtimes if (is_micronet(name) or r in PLAIN)
-                and (name in TOP1 or r not in EDGE)
+                and (name in TOP1 or r not in EDGE or (name in DETECTORS and r in MNN_RUNTIMES))
                 and not (is_micronet(name) and r == 'ncnn')]  # ncnn: deploy form only
         files = {}  # ONNX file per form: plain, onnxruntime, openvino
 

@@ -61,7 +61,8 @@ same thresholds, at the input size and 32 pixels wider (an ncnn model that pnnx 
 fixed size, the segmentor's, at its size only: ``micronet_mm.runtime.ncnn``). ncnn runs
 MicroNet in its deploy form only (``--deploy``: ``switch_to_deploy(model, 'ncnn')``, 4-D
 tensors and operators ncnn has); MNN runs both (with ``--deploy`` the same form,
-``switch_to_deploy(model, 'mnn')``).
+``switch_to_deploy(model, 'mnn')``). The end-to-end detector runs in MNN (NMS included); ncnn
+has no NonMaxSuppression and takes a detector with ``--head-outputs`` only.
 """
 from __future__ import annotations
 
@@ -448,6 +449,8 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
             export(model, onnx_file, shape, opset, output_name, dynamic_hw=True)
             mnn.convert(onnx_file, out, force=force)
         runner = mnn.load(out)
+        if isinstance(model, EndToEnd):  # boxes, scores, labels
+            return runner
         return lambda x: runner(x)[0]
     from micronet_mm.runtime import openvino as ovrt
     end_to_end_model = isinstance(model, EndToEnd)
@@ -513,9 +516,9 @@ def main(argv: list[str] | None = None) -> float:
     refuse_overwrite(metadata_path(out), args.force)
     model, task, default_shape = load_model(args.config, args.checkpoint, args.cfg_options)
     end_to_end = task == 'detection' and not args.head_outputs
-    if args.backend in EDGE and end_to_end:
-        raise InvalidInputError(f'--backend {args.backend} exports no detector '
-                                'post-processing: add --head-outputs')
+    if args.backend == 'ncnn' and end_to_end:
+        raise InvalidInputError('--backend ncnn exports no detector post-processing (ncnn has '
+                                'no NonMaxSuppression): add --head-outputs')
     if args.backend != 'onnxruntime' and args.dynamic_shape:
         raise InvalidInputError(f'--backend {args.backend} exports a fixed input size (an '
                                 'end-to-end detector excepted): drop --dynamic-shape')
