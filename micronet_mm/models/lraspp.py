@@ -95,8 +95,10 @@ class PaperLRASPPHead(BaseDecodeHead):
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         low, high = self._transform_inputs(inputs)
         h, w = high.shape[2:]
-        pooled = F.avg_pool2d(high, (min(self.pool_kernel, h), min(self.pool_kernel, w)),
-                              self.pool_stride)
+        # the pooling kernel is a Python int even when traced (an export holds the one of its
+        # input size: the paper's head pools a fixed window, sized for 1024x2048 inputs)
+        kernel = (min(self.pool_kernel, int(h)), min(self.pool_kernel, int(w)))
+        pooled = F.avg_pool2d(high, kernel, self.pool_stride)
         gate = F.interpolate(self.gate_conv(pooled), size=(h, w), mode='bilinear',
                              align_corners=False)
         x = F.interpolate(self.aspp_conv(high) * gate, size=low.shape[2:], mode='bilinear',
