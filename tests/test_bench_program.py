@@ -176,10 +176,10 @@ def test_bench_program_against_a_revision(capsys, monkeypatch, harness):
 
 def _commit_kernels(repo, edit):
     """A git repository at ``repo`` whose one commit holds this tree's micronet_mm/csrc, its
-    header program_kernels.h ``edit``ed."""
+    Shift-Max kernel header shift_max_kernels.h ``edit``ed."""
     csrc = repo / 'micronet_mm' / 'csrc'
     shutil.copytree(B.CSRC, csrc, ignore=shutil.ignore_patterns('__pycache__'))
-    kernels = csrc / 'program_kernels.h'
+    kernels = csrc / 'shift_max_kernels.h'
     kernels.write_text(edit(kernels.read_text()))
     git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@t']
     for cmd in (['init', '-q'], ['add', '.'], ['commit', '-qm', 'kernels']):
@@ -191,8 +191,8 @@ def test_bench_program_against_refuses_another_model(tmp_path, monkeypatch, harn
     act_max instead of 2/6) is refused with the relative difference, before any timing; one
     without the kernels, or that git cannot name, is one line naming the revision."""
     def broken(text):
-        assert 'T(2) * act_max / T(6)' in text
-        return text.replace('T(2) * act_max / T(6)', 'T(3) * act_max / T(6)')
+        assert 'T(2) * h.act_max / T(6)' in text
+        return text.replace('T(2) * h.act_max / T(6)', 'T(3) * h.act_max / T(6)')
     _commit_kernels(tmp_path / 'repo', broken)
     _tree_harness(monkeypatch, harness)
     monkeypatch.setattr(B, 'ROOT', str(tmp_path / 'repo'))
