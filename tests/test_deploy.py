@@ -435,6 +435,25 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
     np.testing.assert_allclose(got[:, row, :3], want_cls.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[:, row, 3:], want_box.numpy(), rtol=1e-4, atol=1e-4)
 
+
+def assert_ort_matches_at_two_sizes(path: str, model, shape, other, pose: bool) -> None:
+    """The ONNX file ``path`` in ONNX Runtime matches ``model`` as trained on a batch of 1 at
+    ``shape`` and a batch of 2 at ``other``."""
+    from tools.deployment.export_onnx import LogitsWrapper, ort_session
+    sess = ort_session(path)
+    g = torch.Generator().manual_seed(0)
+    for n, hw in ((1, shape), (2, other)):
+        x = torch.randn(n, 3, *hw, generator=g)
+        with torch.no_grad(), fused_shift_max.use_fused(False):
+            ref = LogitsWrapper(model)(x)
+        got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
+        assert got.shape == ref.shape
+        # pose with random weights: its attention softmaxes amplify float32 rounding (PyTorch's
+        # own float32 output measured up to 2.4e-3 from float64; see test_export_onnx_dense);
+        # a size-specific constant left in the graph gives errors of 2e-2 to 1
+        assert rel_err(got, ref) < (3e-3 if pose else 1e-4), hw
+
+
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
 @pytest.mark.parametrize('task, shape, other', [
     ('classifier', (96, 128), (64, 160)),
@@ -448,7 +467,7 @@ def test_export_onnx_dynamic_hw(tmp_path, task, shape, other, deploy):
     pytest.importorskip('onnxruntime')
     onnx = pytest.importorskip('onnx')
     from conftest import build_classifier
-    from tools.deployment.export_onnx import LogitsWrapper, export, ort_session
+    from tools.deployment.export_onnx import export
     if task == 'classifier':
         model = trained_like(build_classifier('m1'))
     else:
@@ -461,18 +480,7 @@ def test_export_onnx_dynamic_hw(tmp_path, task, shape, other, deploy):
     export(exported, path, shape, dynamic_hw=True)
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
-    sess = ort_session(path)
-    g = torch.Generator().manual_seed(0)
-    for n, hw in ((1, shape), (2, other)):
-        x = torch.randn(n, 3, *hw, generator=g)
-        with torch.no_grad(), fused_shift_max.use_fused(False):
-            ref = LogitsWrapper(model)(x)
-        got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
-        assert got.shape == ref.shape
-        # pose with random weights: its attention softmaxes amplify float32 rounding (PyTorch's
-        # own float32 output measured up to 2.4e-3 from float64; see test_export_onnx_dense);
-        # a size-specific constant left in the graph gives errors of 2e-2 to 1
-        assert rel_err(got, ref) < (3e-3 if task == 'pose' else 1e-4), hw
+    assert_ort_matches_at_two_sizes(path, model, shape, other, pose=task == 'pose')
 
 
 #: every kind of model the default deploy form must export: the four classifiers and the
@@ -491,7 +499,7 @@ def test_default_deploy_exports_standard_onnx(tmp_path, name, shape, other):
     pytest.importorskip('onnxruntime')
     onnx = pytest.importorskip('onnx')
     from conftest import build_classifier
-    from tools.deployment.export_onnx import LogitsWrapper, export, ort_session
+    from tools.deployment.export_onnx import export
     if name.startswith('classifier'):
         model = trained_like(build_classifier(name.split('-')[1]))
     else:
@@ -503,15 +511,7 @@ def test_default_deploy_exports_standard_onnx(tmp_path, name, shape, other):
     export(deploy, path, shape, dynamic_hw=True)
     graph = onnx.load(path).graph
     assert {n.domain for n in graph.node} <= {'', 'ai.onnx'}
-    sess = ort_session(path)
-    g = torch.Generator().manual_seed(0)
-    for n, hw in ((1, shape), (2, other)):
-        x = torch.randn(n, 3, *hw, generator=g)
-        with torch.no_grad(), fused_shift_max.use_fused(False):
-            ref = LogitsWrapper(model)(x)
-        got = torch.from_numpy(sess.run(None, {'input': x.numpy()})[0])
-        assert got.shape == ref.shape
-        assert rel_err(got, ref) < (3e-3 if name == 'pose' else 1e-4), hw
+    assert_ort_matches_at_two_sizes(path, model, shape, other, pose=name == 'pose')
 
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
