@@ -1,41 +1,18 @@
 """What the edge-runtime wrappers (:mod:`.ncnn`, :mod:`.mnn`) share: tracing a model into a
-file the converters read, running a converter as a child process with a time limit, and
-the runner they return."""
+file the converters read, and running a converter as a child process with a time limit (the
+runner they return is :class:`~.loaders.Runner`)."""
 from __future__ import annotations
 
 import os
 import os.path as osp
 import subprocess
 import warnings
-from collections.abc import Callable, Sequence
-
-import numpy as np
+from collections.abc import Sequence
 
 from micronet_mm.errors import UserError
 
 #: seconds a converter may run before it is stopped
 CONVERT_TIMEOUT = 600
-
-
-class Runner:
-    """``runner(x) -> list of outputs``: float32 NCHW images in, numpy outputs in the exported
-    order, batch first.
-
-    Args:
-        run: ``images -> outputs``.
-        output_names: the outputs' names, in order.
-    """
-
-    def __init__(self, run: Callable[[np.ndarray], list[np.ndarray]],
-                 output_names: Sequence[str]) -> None:
-        self._run = run
-        self.output_names = list(output_names)
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 4:
-            raise ValueError(f'expected images (N, C, H, W), got an array of shape {x.shape}')
-        return self._run(x)
 
 
 def check_model_file(path: str, ext: str) -> None:

@@ -1,14 +1,18 @@
 """Which runtime module opens an exported model: one entry per runtime.
 
-Every runtime module has ``load(path, threads=1) -> runner``, where ``runner(x)`` takes the
-normalised image batch ``(N, 3, H, W)`` float32 and returns the model's outputs as a list of
-arrays, and ``runner.output_names`` names them. The modules import their runtime's package only
-when a model is loaded, so that a missing runtime is an error of that runtime alone.
+Every runtime module has ``load(path, threads=1) -> runner``, a :class:`Runner`: ``runner(x)``
+takes the normalised image batch ``(N, 3, H, W)`` float32 and returns the model's outputs as a
+list of arrays, and ``runner.output_names`` names them. The modules import their runtime's
+package only when a model is loaded, so that a missing runtime is an error of that runtime
+alone.
 """
 from __future__ import annotations
 
 import importlib
 import os.path as osp
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from micronet_mm.errors import InvalidInputError, UserError
 
@@ -20,6 +24,27 @@ RUNTIMES = {'onnxruntime': 'micronet_mm.runtime.onnxruntime',
 
 #: file suffix -> the runtime that opens it by default
 SUFFIXES = {'.onnx': 'onnxruntime', '.xml': 'openvino', '.mnn': 'mnn', '.param': 'ncnn'}
+
+
+class Runner:
+    """``runner(x) -> list of outputs``: float32 NCHW images in, numpy outputs in the exported
+    order, batch first.
+
+    Args:
+        run: ``images -> outputs``.
+        output_names: the outputs' names, in order.
+    """
+
+    def __init__(self, run: Callable[[np.ndarray], list[np.ndarray]],
+                 output_names: Sequence[str]) -> None:
+        self._run = run
+        self.output_names = list(output_names)
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4:
+            raise ValueError(f'expected images (N, C, H, W), got an array of shape {x.shape}')
+        return self._run(x)
 
 
 def runtime_for(path: str, runtime: str | None = None) -> str:

@@ -23,7 +23,8 @@ import numpy as np
 from micronet_mm.errors import UserError
 from micronet_mm.fileio import copy_atomic, refuse_overwrite
 
-from .edge import CONVERT_TIMEOUT, Runner, check_model_file, run_converter, trace
+from .edge import CONVERT_TIMEOUT, check_model_file, run_converter, trace
+from .loaders import Runner
 
 #: what the child process runs: the converter extension alone, never ``MNN.tools``
 _CONVERT = 'import sys, _tools; sys.exit(0 if _tools.mnnconvert(sys.argv) else 1)'

@@ -17,7 +17,7 @@ its input size written on its ``Input`` layer, and :func:`load`'s runner refuses
 exported size the same way.
 
 :func:`load` opens the pair in float32 (no fp16 / bf16 storage or arithmetic) on ``threads``
-threads and returns a :class:`~.edge.Runner`: ncnn runs one image at a time (its tensors have no
+threads and returns a :class:`~.loaders.Runner`: ncnn runs one image at a time (its tensors have no
 batch axis), so a batch runs image by image and the outputs are stacked.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ import numpy as np
 from micronet_mm.errors import UserError
 from micronet_mm.fileio import copy_atomic, refuse_overwrite
 
-from .edge import CONVERT_TIMEOUT, Runner, check_model_file, run_converter, trace
+from .edge import CONVERT_TIMEOUT, check_model_file, run_converter, trace
+from .loaders import Runner
 
 #: prefixes of the layer types pnnx writes for operators it could not map to ncnn
 _FOREIGN = ('pnnx.', 'Tensor.', 'aten::', 'torch.', 'F.', 'nn.', 'prim::')

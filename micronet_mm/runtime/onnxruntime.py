@@ -7,7 +7,7 @@ measurements and parity checks compare alike.
 """
 from __future__ import annotations
 
-import numpy as np
+from .loaders import Runner
 
 
 def open_session(path: str, threads: int = 1, profile_prefix: str | None = None):
@@ -28,18 +28,8 @@ def open_session(path: str, threads: int = 1, profile_prefix: str | None = None)
     return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
 
 
-class Runner:
-    """``images (N, 3, H, W) float32 -> [outputs]`` of one ONNX file in ONNX Runtime."""
-
-    def __init__(self, path: str, threads: int = 1) -> None:
-        self.sess = open_session(path, threads)
-        self.input_name = self.sess.get_inputs()[0].name
-        self.output_names = [o.name for o in self.sess.get_outputs()]
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.sess.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
-
-
 def load(path: str, threads: int = 1) -> Runner:
     """The runner of an ``.onnx`` file (one input, the image batch)."""
-    return Runner(path, threads)
+    sess = open_session(path, threads)
+    name = sess.get_inputs()[0].name
+    return Runner(lambda x: sess.run(None, {name: x}), [o.name for o in sess.get_outputs()])

@@ -33,6 +33,8 @@ import numpy as np
 
 from micronet_mm.errors import UserError
 
+from .loaders import Runner
+
 LIBRARY_NAME = 'libmicronet_openvino.so'
 CSRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc')
 SOURCES = ('shift_max.h', 'shift_max_kernels.h', 'program.h', 'program_format.h',
@@ -189,24 +191,16 @@ def compile_model(path_or_model, threads: int = 1, profile: bool = False):
     return core().compile_model(model, 'CPU', config)
 
 
-class Runner:
-    """``images (N, 3, H, W) float32 -> [outputs]`` of one IR or ONNX file in OpenVINO
-    (:func:`compile_model`: CPU, float32, one stream, with the extension where it is built, so
-    that the plain export and the ``--backend openvino`` one both run); the runtime-module
-    interface of :mod:`micronet_mm.runtime.loaders`."""
-
-    def __init__(self, path: str, threads: int = 1) -> None:
-        self.compiled = compile_model(path, threads=threads)
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        result = self.compiled(np.ascontiguousarray(x, np.float32))
-        return [result[o] for o in self.compiled.outputs]
-
-
 def load(path: str, threads: int = 1) -> Runner:
-    """The runner of an ``.xml`` / ``.onnx`` file in OpenVINO."""
-    return Runner(path, threads)
+    """The runner of an ``.xml`` / ``.onnx`` file in OpenVINO (:func:`compile_model`: CPU,
+    float32, one stream, with the extension where it is built, so that the plain export and the
+    ``--backend openvino`` one both run)."""
+    compiled = compile_model(path, threads=threads)
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        result = compiled(x)
+        return [result[o] for o in compiled.outputs]
+    return Runner(run, [o.get_any_name() for o in compiled.outputs])
 
 
 def profile_by_type(request) -> dict[str, tuple[float, int]]:
