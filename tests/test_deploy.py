@@ -439,8 +439,9 @@ def test_export_onnx_detector(tmp_path, capsys, deploy):
 def assert_ort_matches_at_two_sizes(path: str, model, shape, other, pose: bool) -> None:
     """The ONNX file ``path`` in ONNX Runtime matches ``model`` as trained on a batch of 1 at
     ``shape`` and a batch of 2 at ``other``."""
-    from tools.deployment.export_onnx import LogitsWrapper, ort_session
-    sess = ort_session(path)
+    from micronet_mm.runtime.onnxruntime import open_session
+    from tools.deployment.export_onnx import LogitsWrapper
+    sess = open_session(path)
     g = torch.Generator().manual_seed(0)
     for n, hw in ((1, shape), (2, other)):
         x = torch.randn(n, 3, *hw, generator=g)

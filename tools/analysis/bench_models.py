@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from micronet_mm.runtime.onnxruntime import open_session
+
 #: published ImageNet top-1 (MicroNet ICCV paper Table 6; the MobileNetV3 paper)
 TOP1 = {'m0': 46.6, 'm1': 51.4, 'm2': 59.4, 'm3': 62.5,
         'mnv3-s-050': 57.9, 'mnv3-s-075': 65.2, 'mnv3-s-100': 66.7}
@@ -134,9 +136,8 @@ def export_file(model: torch.nn.Module, shape, tmp: str, tag: str, native: bool 
 def onnx_session(model: torch.nn.Module, shape, tmp: str, tag: str, profile: bool = False):
     """Export ``model`` (batch 1) into ``tmp`` and open it with the project's ORT options
     (``profile``: ONNX Runtime's profiler on, writing ``tmp/TAG_*.json``)."""
-    from tools.deployment.export_onnx import ort_session
     path = export_file(model, shape, tmp, tag)
-    return ort_session(path, profile_prefix=osp.join(tmp, tag) if profile else None)
+    return open_session(path, profile_prefix=osp.join(tmp, tag) if profile else None)
 
 
 def openvino_request(path: str, profile: bool = False):

@@ -67,6 +67,7 @@ import torch  # noqa: E402
 
 from micronet_mm.errors import run_cli  # noqa: E402
 from micronet_mm.fileio import atomic_write, refuse_overwrite  # noqa: E402
+from micronet_mm.runtime.onnxruntime import open_session  # noqa: E402
 from tools.analysis.bench_models import (DENSE, MICRONET_MID, MNV3_ARCH, NAMES, TOP1,  # noqa: E402
                                          build, deployed, export_file, is_micronet, madds,
                                          fused_variants, measure, openvino_request,
@@ -144,8 +145,7 @@ def runners(names, shapes: dict, runtimes, tmp: str) -> dict:
                 m = model if r in PLAIN else deployed(model, r.split()[0])
                 out[(name, r)] = edge_runner(r.split()[0], m, shape, tmp, f'{name}-{r}')
             elif r.startswith('ort'):
-                from tools.deployment.export_onnx import ort_session
-                sess = ort_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
+                sess = open_session(onnx('plain' if r == 'ort' else 'onnxruntime'))
                 out[(name, r)] = lambda s=sess, xn=xn: s.run(None, {'input': xn})
             else:
                 form = {'ov': 'plain', 'ov deploy': 'onnxruntime', 'ov fused': 'openvino'}[r]

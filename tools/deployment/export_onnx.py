@@ -281,21 +281,9 @@ def export(model: torch.nn.Module, out: str, shape: tuple[int, int], opset: int 
     model.eval()  # the exporter restores the wrapper's mode
 
 
-def ort_session(onnx_file: str, profile_prefix: str | None = None):
-    """An ONNX Runtime CPU session with one intra-op and one inter-op thread, full graph
-    optimisation (``ORT_ENABLE_ALL``) and sequential execution: the options every tool of this
-    project uses, so that measurements compare alike.
-
-    Args:
-        onnx_file: the exported model.
-        profile_prefix: turn on ONNX Runtime's profiler, writing ``PREFIX_*.json``.
-    """
-    return open_session(onnx_file, 1, profile_prefix)
-
-
 def ort_runner(onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``images -> first output`` of ``onnx_file`` in :func:`ort_session`."""
-    sess = ort_session(onnx_file)
+    """``images -> first output`` of ``onnx_file`` in ONNX Runtime (:func:`open_session`)."""
+    sess = open_session(onnx_file)
     return lambda x: sess.run(None, {'input': x})[0]
 
 
@@ -432,7 +420,7 @@ def export_for(model: torch.nn.Module, out: str, shape: tuple[int, int], *, back
     if backend == 'onnxruntime':
         export(model, out, shape, opset, output_name, dynamic_hw=dynamic_hw)
         if isinstance(model, EndToEnd):
-            sess = ort_session(out)
+            sess = open_session(out)
             return lambda x: sess.run(None, {'input': x})
         return ort_runner(out)
     import tempfile
